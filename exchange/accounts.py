@@ -1,0 +1,86 @@
+"""Accounts, their positions per market, and worst-case exposure.
+
+Risk follows Betfair: an order is accepted only if the account's balance covers its worst-case
+loss over every outcome of every market, unmatched orders counted at full liability.
+
+A ``Position`` holds, for one account in one market, what the account wins or loses on each
+runner. For runner ``i``, ``win[i]`` is its profit-and-loss contribution if ``i`` is among the
+winners and ``lose[i]`` if not, so for a winner set ``W`` the account makes
+``sum(lose) + sum(win[i] - lose[i] for i in W)``. With ``k`` winners the worst case is
+``sum(lose)`` plus the ``k`` smallest differences. The position keeps exactly those two
+aggregates (``sl`` = sum of lose, ``d[i]`` = win[i] - lose[i]) up to date, including unmatched
+orders at full liability:
+
+- an unmatched BACK of stake s on i loses s if i loses: ``sl -= s; d[i] += s``
+- an unmatched LAY on i loses its liability if i wins: ``d[i] -= liability``
+
+Matched bets are also kept on their own (``mw``, ``ml``: matched win and lose per runner):
+they are what settlement pays, what a snapshot stores, and what the invariant check sums to
+zero across all accounts of a market (every trade is zero-sum).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .market import Market
+
+
+class Account:
+    """A customer's money: ``balance`` in pence and the sum of its markets' exposures."""
+
+    __slots__ = ("id", "balance", "exposure", "positions")
+
+    def __init__(self, id: str, balance: int = 0) -> None:
+        self.id = id
+        self.balance = balance
+        self.exposure = 0
+        self.positions: dict[str, Position] = {}
+
+    @property
+    def available(self) -> int:
+        """What the account can still risk or withdraw, in pence."""
+        return self.balance - self.exposure
+
+
+class Position:
+    """One account's stake in one market (see the module docstring for the arithmetic)."""
+
+    __slots__ = ("acct", "market", "d", "sl", "mw", "ml", "exp", "traded")
+
+    def __init__(self, acct: Account, market: Market) -> None:
+        n = len(market.runners)
+        self.acct = acct
+        self.market = market
+        self.d = [0] * n
+        self.sl = 0
+        self.mw = [0] * n
+        self.ml = [0] * n
+        self.exp = 0
+        self.traded = False
+
+    def worst(self) -> int:
+        """Worst-case profit over every winner set, unmatched orders at full liability. O(n),
+        O(n log n) for markets with more than one winner."""
+        k = self.market.winners
+        if k == 1:
+            return self.sl + min(self.d)
+        return self.sl + sum(sorted(self.d)[:k])
+
+    def reexpose(self) -> None:
+        """Recompute this market's exposure and carry the change into the account. O(n)."""
+        k = self.market.winners
+        worst = self.sl + (min(self.d) if k == 1 else sum(sorted(self.d)[:k]))
+        e = -worst if worst < 0 else 0
+        self.acct.exposure += e - self.exp
+        self.exp = e
+
+    def matched_pnl(self, winners: list[int]) -> int:
+        """Profit and loss of the matched bets when ``winners`` (runner indices) win."""
+        ml = self.ml
+        pnl = sum(ml)
+        mw = self.mw
+        for i in winners:
+            pnl += mw[i] - ml[i]
+        return pnl

@@ -1,0 +1,344 @@
+"""Commands: their fields, and the decoders from the public JSON form and the stream form.
+
+A command in the core is a tuple ``(type, seq, ts, field, ...)`` with the fields in the order of
+``COMMANDS[type]``; money, prices and rates are integers (see ``exchange.units``). Two forms
+come in from outside, both objects keyed by the field names below plus ``type``:
+
+- the JSON form (``exch submit``, ``exch simulate``, golden files): prices and money as decimal
+  strings ("2.1", "10.00"); numbers are accepted and read by their decimal text;
+- the stream form (msgpack maps on ``exch:{p}:in``): the same names with integers for money
+  (pence), prices (hundredths) and rates (basis points).
+
+``decode`` turns either into a command tuple and never raises: an object that is not a command
+becomes an ``invalid`` tuple that the core answers with an ``order_rejected``. Values that are
+numbers but not representable (a price of "2.105", a stake of "1.001") decode to ``INVALID``
+(-1), which the core rejects with the precise reason (``INVALID_PRICE``, ``INVALID_STAKE``...).
+The core checks every value again: the decoder only shapes.
+
+``problem`` is the edge's stricter look at a JSON command: everything that can be judged
+without the exchange's state (ladder, stake bounds, ids, market definitions), with a message
+for people. ``exch submit`` refuses a file with any such line before sending anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .book import BACK, LAY
+from .events import (
+    INVALID_AMOUNT,
+    INVALID_MARKET,
+    INVALID_PRICE,
+    INVALID_STAKE,
+    INVALID_WINNERS,
+    MALFORMED,
+)
+from .limits import MAX_DELAY_MS, MAX_ID, MAX_INT, MAX_MONEY, MAX_RUNNERS
+from .units import INVALID, TICK, format_money, format_price, format_rate, parse_fixed
+
+REQUIRED: Any = object()
+
+# Field kinds.
+ID = "id"  # a market id or client ref: text of 1..64 characters
+ACCOUNT = "account"  # an account id: an id not starting with "@" (reserved for the exchange)
+INT = "int"  # a non-negative integer: runner id, order id, number of winners, delay
+INTS = "ints"  # a list of non-negative integers: runners, winners
+PRICE = "price"  # decimal odds on the ladder; hundredths on the stream
+MONEY = "money"  # pounds with at most two decimals; pence on the stream
+RATE = "rate"  # a percentage with at most two decimals; basis points on the stream
+SIDE = "side"
+TIF = "tif"
+PERSISTENCE = "persistence"
+STATUS = "status"
+
+ENUMS = {
+    SIDE: (BACK, LAY),
+    TIF: ("GTC", "IOC", "FOK"),
+    PERSISTENCE: ("LAPSE", "PERSIST"),
+    STATUS: ("OPEN", "SUSPENDED", "CLOSED"),
+}
+SCALED = (PRICE, MONEY, RATE)
+
+
+class Field(NamedTuple):
+    name: str
+    kind: str
+    default: Any = REQUIRED
+    doc: str = ""
+
+
+COMMANDS: dict[str, tuple[Field, ...]] = {
+    "create_market": (
+        Field("market", ID, doc="market id"),
+        Field("runners", INTS, doc="runner ids, at least two, all different"),
+        Field("commission", RATE, 500, "percent charged on net winnings, default 5"),
+        Field("min_stake", MONEY, 100, "smallest stake accepted, default 1.00"),
+        Field("winners", INT, 1, "how many runners win (at least one, fewer than runners)"),
+        Field("bet_delay_ms", INT, 0, "in-play bet delay in ms, default 0"),
+    ),
+    "market_status": (
+        Field("market", ID, doc="market id"),
+        Field("status", STATUS, doc="OPEN, SUSPENDED or CLOSED"),
+    ),
+    "turn_in_play": (Field("market", ID, doc="market id"),),
+    "deposit": (
+        Field("account", ACCOUNT, doc="account id"),
+        Field("amount", MONEY, doc="pounds, positive"),
+    ),
+    "withdraw": (
+        Field("account", ACCOUNT, doc="account id"),
+        Field("amount", MONEY, doc="pounds, positive, at most what is available"),
+    ),
+    "place": (
+        Field("account", ACCOUNT, doc="account id"),
+        Field("market", ID, doc="market id"),
+        Field("runner", INT, doc="runner id"),
+        Field("side", SIDE, doc="BACK or LAY"),
+        Field("price", PRICE, doc="decimal odds on the ladder"),
+        Field("stake", MONEY, doc="backer's stake in pounds (for a LAY, the stake it accepts)"),
+        Field("tif", TIF, "GTC", "GTC (default), IOC or FOK"),
+        Field("persistence", PERSISTENCE, "LAPSE", "LAPSE (default) or PERSIST"),
+        Field("ref", ID, None, "client ref, unique per account (optional)"),
+    ),
+    "cancel": (
+        Field("account", ACCOUNT, doc="owner's account id"),
+        Field("order", INT, doc="order id"),
+        Field("reduce", MONEY, None, "pounds to take off; all if absent"),
+    ),
+    "replace": (
+        Field("account", ACCOUNT, doc="owner's account id"),
+        Field("order", INT, doc="order id"),
+        Field("price", PRICE, doc="new price"),
+    ),
+    "settle": (
+        Field("market", ID, doc="market id"),
+        Field("winners", INTS, doc="winning runner ids"),
+    ),
+    "void": (Field("market", ID, doc="market id"),),
+    "heartbeat": (),
+}
+"""Every command type with its fields in tuple order (after type, seq, ts)."""
+
+ENVELOPE = ("type", "ts")
+"""Keys any command object may carry besides its fields; ``ts`` is replaced by the journal."""
+
+
+def _invalid(seq: int, ts: int, obj: Any, kind: Any, reason: str = MALFORMED) -> tuple:
+    get = obj.get if isinstance(obj, dict) else (lambda k: None)
+    return (
+        "invalid", seq, ts, kind if type(kind) is str and kind in COMMANDS else None,
+        get("account"), get("market"), get("ref"), get("order"), reason,
+    )
+
+
+_BAD: Any = object()
+
+
+def _check_id(v: Any) -> Any:
+    return v if type(v) is str and 0 < len(v) <= MAX_ID else _BAD
+
+
+def _check_account(v: Any) -> Any:
+    return v if type(v) is str and 0 < len(v) <= MAX_ID and v[0] != "@" else _BAD
+
+
+def _check_int(v: Any) -> Any:
+    return v if type(v) is int and 0 <= v <= MAX_INT else _BAD
+
+
+def _check_ints(v: Any) -> Any:
+    if (type(v) is list or type(v) is tuple) and all(
+        type(x) is int and 0 <= x <= MAX_INT for x in v
+    ):
+        return tuple(v)
+    return _BAD
+
+
+def _check_scaled_wire(v: Any) -> Any:
+    return v if type(v) is int and -MAX_INT <= v <= MAX_INT else _BAD
+
+
+def _check_scaled_json(v: Any) -> Any:
+    if type(v) is bool:
+        return _BAD
+    scaled = parse_fixed(v, 2)
+    return _BAD if scaled is None or not -MAX_INT <= scaled <= MAX_INT else scaled
+
+
+def _check_enum(values: tuple[str, ...]) -> Any:
+    def check(v: Any) -> Any:
+        return v if type(v) is str and v in values else _BAD
+
+    return check
+
+
+def _checkers(wire: bool) -> dict[str, tuple[tuple[str, Any, Any], ...]]:
+    by_kind = {ID: _check_id, ACCOUNT: _check_account, INT: _check_int, INTS: _check_ints}
+    scaled = _check_scaled_wire if wire else _check_scaled_json
+    out = {}
+    for kind, spec in COMMANDS.items():
+        out[kind] = tuple(
+            (
+                f.name,
+                by_kind.get(f.kind) or (scaled if f.kind in SCALED else _check_enum(ENUMS[f.kind])),
+                f.default,
+            )
+            for f in spec
+        )
+    return out
+
+
+_JSON_CHECKS = _checkers(wire=False)
+_WIRE_CHECKS = _checkers(wire=True)
+_NAMES = {kind: frozenset(f.name for f in spec) | set(ENVELOPE) for kind, spec in COMMANDS.items()}
+
+
+def decode(obj: Any, seq: int, ts: int, *, wire: bool = False) -> tuple:
+    """A JSON-form (or, with ``wire``, stream-form) object as a command tuple. Never raises.
+
+    This is the one place where outside data becomes a command: every field is checked for
+    its kind (text ids of 1 to 64 characters, account ids not starting with "@",
+    non-negative 64-bit integers, known enumeration values, exact decimals), so the core can
+    rely on the types of what it gets and judge only the values (on the ladder? enough funds?).
+    Anything else, and any unknown field, makes an ``invalid`` command (``MALFORMED``).
+    """
+    if type(obj) is not dict:
+        return _invalid(seq, ts, obj, None)
+    kind = obj.get("type")
+    checks = (_WIRE_CHECKS if wire else _JSON_CHECKS).get(kind) if type(kind) is str else None
+    if checks is None:
+        return _invalid(seq, ts, obj, kind)
+    names = _NAMES[kind]  # type: ignore[index]
+    for k in obj:
+        if k not in names:
+            return _invalid(seq, ts, obj, kind)
+    values: list[Any] = [kind, seq, ts]
+    append = values.append
+    get = obj.get
+    for name, check, default in checks:
+        v = get(name)
+        if v is None:
+            if default is REQUIRED:
+                return _invalid(seq, ts, obj, kind)
+            append(default)
+        else:
+            v = check(v)
+            if v is _BAD:
+                return _invalid(seq, ts, obj, kind)
+            append(v)
+    return tuple(values)
+
+
+def _id_ok(v: Any) -> bool:
+    return type(v) is str and 0 < len(v) <= MAX_ID
+
+
+def _int_ok(v: Any) -> bool:
+    return type(v) is int and 0 <= v <= MAX_INT
+
+
+def problem(obj: Any) -> tuple[str, str] | None:
+    """What is wrong with a JSON-form command without looking at any state, as (reason code,
+    message), or None if nothing is. Used at the edge to refuse bad lines before sending."""
+    if not isinstance(obj, dict):
+        return MALFORMED, f"a command is a JSON object, not {type(obj).__name__}"
+    kind = obj.get("type")
+    if type(kind) is not str or kind not in COMMANDS:
+        known = ", ".join(COMMANDS)
+        return MALFORMED, f"unknown command type {kind!r} (known: {known})"
+    spec = COMMANDS[kind]
+    for k in obj:
+        if k not in ENVELOPE and k not in _NAMES[kind]:
+            return MALFORMED, f"{kind} has no field {k!r}"
+    if "ts" in obj and not _int_ok(obj["ts"]):
+        return MALFORMED, f"ts must be milliseconds as a non-negative integer, not {obj['ts']!r}"
+    for name, fkind, default, _ in spec:
+        v = obj.get(name)
+        if v is None:
+            if default is REQUIRED:
+                return MALFORMED, f"{kind} needs {name!r}"
+            continue
+        bad = _field_problem(kind, name, fkind, v)
+        if bad:
+            return bad
+    if kind == "create_market":
+        runners = obj["runners"]
+        winners = obj.get("winners", 1)
+        if not 2 <= len(runners) <= MAX_RUNNERS or len(set(runners)) != len(runners):
+            return INVALID_MARKET, f"runners must be 2 to {MAX_RUNNERS} different ids"
+        if not 1 <= winners < len(runners):
+            return INVALID_MARKET, "winners must be at least 1 and fewer than the runners"
+    if kind == "settle":
+        winners = obj["winners"]
+        if not winners or len(set(winners)) != len(winners):
+            return INVALID_WINNERS, "winners must be one or more different runner ids"
+    return None
+
+
+def _field_problem(kind: str, name: str, fkind: str, v: Any) -> tuple[str, str] | None:
+    if fkind == ID or fkind == ACCOUNT:
+        if not _id_ok(v):
+            return MALFORMED, f"{name} must be text of 1 to {MAX_ID} characters, not {v!r}"
+        if fkind == ACCOUNT and v.startswith("@"):
+            return MALFORMED, f"account ids starting with '@' are reserved: {v!r}"
+    elif fkind == INT:
+        if not _int_ok(v):
+            return MALFORMED, f"{name} must be a non-negative integer, not {v!r}"
+        if name == "bet_delay_ms" and v > MAX_DELAY_MS:
+            return INVALID_MARKET, f"bet_delay_ms must be at most {MAX_DELAY_MS}"
+    elif fkind == INTS:
+        if type(v) is not list or not all(_int_ok(x) for x in v):
+            return MALFORMED, f"{name} must be a list of non-negative integers, not {v!r}"
+    elif fkind in ENUMS:
+        if v not in ENUMS[fkind]:
+            return MALFORMED, f"{name} must be one of {', '.join(ENUMS[fkind])}, not {v!r}"
+    else:
+        scaled = None if type(v) is bool else parse_fixed(v, 2)
+        if scaled is None:
+            return MALFORMED, f"{name} must be a decimal number, not {v!r}"
+        if fkind == PRICE:
+            if scaled not in TICK:
+                return INVALID_PRICE, f"price {v!r} is not on the Betfair ladder"
+        elif fkind == RATE:
+            if not 0 <= scaled <= 10000:
+                return INVALID_MARKET, f"{name} must be a percentage from 0 to 100, not {v!r}"
+        else:
+            reason = {"amount": INVALID_AMOUNT, "min_stake": INVALID_MARKET}.get(
+                name, INVALID_STAKE
+            )
+            if scaled == INVALID:
+                return reason, f"{name} {v!r} is not a whole number of pence"
+            if not 0 < scaled <= MAX_MONEY:
+                return reason, f"{name} must be more than 0 and at most {format_money(MAX_MONEY)}"
+    return None
+
+
+def to_wire(cmd: tuple) -> dict[str, Any]:
+    """A command tuple as its stream form: a map with integer money and prices, without
+    ``seq`` and ``ts`` (the journal supplies both) and without absent optional fields."""
+    kind = cmd[0]
+    out: dict[str, Any] = {"type": kind}
+    for f, v in zip(COMMANDS[kind], cmd[3:]):
+        if v is not None:
+            out[f.name] = list(v) if f.kind == INTS else v
+    return out
+
+
+def to_json(cmd: tuple) -> dict[str, Any]:
+    """A command tuple as its JSON form, with ``ts``: decimal strings for money and prices."""
+    kind = cmd[0]
+    out: dict[str, Any] = {"type": kind}
+    for f, v in zip(COMMANDS[kind], cmd[3:]):
+        if v is None:
+            continue
+        if f.kind == PRICE:
+            v = format_price(v)
+        elif f.kind == MONEY:
+            v = format_money(v)
+        elif f.kind == RATE:
+            v = format_rate(v)
+        elif f.kind == INTS:
+            v = list(v)
+        out[f.name] = v
+    out["ts"] = cmd[2]
+    return out

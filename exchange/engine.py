@@ -1,0 +1,785 @@
+"""The exchange: a pure, deterministic state machine from commands to events.
+
+``Exchange.apply(command)`` is the whole interface: it takes one command tuple (see
+``exchange.commands``), changes the state, and returns the events it caused as tuples (see
+``exchange.events``). There is no I/O, no clock and no randomness here: time is the ``ts`` of
+the command envelope, ids are sequence numbers, and every iteration is over an ordered
+structure, so the same commands always give the same events and the same state.
+
+Commands come from ``exchange.commands.decode``, the one place where outside data is checked
+for shape and type; the engine relies on those types and judges the values against the rules
+and the state (is the price on the ladder, is the market open, are there funds). Every handler
+checks completely before it changes anything, so a bad command becomes an ``order_rejected``
+event and leaves the state as it was: no decoded command can make ``apply`` raise. (A sequence
+number that does not increase is not bad input but a broken journal: ``SequenceError``.)
+
+The placement and matching paths are written for speed: attributes bound to locals, no helper
+calls on the common path, tuples for events.
+"""
+
+from __future__ import annotations
+
+from heapq import heappop, heappush
+from typing import Any
+
+from .accounts import Account, Position
+from .book import BACK, LAY, NO_BACK, NO_LAY, Level, Order, Pending, Side
+from .events import (
+    ACCOUNT_SETTLED,
+    BELOW_MIN_STAKE,
+    DUPLICATE_MARKET,
+    DUPLICATE_REF,
+    FOK,
+    FOK_NOT_FILLED,
+    FUNDS_CHANGED,
+    INSUFFICIENT_FUNDS,
+    INVALID_AMOUNT,
+    INVALID_MARKET,
+    INVALID_PRICE,
+    INVALID_STAKE,
+    INVALID_STATUS,
+    INVALID_WINNERS,
+    IOC,
+    LAPSE,
+    MARKET_CLOSED,
+    MARKET_CREATED,
+    MARKET_NOT_OPEN,
+    MARKET_SETTLED,
+    MARKET_STATUS_CHANGED,
+    NOT_OWNER,
+    ORDER_ACCEPTED,
+    ORDER_CANCELLED,
+    ORDER_REJECTED,
+    REPLACE,
+    SUSPENDED,
+    TRADE,
+    UNKNOWN_MARKET,
+    UNKNOWN_ORDER,
+    UNKNOWN_RUNNER,
+    USER,
+    Event,
+)
+from .limits import MAX_BALANCE, MAX_DELAY_MS, MAX_ID, MAX_INT, MAX_MONEY, MAX_RUNNERS
+from .market import CLOSED, OPEN, SETTLED, VOIDED, Market
+from .market import SUSPENDED as SUSPENDED_STATUS
+from .units import TICK
+
+GTC = "GTC"
+TIFS = ("GTC", "IOC", "FOK")
+PERSIST = "PERSIST"
+PERSISTENCES = ("LAPSE", "PERSIST")
+SIDES = (BACK, LAY)
+
+Command = tuple[Any, ...]
+
+
+class SequenceError(ValueError):
+    """A command whose sequence number is not above the last one applied: the journal is
+    broken or the commands are being fed twice. Not an input error: nothing is changed."""
+
+
+def _is_id(x: object) -> bool:
+    return type(x) is str and 0 < len(x) <= MAX_ID  # type: ignore[arg-type]
+
+
+def _is_int(x: object) -> bool:
+    return type(x) is int and 0 <= x <= MAX_INT  # type: ignore[operator]
+
+
+class Exchange:
+    """The whole state of an exchange partition and the rules that change it.
+
+    Public state: ``last_seq`` (the last command applied), ``now`` (the latest envelope time,
+    ms), ``house`` (commission collected, pence) and ``net_deposits`` (deposits minus
+    withdrawals, pence). Money is conserved: the balances plus ``house`` always equal
+    ``net_deposits``. Everything else is reached through the query methods.
+    """
+
+    HOUSE = "@exchange"
+    """Name of the exchange's own account, which receives commission; "@" names are reserved."""
+
+    def __init__(self) -> None:
+        self.last_seq = 0
+        self.now = 0
+        self.house = 0
+        self.net_deposits = 0
+        self._markets: dict[str, Market] = {}
+        self._accounts: dict[str, Account] = {}
+        self._orders: dict[int, Order] = {}
+        self._refs: dict[tuple[str, str], int] = {}
+        self._pending: list[tuple[int, int, Order]] = []
+        self._handlers = {
+            "place": self._place,
+            "cancel": self._cancel,
+            "replace": self._replace,
+            "deposit": self._deposit,
+            "withdraw": self._withdraw,
+            "create_market": self._create_market,
+            "market_status": self._market_status,
+            "turn_in_play": self._turn_in_play,
+            "settle": self._settle,
+            "void": self._void,
+            "heartbeat": self._heartbeat,
+            "invalid": self._invalid,
+        }
+
+    # ------------------------------------------------------------------ the interface
+
+    def apply(self, cmd: Command) -> list[Event]:
+        """Apply one decoded command; return the events it caused, in order. O(1) for a
+        resting placement or a cancel, O(trades) for a crossing order, O(orders) for a
+        market-wide change (close, in-play turn, settlement)."""
+        seq = cmd[1]
+        if seq <= self.last_seq:
+            raise SequenceError(f"seq {seq!r} does not follow {self.last_seq}")
+        self.last_seq = seq
+        ts = cmd[2]
+        if ts > self.now:
+            self.now = ts
+        out: list[Event] = []
+        pending = self._pending
+        if pending and pending[0][0] <= self.now:
+            self._release(seq, out)
+        self._handlers[cmd[0]](cmd, out)
+        return out
+
+    def next_wakeup(self) -> int | None:
+        """Envelope time at which the next order waiting out a bet delay reaches the book, or
+        None. The journal sequences a heartbeat by then so that time moves on."""
+        pending = self._pending
+        while pending and not pending[0][2].remaining:
+            heappop(pending)
+        return pending[0][0] if pending else None
+
+    # ------------------------------------------------------------------ queries
+
+    def market(self, market_id: str) -> Market | None:
+        """The market with this id, or None."""
+        return self._markets.get(market_id)
+
+    def markets(self) -> list[Market]:
+        """Every market, in creation order."""
+        return list(self._markets.values())
+
+    def account(self, account_id: str) -> Account | None:
+        """The account with this id, or None."""
+        return self._accounts.get(account_id)
+
+    def accounts(self) -> list[Account]:
+        """Every account, in order of first deposit."""
+        return list(self._accounts.values())
+
+    def order(self, order_id: int) -> Order | None:
+        """The live (unmatched) order with this id, or None."""
+        return self._orders.get(order_id)
+
+    @property
+    def live_orders(self) -> int:
+        """How many orders are live: resting or waiting out a bet delay."""
+        return len(self._orders)
+
+    def ladder(self, market_id: str, depth: int = 3) -> list[dict[str, Any]]:
+        """Per runner, the best ``depth`` prices available to back (resting LAY money, highest
+        first) and to lay (resting BACK money, lowest first), as (price, size) pairs."""
+        m = self._markets.get(market_id)
+        if m is None:
+            return []
+        return [
+            {"runner": r, "to_back": m.lays[i].depth(depth), "to_lay": m.backs[i].depth(depth)}
+            for i, r in enumerate(m.runners)
+        ]
+
+    def snapshot(self) -> bytes:
+        """The whole state as canonical bytes (see ``exchange.snapshot``)."""
+        from .snapshot import dump
+
+        return dump(self)
+
+    @classmethod
+    def restore(cls, data: bytes) -> Exchange:
+        """An exchange rebuilt from ``snapshot()`` bytes; it behaves exactly as the original."""
+        from .snapshot import load
+
+        return load(data)
+
+    def state_hash(self) -> str:
+        """SHA-256 of the canonical snapshot, in hex: equal states, equal hashes."""
+        from .snapshot import state_hash
+
+        return state_hash(self.snapshot())
+
+    def check(self) -> None:
+        """Assert every invariant of the books and the money; raise ``InvariantError``."""
+        from .invariants import check
+
+        check(self)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _reject(
+        self,
+        out: list[Event],
+        seq: int,
+        command: Any,
+        reason: str,
+        account: Any = None,
+        market: Any = None,
+        ref: Any = None,
+        order: Any = None,
+    ) -> None:
+        """Append an ``order_rejected``; fields are echoed only if they are well-formed."""
+        out.append((
+            ORDER_REJECTED,
+            seq,
+            command if type(command) is str and command in self._handlers and command != "invalid"
+            else None,
+            account if _is_id(account) else None,
+            market if _is_id(market) else None,
+            ref if _is_id(ref) else None,
+            order if _is_int(order) else None,
+            reason,
+        ))
+
+    def _cancel_order(self, seq: int, o: Order, size: int, reason: str, out: list[Event]) -> None:
+        """Take ``size`` off a live order's unmatched stake, release its reserved liability and
+        report it; the order goes when nothing is left. O(n runners)."""
+        lvl = o.level
+        side = lvl.side
+        price = lvl.price
+        pos = o.pos
+        d = pos.d
+        rem = o.remaining
+        new = rem - size
+        if side.side == "BACK":
+            pos.sl += size
+            d[side.ridx] -= size
+        else:
+            x = price - 100
+            d[side.ridx] += rem * x // 100 - new * x // 100
+        # pos.reexpose(), inline: this is the cancel hot path
+        k = pos.market.winners
+        worst = pos.sl + (min(d) if k == 1 else sum(sorted(d)[:k]))
+        e = -worst if worst < 0 else 0
+        acct = pos.acct
+        acct.exposure += e - pos.exp
+        pos.exp = e
+        o.remaining = new
+        if type(lvl) is Level:
+            lvl.total -= size
+            if not new:
+                lvl.live -= 1
+                del self._orders[o.id]
+                if not lvl.live:
+                    lvl.queue.clear()  # no order keeps the dropped level alive (no cycles)
+                    side.remove_level(price)
+                elif len(lvl.queue) > 2 * lvl.live + 8:
+                    lvl.compact()
+        elif not new:
+            del self._orders[o.id]
+        out.append((
+            ORDER_CANCELLED, seq, o.id, acct.id, side.market.id, side.runner, side.side,
+            price, size, new, reason,
+        ))
+
+    def _fillable(self, opp: Side, price: int, stake: int) -> bool:
+        """Whether ``stake`` can be matched in full at ``price`` or better against ``opp``."""
+        levels = opp.levels
+        total = 0
+        for p in opp.prices():
+            if (p < price) if opp.side == LAY else (p > price):
+                break
+            total += levels[p].total
+            if total >= stake:
+                return True
+        return False
+
+    def _reserve(self, pos: Position, side: str, i: int, price: int, stake: int) -> int:
+        """Count a new unmatched order at full liability; return the market exposure it would
+        bring (the position's ``exp`` is left for the caller to commit or ``_unreserve``)."""
+        d = pos.d
+        if side == BACK:
+            pos.sl -= stake
+            d[i] += stake
+        else:
+            d[i] -= stake * (price - 100) // 100
+        k = pos.market.winners
+        worst = pos.sl + (min(d) if k == 1 else sum(sorted(d)[:k]))
+        return -worst if worst < 0 else 0
+
+    @staticmethod
+    def _unreserve(pos: Position, side: str, i: int, price: int, stake: int) -> None:
+        """Undo ``_reserve``."""
+        if side == BACK:
+            pos.sl += stake
+            pos.d[i] -= stake
+        else:
+            pos.d[i] += stake * (price - 100) // 100
+
+    # ------------------------------------------------------------------ orders
+
+    def _place(self, cmd: Command, out: list[Event]) -> None:
+        _, seq, ts, account, market_id, runner, side, price, stake, tif, persist, ref = cmd
+        if ref is not None:
+            key = (account, ref)
+            refs = self._refs
+            if key in refs:
+                return self._reject(out, seq, "place", DUPLICATE_REF, account, market_id, ref)
+            refs[key] = seq
+        m = self._markets.get(market_id)
+        if m is None:
+            return self._reject(out, seq, "place", UNKNOWN_MARKET, account, market_id, ref)
+        i = m.index.get(runner)
+        if i is None:
+            return self._reject(out, seq, "place", UNKNOWN_RUNNER, account, market_id, ref)
+        if m.status != "OPEN":
+            return self._reject(out, seq, "place", MARKET_NOT_OPEN, account, market_id, ref)
+        if price not in TICK:
+            return self._reject(out, seq, "place", INVALID_PRICE, account, market_id, ref)
+        if stake <= 0 or stake > MAX_MONEY:
+            return self._reject(out, seq, "place", INVALID_STAKE, account, market_id, ref)
+        if stake < m.min_stake:
+            return self._reject(out, seq, "place", BELOW_MIN_STAKE, account, market_id, ref)
+        acct = self._accounts.get(account)
+        if acct is None:
+            return self._reject(out, seq, "place", INSUFFICIENT_FUNDS, account, market_id, ref)
+        pos = acct.positions.get(market_id)
+        fresh = False
+        if pos is None:
+            pos = Position(acct, m)
+            fresh = True
+        # Reserve the order at full liability and check the account can carry it.
+        d = pos.d
+        if side == "BACK":
+            sl = pos.sl = pos.sl - stake
+            d[i] += stake
+            own = m.backs[i]
+            crosses = m.lays[i].best >= price
+        else:
+            sl = pos.sl
+            d[i] -= stake * (price - 100) // 100
+            own = m.lays[i]
+            crosses = m.backs[i].best <= price
+        k = m.winners
+        worst = sl + (min(d) if k == 1 else sum(sorted(d)[:k]))
+        e = -worst if worst < 0 else 0
+        exposure = acct.exposure - pos.exp + e
+        if acct.balance < exposure:
+            self._unreserve(pos, side, i, price, stake)
+            return self._reject(out, seq, "place", INSUFFICIENT_FUNDS, account, market_id, ref)
+        delayed = m.delay and m.in_play
+        if tif == "FOK" and not delayed and not self._fillable(
+            m.lays[i] if side == "BACK" else m.backs[i], price, stake
+        ):
+            self._unreserve(pos, side, i, price, stake)
+            return self._reject(out, seq, "place", FOK_NOT_FILLED, account, market_id, ref)
+        if fresh:
+            acct.positions[market_id] = pos
+            m.positions[account] = pos
+        acct.exposure = exposure
+        pos.exp = e
+        out.append((
+            ORDER_ACCEPTED, seq, seq, account, market_id, runner, side, price, stake, tif,
+            persist, ref,
+        ))
+        o = Order(seq, pos, None, stake, persist == "PERSIST")  # type: ignore[arg-type]
+        if delayed:
+            self._delay(o, own, price, tif, self.now + m.delay)
+        elif crosses or tif != "GTC":
+            self._execute(seq, o, side, m, i, price, stake, tif, out)
+        else:
+            # The common case, inline: a GTC order that does not cross joins its level.
+            lvl = own.levels.get(price)
+            if lvl is None:
+                lvl = own.add_level(price)
+            lvl.queue.append(o)
+            lvl.total += stake
+            lvl.live += 1
+            o.level = lvl
+            self._orders[seq] = o
+
+    def _delay(self, o: Order, own: Side, price: int, tif: str, release: int) -> None:
+        """Park an in-play order until the bet delay has passed."""
+        o.level = Pending(own, price, tif, release)
+        self._orders[o.id] = o
+        heappush(self._pending, (release, o.id, o))
+
+    def _release(self, seq: int, out: list[Event]) -> None:
+        """Bring every order whose bet delay is over to the book, earliest first."""
+        pending = self._pending
+        now = self.now
+        while pending and pending[0][0] <= now:
+            o = heappop(pending)[2]
+            if not o.remaining:
+                continue
+            pend = o.level
+            assert type(pend) is Pending
+            own = pend.side
+            if pend.tif == "FOK":
+                opp = own.market.lays[own.ridx] if own.side == BACK else own.market.backs[own.ridx]
+                if not self._fillable(opp, pend.price, o.remaining):
+                    self._cancel_order(seq, o, o.remaining, FOK, out)
+                    continue
+            del self._orders[o.id]
+            self._execute(seq, o, own.side, own.market, own.ridx, pend.price, o.remaining,
+                          pend.tif, out)
+
+    def _execute(
+        self, seq: int, o: Order, side: str, m: Market, i: int, price: int, qty: int, tif: str,
+        out: list[Event],
+    ) -> None:
+        """Match an accepted order against the book, then rest (GTC) or cancel (IOC, FOK) what
+        is left. The order's liability is already reserved."""
+        o.remaining = qty
+        if side == BACK:
+            opp = m.lays[i]
+            if opp.best >= price:
+                qty = self._take(seq, o, True, price, qty, opp, out)
+        else:
+            opp = m.backs[i]
+            if opp.best <= price:
+                qty = self._take(seq, o, False, price, qty, opp, out)
+        if not qty:
+            return
+        if tif == GTC:
+            own = (m.backs if side == BACK else m.lays)[i]
+            lvl = own.levels.get(price)
+            if lvl is None:
+                lvl = own.add_level(price)
+            lvl.queue.append(o)
+            lvl.total += qty
+            lvl.live += 1
+            o.level = lvl
+            self._orders[o.id] = o
+            return
+        # IOC (or a FOK that was fillable but met a book that changed: cannot happen within
+        # one command, kept for safety): release what is left.
+        pos = o.pos
+        if side == BACK:
+            pos.sl += qty
+            pos.d[i] -= qty
+        else:
+            pos.d[i] += qty * (price - 100) // 100
+        pos.reexpose()
+        o.remaining = 0
+        out.append((
+            ORDER_CANCELLED, seq, o.id, pos.acct.id, m.id, m.runners[i], side, price, qty, 0, IOC,
+        ))
+
+    def _take(
+        self, seq: int, taker: Order, taker_backs: bool, limit: int, qty: int, opp: Side,
+        out: list[Event],
+    ) -> int:
+        """Match ``qty`` of ``taker`` against the resting orders of ``opp`` at ``limit`` or
+        better: best price first, first in first out, at the resting order's price. Returns
+        the unmatched quantity. O(trades + levels emptied)."""
+        levels = opp.levels
+        orders = self._orders
+        m = opp.market
+        mid = m.id
+        runner = opp.runner
+        i = opp.ridx
+        tpos = taker.pos
+        tid = taker.id
+        taccount = tpos.acct.id
+        k = m.winners
+        while qty:
+            best = opp.best
+            if taker_backs:
+                if best < limit:
+                    break
+            elif best > limit:
+                break
+            lvl = levels[best]
+            q = lvl.queue
+            x = best - 100
+            while q:
+                maker = q[0]
+                mrem = maker.remaining
+                if not mrem:
+                    q.popleft()
+                    continue
+                size = qty if qty < mrem else mrem
+                profit = size * x // 100
+                mpos = maker.pos
+                if taker_backs:
+                    bpos, lpos, lay_rem, lay_x = tpos, mpos, mrem, x
+                else:
+                    bpos, lpos, lay_rem, lay_x = mpos, tpos, qty, limit - 100
+                # Backer: unmatched stake becomes a matched bet winning ``profit``.
+                bpos.d[i] += profit
+                bpos.mw[i] += profit
+                bpos.ml[i] -= size
+                # Layer: reserved liability shrinks with the unmatched stake, the matched bet
+                # loses ``profit`` if the runner wins and gains ``size`` if it loses.
+                lpos.d[i] += (
+                    lay_rem * lay_x // 100 - (lay_rem - size) * lay_x // 100 - profit - size
+                )
+                lpos.sl += size
+                lpos.mw[i] -= profit
+                lpos.ml[i] += size
+                bpos.traded = lpos.traded = True
+                # bpos.reexpose() and lpos.reexpose(), inline: once per trade
+                d = bpos.d
+                worst = bpos.sl + (min(d) if k == 1 else sum(sorted(d)[:k]))
+                e = -worst if worst < 0 else 0
+                bpos.acct.exposure += e - bpos.exp
+                bpos.exp = e
+                if lpos is not bpos:
+                    d = lpos.d
+                    worst = lpos.sl + (min(d) if k == 1 else sum(sorted(d)[:k]))
+                    e = -worst if worst < 0 else 0
+                    lpos.acct.exposure += e - lpos.exp
+                    lpos.exp = e
+                if taker_backs:
+                    out.append((
+                        TRADE, seq, f"{seq}-{len(out)}", mid, runner, best, size, tid,
+                        maker.id, taccount, mpos.acct.id, BACK,
+                    ))
+                else:
+                    out.append((
+                        TRADE, seq, f"{seq}-{len(out)}", mid, runner, best, size, maker.id,
+                        tid, mpos.acct.id, taccount, LAY,
+                    ))
+                lvl.total -= size
+                qty -= size
+                taker.remaining = qty
+                if size == mrem:
+                    q.popleft()
+                    maker.remaining = 0
+                    lvl.live -= 1
+                    del orders[maker.id]
+                else:
+                    maker.remaining = mrem - size
+                if not qty:
+                    break
+            if not lvl.live:
+                q.clear()  # no order keeps the dropped level alive (no cycles)
+                opp.remove_level(best)
+        return qty
+
+    def _cancel(self, cmd: Command, out: list[Event]) -> None:
+        _, seq, ts, account, order_id, reduce = cmd
+        o = self._orders.get(order_id)
+        if o is None:
+            return self._reject(out, seq, "cancel", UNKNOWN_ORDER, account, None, None, order_id)
+        pos = o.pos
+        mid = pos.market.id
+        if pos.acct.id != account:
+            return self._reject(out, seq, "cancel", NOT_OWNER, account, mid, None, order_id)
+        if pos.market.status != OPEN:
+            return self._reject(out, seq, "cancel", MARKET_NOT_OPEN, account, mid, None, order_id)
+        rem = o.remaining
+        if reduce is None:
+            size = rem
+        elif reduce <= 0 or reduce > MAX_MONEY:
+            return self._reject(out, seq, "cancel", INVALID_STAKE, account, mid, None, order_id)
+        else:
+            size = rem if reduce >= rem else reduce
+        self._cancel_order(seq, o, size, USER, out)
+
+    def _replace(self, cmd: Command, out: list[Event]) -> None:
+        _, seq, ts, account, order_id, price = cmd
+        o = self._orders.get(order_id)
+        if o is None:
+            return self._reject(out, seq, "replace", UNKNOWN_ORDER, account, None, None, order_id)
+        pos = o.pos
+        m = pos.market
+        if pos.acct.id != account:
+            return self._reject(out, seq, "replace", NOT_OWNER, account, m.id, None, order_id)
+        if m.status != OPEN:
+            return self._reject(
+                out, seq, "replace", MARKET_NOT_OPEN, account, m.id, None, order_id
+            )
+        if price not in TICK:
+            return self._reject(out, seq, "replace", INVALID_PRICE, account, m.id, None, order_id)
+        own = o.level.side
+        side = own.side
+        i = own.ridx
+        rem = o.remaining
+        old_price = o.level.price
+        acct = pos.acct
+        if side == LAY and price > old_price:
+            # A dearer lay risks more: check it as if the old order were already gone.
+            self._unreserve(pos, side, i, old_price, rem)
+            e = self._reserve(pos, side, i, price, rem)
+            short = acct.balance < acct.exposure - pos.exp + e
+            self._unreserve(pos, side, i, price, rem)
+            self._reserve(pos, side, i, old_price, rem)
+            if short:
+                return self._reject(
+                    out, seq, "replace", INSUFFICIENT_FUNDS, account, m.id, None, order_id
+                )
+        persist = o.persist
+        self._cancel_order(seq, o, rem, REPLACE, out)
+        e = self._reserve(pos, side, i, price, rem)
+        acct.exposure += e - pos.exp
+        pos.exp = e
+        out.append((
+            ORDER_ACCEPTED, seq, seq, account, m.id, own.runner, side, price, rem, GTC,
+            "PERSIST" if persist else "LAPSE", None,
+        ))
+        new = Order(seq, pos, None, rem, persist)  # type: ignore[arg-type]
+        if m.in_play and m.delay:
+            self._delay(new, own, price, GTC, self.now + m.delay)
+        else:
+            self._execute(seq, new, side, m, i, price, rem, GTC, out)
+
+    # ------------------------------------------------------------------ money
+
+    def _deposit(self, cmd: Command, out: list[Event]) -> None:
+        _, seq, ts, account, amount = cmd
+        acct = self._accounts.get(account)
+        balance = acct.balance if acct is not None else 0
+        if amount <= 0 or amount > MAX_MONEY or balance + amount > MAX_BALANCE:
+            return self._reject(out, seq, "deposit", INVALID_AMOUNT, account)
+        if acct is None:
+            acct = self._accounts[account] = Account(account)
+        acct.balance += amount
+        self.net_deposits += amount
+        out.append((FUNDS_CHANGED, seq, account, amount, acct.balance))
+
+    def _withdraw(self, cmd: Command, out: list[Event]) -> None:
+        _, seq, ts, account, amount = cmd
+        if amount <= 0 or amount > MAX_MONEY:
+            return self._reject(out, seq, "withdraw", INVALID_AMOUNT, account)
+        acct = self._accounts.get(account)
+        if acct is None or acct.balance - acct.exposure < amount:
+            return self._reject(out, seq, "withdraw", INSUFFICIENT_FUNDS, account)
+        acct.balance -= amount
+        self.net_deposits -= amount
+        out.append((FUNDS_CHANGED, seq, account, -amount, acct.balance))
+
+    # ------------------------------------------------------------------ markets
+
+    def _create_market(self, cmd: Command, out: list[Event]) -> None:
+        _, seq, ts, market_id, runners, commission, min_stake, winners, delay = cmd
+        if market_id in self._markets:
+            return self._reject(out, seq, "create_market", DUPLICATE_MARKET, None, market_id)
+        n = len(runners)
+        if (
+            not 2 <= n <= MAX_RUNNERS or len(set(runners)) != n
+            or not 0 <= commission <= 10000 or not 0 < min_stake <= MAX_MONEY
+            or not 1 <= winners < n or not 0 <= delay <= MAX_DELAY_MS
+        ):
+            return self._reject(out, seq, "create_market", INVALID_MARKET, None, market_id)
+        runners = list(runners)
+        self._markets[market_id] = Market(market_id, runners, commission, min_stake, winners, delay)
+        out.append((
+            MARKET_CREATED, seq, market_id, runners, commission, min_stake, winners, delay,
+        ))
+
+    def _market_status(self, cmd: Command, out: list[Event]) -> None:
+        _, seq, ts, market_id, status = cmd
+        m = self._markets.get(market_id)
+        if m is None:
+            return self._reject(out, seq, "market_status", UNKNOWN_MARKET, None, market_id)
+        if status == m.status:
+            return  # already so: nothing happens, nothing to report
+        if m.status == CLOSED or m.settled:
+            return self._reject(out, seq, "market_status", INVALID_STATUS, None, market_id)
+        m.status = status
+        out.append((MARKET_STATUS_CHANGED, seq, market_id, status, m.in_play))
+        if status == SUSPENDED_STATUS:
+            self._cancel_pending(seq, m, SUSPENDED, out)
+        elif status == CLOSED:
+            self._cancel_all(seq, m, MARKET_CLOSED, out)
+
+    def _turn_in_play(self, cmd: Command, out: list[Event]) -> None:
+        _, seq, ts, market_id = cmd
+        m = self._markets.get(market_id)
+        if m is None:
+            return self._reject(out, seq, "turn_in_play", UNKNOWN_MARKET, None, market_id)
+        if m.in_play or m.status == CLOSED or m.settled:
+            return self._reject(out, seq, "turn_in_play", INVALID_STATUS, None, market_id)
+        m.in_play = True
+        out.append((MARKET_STATUS_CHANGED, seq, market_id, m.status, True))
+        for side in m.sides():
+            for p in side.prices():
+                for o in side.levels[p].orders():
+                    if not o.persist:
+                        self._cancel_order(seq, o, o.remaining, LAPSE, out)
+
+    def _cancel_pending(self, seq: int, m: Market, reason: str, out: list[Event]) -> None:
+        """Cancel the market's orders that are waiting out the bet delay, earliest first."""
+        for _, _, o in sorted(self._pending):
+            if o.remaining and o.level.side.market is m:
+                self._cancel_order(seq, o, o.remaining, reason, out)
+
+    def _cancel_all(self, seq: int, m: Market, reason: str, out: list[Event]) -> None:
+        """Cancel every unmatched order of the market: runner by runner, BACK then LAY, best
+        price first, first in first out; then those waiting out the bet delay."""
+        for side in m.sides():
+            for p in side.prices():
+                for o in side.levels[p].orders():
+                    self._cancel_order(seq, o, o.remaining, reason, out)
+        self._cancel_pending(seq, m, reason, out)
+
+    def _close_for_settlement(self, seq: int, m: Market, out: list[Event]) -> None:
+        if m.status != CLOSED:
+            m.status = CLOSED
+            out.append((MARKET_STATUS_CHANGED, seq, m.id, CLOSED, m.in_play))
+            self._cancel_all(seq, m, MARKET_CLOSED, out)
+
+    def _settle(self, cmd: Command, out: list[Event]) -> None:
+        _, seq, ts, market_id, winners = cmd
+        m = self._markets.get(market_id)
+        if m is None:
+            return self._reject(out, seq, "settle", UNKNOWN_MARKET, None, market_id)
+        if m.settled:
+            return self._reject(out, seq, "settle", INVALID_STATUS, None, market_id)
+        index = m.index
+        if any(r not in index for r in winners):
+            return self._reject(out, seq, "settle", UNKNOWN_RUNNER, None, market_id)
+        if not 1 <= len(winners) <= m.winners or len(set(winners)) != len(winners):
+            return self._reject(out, seq, "settle", INVALID_WINNERS, None, market_id)
+        self._close_for_settlement(seq, m, out)
+        self._pay_out(seq, m, list(winners), [index[r] for r in winners], out)
+
+    def _void(self, cmd: Command, out: list[Event]) -> None:
+        _, seq, ts, market_id = cmd
+        m = self._markets.get(market_id)
+        if m is None:
+            return self._reject(out, seq, "void", UNKNOWN_MARKET, None, market_id)
+        if m.settled:
+            return self._reject(out, seq, "void", INVALID_STATUS, None, market_id)
+        self._close_for_settlement(seq, m, out)
+        self._pay_out(seq, m, [], None, out)
+
+    def _pay_out(
+        self, seq: int, m: Market, winners: list[int], idx: list[int] | None, out: list[Event]
+    ) -> None:
+        """Settle a closed market: pay every matched position (nothing if ``idx`` is None: a
+        void), charge commission on each account's net winnings in the market, release the
+        exposure, and report per account that traded, in order of first order placed."""
+        rate = m.commission
+        settled = []
+        total = 0
+        for account, pos in m.positions.items():
+            acct = pos.acct
+            pnl = pos.matched_pnl(idx) if idx is not None and pos.traded else 0
+            commission = pnl * rate // 10000 if pnl > 0 else 0
+            total += commission
+            acct.balance += pnl - commission
+            acct.exposure -= pos.exp
+            del acct.positions[m.id]
+            if pos.traded:
+                settled.append((ACCOUNT_SETTLED, seq, account, m.id, pnl, commission, acct.balance))
+        self.house += total
+        m.status = SETTLED if idx is not None else VOIDED
+        m.positions = {}
+        out.append((MARKET_SETTLED, seq, m.id, winners, idx is None, total))
+        out.extend(settled)
+
+    # ------------------------------------------------------------------ the rest
+
+    def _heartbeat(self, cmd: Command, out: list[Event]) -> None:
+        """Time moved on (delayed orders were released by ``apply``); nothing else happens."""
+
+    def _invalid(self, cmd: Command, out: list[Event]) -> None:
+        """A command the decoder could not make sense of: reject it with the decoder's reason."""
+        _, seq, ts, command, account, market, ref, order, reason = cmd
+        self._reject(out, seq, command, reason, account, market, ref, order)
+
+
+__all__ = ["Exchange", "SequenceError", "Command", "TIFS", "PERSISTENCES", "SIDES", "NO_BACK",
+           "NO_LAY"]

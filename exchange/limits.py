@@ -1,0 +1,24 @@
+"""Bounds on what a command may carry.
+
+Every number the core accepts must fit the stream format (msgpack: 64-bit integers) and stay
+cheap to compute with, and every name must stay short enough to echo in events. A value past
+these bounds is rejected like any other invalid value, never truncated.
+"""
+
+MAX_ID = 64
+"""Longest market id, account id or client ref, in characters."""
+
+MAX_INT = 2**63 - 1
+"""Largest runner id or order id."""
+
+MAX_MONEY = 10**12
+"""Largest stake, deposit or withdrawal in one command, in pence (ten billion pounds)."""
+
+MAX_BALANCE = 10**15
+"""Largest balance an account may hold, in pence."""
+
+MAX_RUNNERS = 200
+"""Most runners in one market."""
+
+MAX_DELAY_MS = 600_000
+"""Longest in-play bet delay, in milliseconds."""

@@ -1,0 +1,50 @@
+"""Command files: one JSON object per line, as read by ``exch simulate`` and ``exch submit``.
+
+Blank lines and lines starting with ``#`` are comments, so a scenario can explain itself.
+JSON numbers are read as exact decimals (``Decimal``), never through a binary float.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+
+class BadLine(ValueError):
+    """A line of a command file that is not JSON text; says where and why."""
+
+    def __init__(self, source: str, line: int, why: str) -> None:
+        super().__init__(f"{source}:{line}: {why}")
+        self.source = source
+        self.line = line
+        self.why = why
+
+
+def parse_line(text: str) -> Any:
+    """One line of JSON, numbers as ``Decimal``/``int``. Raises ``json.JSONDecodeError``."""
+    return json.loads(text, parse_float=Decimal)
+
+
+def read_commands(stream: TextIO, source: str = "-") -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON value) for every command line; ``BadLine`` on text that is
+    not JSON. Values that are JSON but not commands are the decoder's business."""
+    for number, text in enumerate(stream, 1):
+        text = text.strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            yield number, parse_line(text)
+        except (json.JSONDecodeError, RecursionError) as e:
+            why = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            raise BadLine(source, number, f"not JSON ({why})") from None
+
+
+def open_source(path: str) -> TextIO:
+    """A command file by path, or standard input for ``-``."""
+    if path == "-":
+        return sys.stdin
+    return Path(path).open(encoding="utf-8")
