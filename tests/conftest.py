@@ -25,3 +25,61 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
+
+
+# ----------------------------------------------------------------------------- real Redis
+
+
+class RedisProcess:
+    """A private redis-server for one test: real, on a free loopback port, append-only in a
+    temporary folder. ``kill()`` is SIGKILL; ``start()`` brings it back on the same port and
+    data, as after a crash."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port: int | None = None
+        self.info = None
+
+    def start(self) -> None:
+        from journal.server import start_server
+
+        self.info = start_server(self.folder, port=self.port, daemonize=False)
+        self.port = self.info.port
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self, **kwargs):  # type: ignore[no-untyped-def]
+        from journal.server import connect
+
+        return connect(self.url, **kwargs)
+
+    def kill(self) -> None:
+        import os
+        import signal
+
+        from journal.server import info_proc
+
+        assert self.info is not None
+        os.kill(self.info.pid, signal.SIGKILL)
+        proc = info_proc.pop(self.info.pid, None)
+        if proc is not None:
+            proc.wait()
+
+    def stop(self) -> None:
+        from journal.server import stop_pid
+
+        if self.info is not None:
+            stop_pid(self.info.pid, timeout=10)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A fresh, real redis-server for this test."""
+    server = RedisProcess(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

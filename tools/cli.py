@@ -23,6 +23,44 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Measure throughput and memory.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+server_app = typer.Typer(
+    help="The embedded Redis server used when no --redis-url is given.", no_args_is_help=True
+)
+app.add_typer(server_app, name="server")
+
+RedisUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--redis-url",
+        envvar="EXCH_REDIS_URL",
+        help="Redis to use (redis://, rediss://, unix://). Default: the embedded server, "
+        "started on demand with its data in $EXCH_HOME/redis (.exch/redis).",
+        show_default=False,
+    ),
+]
+Partition = Annotated[
+    str, typer.Option("--partition", envvar="EXCH_PARTITION", help="Partition of the journal.")
+]
+
+
+def _client(redis_url: str | None):  # type: ignore[no-untyped-def]
+    """A Redis client for the URL, or the embedded server (started if needed)."""
+    from journal.server import ServerError, connect
+
+    try:
+        client = connect(redis_url)
+        client.ping()
+    except ServerError as e:
+        raise fail(str(e), 1) from None
+    except Exception as e:  # redis raises many kinds; all mean "cannot reach it"
+        raise fail(f"cannot reach Redis at {redis_url or 'the embedded server'}: {e}", 1) from None
+    return client
+
+
+def _keys(partition: str):  # type: ignore[no-untyped-def]
+    from journal.keys import Keys
+
+    return Keys(partition)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -73,6 +111,344 @@ def bench_core(
     _report(result, as_json)
 
 
+@app.command()
+def submit(
+    file: Annotated[str, typer.Argument(help="Command file (JSON lines), or - for stdin.")],
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Send the valid lines even if some are not; report the rest.")
+    ] = False,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Validate a command file, then sequence its commands into the input journal.
+
+    Every line is checked first: a bad line is reported with its number and why, and nothing
+    is sent (exit 2) unless --skip-invalid. A place whose (account, ref) was sequenced before
+    is not sequenced again.
+    """
+    from journal.sequencer import Sequencer
+
+    from .submit import check_file, valid_commands
+
+    if file == "-":
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as tmp:
+            tmp.write(sys.stdin.read())
+        file = tmp.name
+    try:
+        count, problems = check_file(file)
+    except OSError as e:
+        raise fail(f"{file}: {e.strerror}") from None
+    for p in problems[:20]:
+        typer.secho(str(p), err=True, fg=typer.colors.YELLOW)
+    if len(problems) > 20:
+        typer.secho(f"... and {len(problems) - 20} more", err=True, fg=typer.colors.YELLOW)
+    if problems and not skip_invalid:
+        raise fail(f"{len(problems)} of {count} lines are not valid commands; nothing sent")
+    client = _client(redis_url)
+    sequencer = Sequencer(client, _keys(partition))
+    valid = count - len(problems)
+    with _progress("submitting", valid) as advance:
+        from journal.sequencer import Submitted
+
+        result = Submitted()
+        for seqs in sequencer.submit_iter(valid_commands(file)):
+            result.add(seqs)
+            advance(len(seqs))
+    if result.sequenced:
+        typer.echo(
+            f"sequenced {result.sequenced:,} commands: seq {result.first_seq}..{result.last_seq}"
+        )
+    else:
+        typer.echo("sequenced nothing")
+    if result.duplicates:
+        typer.echo(f"skipped {result.duplicates:,} with an (account, ref) already sequenced")
+    if problems:
+        typer.echo(f"skipped {len(problems):,} invalid lines")
+
+
+@app.command()
+def run(
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+    snapshot_every: Annotated[
+        int,
+        typer.Option(help="Take a snapshot every N commands.", envvar="EXCH_SNAPSHOT_EVERY",
+                     min=1),
+    ] = 100_000,
+    batch: Annotated[int, typer.Option(help="Most commands read and committed at once.",
+                                       min=1)] = 2000,
+) -> None:
+    """The matcher: follow the input journal and commit the events to the output stream.
+
+    Waits as a standby while another matcher holds the partition's lease; takes over within a
+    few seconds of its death. Stops cleanly (snapshot, lease released) on Ctrl-C or SIGTERM.
+    """
+    import logging
+    import signal
+
+    from journal.runner import Matcher
+
+    client = _client(redis_url)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        stream=sys.stderr)
+    view = _RunView()
+    matcher = Matcher(client, _keys(partition), snapshot_every=snapshot_every, batch=batch,
+                      on_progress=view.update)
+
+    def stop(signum, frame):  # type: ignore[no-untyped-def]
+        matcher.stopping.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    with view:
+        matcher.run()
+    typer.echo(f"stopped at seq {matcher.progress.last_seq:,}", err=True)
+
+
+class _RunView:
+    """The matcher's progress: a live panel on a terminal, a log line every 5 s otherwise."""
+
+    def __init__(self) -> None:
+        self.live = None
+        self.last_line = 0.0
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.live import Live
+
+            self.live = Live(console=Console(stderr=True), refresh_per_second=4)
+
+    def __enter__(self) -> _RunView:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def update(self, p) -> None:  # type: ignore[no-untyped-def]
+        import time
+
+        if self.live is not None:
+            from rich.table import Table
+
+            t = Table(show_header=False, box=None, title=f"exch run: {p.state}")
+            t.add_row("seq", f"{p.last_seq:,}")
+            t.add_row("input seq", f"{p.last_input_seq:,}")
+            t.add_row("lag", f"{p.lag:,}")
+            t.add_row("commands/s", f"{p.rate:,.0f}")
+            t.add_row("commands, events", f"{p.commands:,}, {p.events:,}")
+            t.add_row("snapshot at", f"{p.snapshot_seq:,}")
+            if p.state == "standby":
+                t.add_row("lease held by", p.holder)
+            if p.state == "recovering":
+                t.add_row("replayed", f"{p.replayed:,}")
+            self.live.update(t)
+            return
+        now = time.monotonic()
+        if now - self.last_line >= 5 or p.state in ("recovering", "stopped"):
+            self.last_line = now
+            typer.echo(
+                f"{p.state} seq={p.last_seq} lag={p.lag} rate={p.rate:.0f}/s "
+                f"commands={p.commands} events={p.events} snapshot={p.snapshot_seq}"
+                + (f" holder={p.holder}" if p.state == "standby" else ""),
+                err=True,
+            )
+
+
+@app.command()
+def replay(
+    from_snapshot: Annotated[
+        str,
+        typer.Option("--from-snapshot",
+                     help="latest, a seq, a snapshot file, or none (from the first command)."),
+    ] = "latest",
+    to: Annotated[int | None, typer.Option(help="Stop after this seq (default: the last "
+                                                "output entry).", min=0)] = None,
+    verify: Annotated[
+        bool, typer.Option(help="Compare every regenerated event with the recorded output.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Rebuild the state from a snapshot and the journal; with --verify, prove the output.
+
+    Exit 0 with the state hash when everything matches, 1 at the first divergence.
+    """
+    from journal.replay import ReplayError
+    from journal.replay import replay as run_replay
+
+    client = _client(redis_url)
+    try:
+        with _progress("replaying", None, quiet=as_json) as advance:
+            done = [0]
+
+            def on_progress(commands: int, _: int) -> None:
+                advance(commands - done[0])
+                done[0] = commands
+
+            result = run_replay(client, _keys(partition), source=from_snapshot, to=to,
+                                verify=verify, on_progress=on_progress)
+    except ReplayError as e:
+        raise fail(str(e)) from None
+    summary = {
+        "snapshot": result.snapshot,
+        "from_seq": result.from_seq,
+        "to_seq": result.to_seq,
+        "commands": result.commands,
+        "commands_per_sec": round(result.rate),
+        "state_hash": result.state_hash,
+        "verified": result.verified,
+    }
+    if result.divergence is not None:
+        d = result.divergence
+        summary["divergence"] = {"entry": d.entry, "why": d.why, "recorded": d.recorded,
+                                 "replayed": d.replayed}
+    _report(summary, as_json)
+    if result.divergence is not None:
+        if not as_json:
+            typer.secho(f"DIVERGED at {d.entry}: {d.why}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1)
+    if verify and not as_json:
+        typer.secho(f"verified: output matches the journal up to seq {result.to_seq}",
+                    fg=typer.colors.GREEN)
+
+
+@app.command()
+def snapshot(
+    list_: Annotated[bool, typer.Option("--list", help="List stored snapshots instead.")] = False,
+    save: Annotated[
+        str | None, typer.Option(help="Also write the snapshot's bytes to this file.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the matcher.")] = 30,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Ask the running matcher for a snapshot now, or list the stored ones."""
+    from journal.runner import request_snapshot
+    from journal.snapshots import SnapshotStore
+
+    client = _client(redis_url)
+    keys = _keys(partition)
+    store = SnapshotStore(client, keys)
+    if list_:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("seq", "state hash", "bytes", "taken (UTC)")
+        import datetime as dt
+
+        for s in store.list():
+            when = dt.datetime.fromtimestamp(s.created_ms / 1000, dt.timezone.utc)
+            table.add_row(f"{s.seq:,}", s.hash[:16], f"{s.size:,}", when.strftime("%F %T"))
+        Console().print(table)
+        return
+    try:
+        seq = request_snapshot(client, keys, timeout=timeout)
+    except TimeoutError as e:
+        raise fail(str(e), 1) from None
+    found = store.get(seq)
+    if found is None:
+        raise fail(f"the matcher reported a snapshot at {seq} that is not stored", 1)
+    typer.echo(f"snapshot at seq {seq:,}: {found[0].hash} ({found[0].size:,} bytes)")
+    if save:
+        from pathlib import Path
+
+        Path(save).write_bytes(found[1])
+        typer.echo(f"saved to {save}")
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Last input and output seqs, lag, the matcher, snapshots and consumer groups."""
+    from journal.status import status as read_status
+
+    st = read_status(_client(redis_url), _keys(partition))
+    if as_json:
+        print(json.dumps(st.as_dict()))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = Table(show_header=False, box=None)
+    t.add_row("partition", st.partition)
+    t.add_row("last input seq", f"{st.last_input_seq:,}")
+    t.add_row("last output seq", f"{st.last_output_seq:,}")
+    t.add_row("matcher lag", f"{st.lag:,}")
+    t.add_row("matcher", st.matcher or "(none running)")
+    t.add_row("snapshots", ", ".join(f"{s['seq']:,}" for s in st.snapshots) or "(none)")
+    console.print(t)
+    if st.groups:
+        g = Table("consumer group", "consumers", "pending", "last delivered", "lag")
+        for grp in st.groups:
+            g.add_row(grp.name, str(grp.consumers), f"{grp.pending:,}", grp.last_delivered,
+                      f"{grp.lag:,}")
+        console.print(g)
+
+
+@server_app.command("start")
+def server_start() -> None:
+    """Start the embedded Redis server (if it is not running) and say where it listens."""
+    from journal.server import ServerError, ensure_embedded
+
+    try:
+        info = ensure_embedded()
+    except ServerError as e:
+        raise fail(str(e), 1) from None
+    typer.echo(f"running: pid {info.pid}, {info.url}, unix://{info.socket}, data in {info.folder}")
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the embedded Redis server; its data stays for the next start."""
+    from journal.server import stop_embedded
+
+    typer.echo("stopped" if stop_embedded() else "not running")
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Whether the embedded Redis server is running, and where."""
+    from journal.server import embedded_folder, embedded_status
+
+    info = embedded_status()
+    if info is None:
+        typer.echo(f"not running (data folder {embedded_folder()})")
+        raise typer.Exit(1)
+    typer.echo(f"running: pid {info.pid}, {info.url}, unix://{info.socket}, data in {info.folder}")
+
+
+def _progress(what: str, total: int | None, quiet: bool = False):  # type: ignore[no-untyped-def]
+    """A progress bar on a terminal (``advance(n)`` moves it); nothing otherwise."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def bar():  # type: ignore[no-untyped-def]
+        if quiet or not sys.stderr.isatty():
+            yield lambda n: None
+            return
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        columns = [TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        if total:
+            columns.append(TimeRemainingColumn())
+        with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+            task = progress.add_task(what, total=total)
+            yield lambda n: progress.advance(task, n)
+
+    return bar()
+
+
 def _busy(what: str, quiet: bool):  # type: ignore[no-untyped-def]
     """A spinner on a terminal while something takes seconds; nothing when ``quiet``."""
     from contextlib import nullcontext
@@ -94,7 +470,13 @@ def _report(result: dict, as_json: bool) -> None:
 
     table = Table(show_header=False, box=None)
     for key, value in result.items():
-        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+        if isinstance(value, bool):
+            text = "yes" if value else "no"
+        elif isinstance(value, int):
+            text = f"{value:,}"
+        else:
+            text = str(value)
+        table.add_row(key, text)
     Console().print(table)
 
 

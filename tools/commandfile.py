@@ -29,9 +29,9 @@ def parse_line(text: str) -> Any:
     return json.loads(text, parse_float=Decimal)
 
 
-def read_commands(stream: TextIO, source: str = "-") -> Iterator[tuple[int, Any]]:
-    """(line number, parsed JSON value) for every command line; ``BadLine`` on text that is
-    not JSON. Values that are JSON but not commands are the decoder's business."""
+def iter_lines(stream: TextIO, source: str = "-") -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON value or ``BadLine``) for every command line: a line that is
+    not JSON does not stop the reading, so that every bad line can be reported."""
     for number, text in enumerate(stream, 1):
         text = text.strip()
         if not text or text.startswith("#"):
@@ -40,7 +40,17 @@ def read_commands(stream: TextIO, source: str = "-") -> Iterator[tuple[int, Any]
             yield number, parse_line(text)
         except (json.JSONDecodeError, RecursionError) as e:
             why = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
-            raise BadLine(source, number, f"not JSON ({why})") from None
+            yield number, BadLine(source, number, f"not JSON ({why})")
+
+
+def read_commands(stream: TextIO, source: str = "-") -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON value) for every command line; raises ``BadLine`` at the
+    first text that is not JSON. Values that are JSON but not commands are the decoder's
+    business."""
+    for number, obj in iter_lines(stream, source):
+        if isinstance(obj, BadLine):
+            raise obj
+        yield number, obj
 
 
 def open_source(path: str) -> TextIO:

@@ -1,0 +1,72 @@
+"""The Redis keys of one partition. ``{p}`` is a hash tag: one partition's keys share a Redis
+Cluster slot, so one script call may touch all of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names for partition ``partition`` ("0" by default)."""
+
+    partition: str = "0"
+
+    def _k(self, name: str) -> str:
+        return f"exch:{{{self.partition}}}:{name}"
+
+    @property
+    def input(self) -> str:
+        """The input journal: entry ``<seq>-0`` = fields ``ts`` (ms) and ``c`` (the command)."""
+        return self._k("in")
+
+    @property
+    def output(self) -> str:
+        """The output: entry ``<seq>-0`` = fields ``ts`` and ``e`` (the events of that seq)."""
+        return self._k("out")
+
+    @property
+    def snapshots(self) -> str:
+        """Snapshot index: entry ``<seq>-0`` = ``hash``, ``size``, ``key`` of the state blob."""
+        return self._k("snapshots")
+
+    def snapshot_blob(self, seq: int) -> str:
+        """The state bytes of the snapshot at ``seq``."""
+        return self._k(f"snapshot:{seq}")
+
+    @property
+    def refs(self) -> str:
+        """Set of ``account\\0ref`` pairs already sequenced (client-ref deduplication)."""
+        return self._k("refs")
+
+    @property
+    def clock(self) -> str:
+        """The last envelope time stamped, so time never goes backwards."""
+        return self._k("clock")
+
+    def batch(self, batch_id: str) -> str:
+        """What a submitted batch was given, so a retried batch is not sequenced twice."""
+        return self._k(f"batch:{batch_id}")
+
+    @property
+    def lease(self) -> str:
+        """Who runs the matcher of this partition (token, with an expiry)."""
+        return self._k("lease")
+
+    @property
+    def control(self) -> str:
+        """Requests to the running matcher (e.g. take a snapshot)."""
+        return self._k("control")
+
+    def reply(self, request_id: str) -> str:
+        """Where the matcher answers a control request."""
+        return self._k(f"reply:{request_id}")
+
+    def stats(self, market: str) -> str:
+        """Live statistics of one market (written by ``exch stats``)."""
+        return self._k(f"stats:{market}")
+
+    @property
+    def stats_index(self) -> str:
+        """The markets that have live statistics."""
+        return self._k("stats")

@@ -1,0 +1,119 @@
+"""Snapshots of the matcher's state in Redis.
+
+A snapshot at seq N is the exchange's canonical state bytes after applying command N
+(``exchange.snapshot``) and their SHA-256. The index stream ``exch:{p}:snapshots`` holds one
+small entry per snapshot (id ``<N>-0``: hash, size, blob key); the bytes live in their own key,
+so listing snapshots never moves state around. Loading checks the hash: a damaged snapshot is
+skipped in favour of an older one, never trusted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from exchange.snapshot import state_hash
+
+from .keys import Keys
+from .wire import field, parse_id, raw
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """One stored snapshot: the seq it was taken after, its state hash and size."""
+
+    seq: int
+    hash: str
+    size: int
+    created_ms: int
+
+
+class SnapshotStore:
+    """Saves, finds and loads snapshots of one partition."""
+
+    KEEP = 5
+    """Snapshots kept; older ones are deleted when a new one is saved."""
+
+    def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
+        self.client = raw(client)
+        self.keys = keys or Keys()
+
+    def save(self, seq: int, data: bytes) -> SnapshotInfo:
+        """Store ``data`` as the snapshot after ``seq``. Snapshots are saved in seq order (one
+        matcher holds the lease); saving again at a stored seq keeps the stored one, which is
+        the same state: the matcher is deterministic."""
+        k = self.keys
+        newest = self.client.xrevrange(k.snapshots, count=1)
+        if newest:
+            newest_seq = parse_id(newest[0][0])[0]
+            if newest_seq == seq:
+                stored = self.get(seq)
+                if stored is not None:
+                    return stored[0]
+            if newest_seq >= seq:
+                raise ValueError(f"snapshot at {seq} would go before the newest, at {newest_seq}")
+        digest = state_hash(data)
+        created = int(time.time() * 1000)
+        blob = k.snapshot_blob(seq)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(blob, data)
+        pipe.xadd(
+            k.snapshots,
+            {"hash": digest, "size": len(data), "key": blob, "created": created},
+            id=f"{seq}-0",
+        )
+        pipe.execute()
+        self._prune()
+        return SnapshotInfo(seq, digest, len(data), created)
+
+    def _prune(self) -> None:
+        entries = self.client.xrevrange(self.keys.snapshots)
+        for eid, _ in entries[self.KEEP:]:
+            seq = parse_id(eid)[0]
+            self.client.delete(self.keys.snapshot_blob(seq))
+            self.client.xdel(self.keys.snapshots, eid)
+
+    def list(self) -> list[SnapshotInfo]:
+        """Every stored snapshot, newest first."""
+        out = []
+        for eid, fields in self.client.xrevrange(self.keys.snapshots):
+            out.append(_info(eid, fields))
+        return out
+
+    def latest(self, at_most: int | None = None) -> tuple[SnapshotInfo, bytes] | None:
+        """The newest intact snapshot at or below ``at_most`` (any if None), with its bytes."""
+        top = "+" if at_most is None else f"{at_most}-0"
+        for eid, fields in self.client.xrevrange(self.keys.snapshots, max=top):
+            info = _info(eid, fields)
+            data = self.client.get(self.keys.snapshot_blob(info.seq))
+            if data is not None and state_hash(data) == info.hash:
+                return info, data
+        return None
+
+    def get(self, seq: int) -> tuple[SnapshotInfo, bytes] | None:
+        """The snapshot taken at exactly ``seq``, if stored and intact."""
+        found = self.latest(seq)
+        if found is None or found[0].seq != seq:
+            return None
+        return found
+
+
+def _info(eid: bytes, fields: list[bytes]) -> SnapshotInfo:
+    def text(name: bytes) -> str:
+        v = field(fields, name)
+        return v.decode() if v is not None else ""
+
+    return SnapshotInfo(
+        seq=parse_id(eid)[0],
+        hash=text(b"hash"),
+        size=int(text(b"size") or 0),
+        created_ms=int(text(b"created") or 0),
+    )
+
+
+def read_file(path: str | Path) -> bytes:
+    """Snapshot bytes saved to a file (``exch snapshot --save``)."""
+    return Path(path).read_bytes()

@@ -1,0 +1,53 @@
+"""Helpers for tests that run the journal against a real Redis."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+
+from exchange.codec import dumps_line, json_from_wire
+from journal.keys import Keys
+from journal.runner import Matcher, last_id
+from journal.wire import decode_events, parse_id, raw
+
+
+@contextmanager
+def matcher_thread(client: redis.Redis, keys: Keys | None = None, **kwargs) -> Iterator[Matcher]:  # type: ignore[no-untyped-def]
+    """A matcher serving in a background thread of this process, stopped on exit."""
+    m = Matcher(client, keys, **kwargs)
+    t = threading.Thread(target=m.run, daemon=True)
+    t.start()
+    try:
+        yield m
+    finally:
+        m.stopping.set()
+        t.join(timeout=30)
+        assert not t.is_alive(), "matcher did not stop"
+
+
+def wait_caught_up(client: redis.Redis, keys: Keys | None = None, timeout: float = 60) -> int:
+    """Wait until the output has an entry for the last input entry; its seq."""
+    keys = keys or Keys()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        last_in = last_id(client, keys.input)
+        if last_in != "0-0" and last_id(client, keys.output) == last_in:
+            return parse_id(last_in)[0]
+        time.sleep(0.01)
+    raise TimeoutError(
+        f"matcher behind: in {last_id(client, keys.input)} out {last_id(client, keys.output)}"
+    )
+
+
+def output_lines(client: redis.Redis, keys: Keys | None = None) -> list[str]:
+    """Every event on the output stream as a JSON line, in order."""
+    keys = keys or Keys()
+    lines = []
+    for _, fields in raw(client).xrange(keys.output):
+        payload = dict(zip(fields[::2], fields[1::2]))[b"e"]
+        lines.extend(dumps_line(json_from_wire(ev)) for ev in decode_events(payload))
+    return lines

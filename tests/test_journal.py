@@ -1,0 +1,245 @@
+"""The journal against a real Redis: sequencer, matcher, fencing, snapshots, replay."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from exchange import Exchange
+from exchange.commands import decode
+from journal.keys import Keys
+from journal.replay import replay
+from journal.runner import Matcher, last_id
+from journal.scripts import script
+from journal.sequencer import Sequencer
+from journal.snapshots import SnapshotStore
+from journal.status import status
+from journal.wire import decode_events, parse_id, raw
+from tools.workload import core_workload
+
+from .journal_helpers import matcher_thread, output_lines, wait_caught_up
+
+K = Keys()
+
+
+def cmd(obj: dict) -> tuple:
+    c = decode(obj, 0, 0)
+    assert c[0] != "invalid", obj
+    return c
+
+
+MARKET = cmd({"type": "create_market", "market": "1.1", "runners": [1, 2]})
+
+
+def deposit(account: str, amount: str = "100") -> tuple:
+    return cmd({"type": "deposit", "account": account, "amount": amount})
+
+
+def place(account: str, side: str, price: str, stake: str, **extra: str) -> tuple:
+    return cmd({"type": "place", "account": account, "market": "1.1", "runner": 1,
+                "side": side, "price": price, "stake": stake, **extra})
+
+
+# ---------------------------------------------------------------------------- sequencer
+
+
+def test_sequencer_numbers_densely_from_one_and_stamps_time(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    seq = Sequencer(client)
+    result = seq.submit([deposit(f"a{i}") for i in range(1234)])
+    assert (result.sequenced, result.first_seq, result.last_seq) == (1234, 1, 1234)
+    rows = raw(client).xrange(K.input)
+    assert [parse_id(eid) for eid, _ in rows] == [(i, 0) for i in range(1, 1235)]
+    times = [int(dict(zip(f[::2], f[1::2]))[b"ts"]) for _, f in rows]
+    assert times == sorted(times) and times[0] > 1_600_000_000_000
+
+
+def test_retried_batch_is_not_sequenced_twice(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    seq = Sequencer(client)
+    keys, args = seq._args([deposit("a"), deposit("b")])
+    first = seq._script(keys=keys, args=args)
+    again = seq._script(keys=keys, args=args)  # what a redis-py retry after a drop sends
+    assert list(first) == list(again) == [1, 2]
+    assert client.xlen(K.input) == 2
+
+
+def test_duplicate_client_ref_is_not_sequenced(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    seq = Sequencer(client)
+    r1 = seq.submit([place("alice", "BACK", "3", "5", ref="r-1")])
+    r2 = seq.submit([place("alice", "BACK", "3", "5", ref="r-1"),
+                     place("bob", "BACK", "3", "5", ref="r-1")])
+    assert (r1.sequenced, r2.sequenced, r2.duplicates) == (1, 1, 1)
+    assert r2.first_seq == 2
+
+
+def test_foreign_entry_does_not_wedge_sequencing(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    seq = Sequencer(client)
+    seq.submit([MARKET])
+    client.xadd(K.input, {"junk": b"\xff\x00not msgpack"}, id="2-0")
+    client.xadd(K.input, {"c": b"\xc1"}, id="*")  # an auto id: a huge seq
+    foreign = parse_id(last_id(client, K.input))[0]
+    after = seq.submit([deposit("alice")])
+    assert after.first_seq == foreign + 1
+
+
+# ---------------------------------------------------------------------------- matcher
+
+
+def test_matcher_rejects_undecodable_entries_and_carries_on(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    seq = Sequencer(client)
+    with matcher_thread(client):
+        seq.submit([MARKET, deposit("alice")])
+        client.xadd(K.input, {"ts": b"1", "c": b"\xc1\xc1"}, id="3-0")  # not msgpack
+        client.xadd(K.input, {"c": msgpack.packb({"type": "place", "stake": [1]})}, id="4-0")
+        client.xadd(K.input, {"c": msgpack.packb(["not", "a", "map"])}, id="5-0")
+        nxt = seq.submit([place("alice", "BACK", "3", "5")])
+        assert nxt.first_seq == 6
+        wait_caught_up(client)
+    lines = output_lines(client)
+    rejected = [ln for ln in lines if '"order_rejected"' in ln]
+    assert len(rejected) == 3 and all('"MALFORMED"' in ln for ln in rejected)
+    assert '"seq": 3' in rejected[0] and '"seq": 5' in rejected[2]
+    assert '"order_accepted", "seq": 6' in lines[-1]
+    assert replay(client, source="none", verify=True).verified
+
+
+def test_output_entry_per_input_entry_even_without_events(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    seq = Sequencer(client)
+    with matcher_thread(client):
+        seq.submit([MARKET, cmd({"type": "market_status", "market": "1.1", "status": "OPEN"})])
+        wait_caught_up(client)
+    rows = raw(client).xrange(K.output)
+    assert [r[0] for r in rows] == [b"1-0", b"2-0"]
+    assert decode_events(dict(zip(rows[1][1][::2], rows[1][1][1::2]))[b"e"]) == []
+
+
+def test_second_matcher_waits_as_standby_and_writes_nothing(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    seq = Sequencer(client)
+    with matcher_thread(client) as first:
+        seq.submit([MARKET, deposit("alice")])
+        wait_caught_up(client)
+        with matcher_thread(redis_server.client()) as second:
+            import time
+
+            deadline = time.monotonic() + 10
+            while second.progress.state != "standby":
+                assert time.monotonic() < deadline, second.progress.state
+                time.sleep(0.01)
+            seq.submit([deposit("bob")])
+            wait_caught_up(client)
+            assert second.progress.state == "standby"
+            assert second.progress.commands == 0
+            assert first.progress.commands == 3
+    assert replay(client, source="none", verify=True).verified
+
+
+def test_stale_commit_is_fenced_and_writes_nothing(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = raw(redis_server.client())
+    commit = script(client, "commit")
+    lease = script(client, "lease")
+    assert lease(keys=[K.lease], args=["acquire", "me", 5000]) == 1
+    ok = commit(keys=[K.output, K.lease], args=["me", 5000, "0-0", 2, "1-0", 1, b"\x90",
+                                                 "2-0", 1, b"\x90"])
+    assert ok == [b"OK"]
+    # retried after a dropped connection: recognised, not doubled
+    again = commit(keys=[K.output, K.lease], args=["me", 5000, "0-0", 2, "1-0", 1, b"\x90",
+                                                    "2-0", 1, b"\x90"])
+    assert again == [b"ALREADY"]
+    # a matcher that believes the output ends elsewhere is fenced
+    stale = commit(keys=[K.output, K.lease], args=["me", 5000, "1-0", 2, "2-0", 1, b"\x90",
+                                                    "3-0", 1, b"\x90"])
+    assert stale == [b"FENCED", b"2-0"]
+    # a matcher without the lease writes nothing
+    other = commit(keys=[K.output, K.lease], args=["you", 5000, "2-0", 1, "3-0", 1, b"\x90"])
+    assert other == [b"LEASE", b"me"]
+    assert client.xlen(K.output) == 2
+
+
+def test_heartbeat_releases_delayed_orders_and_replays_the_same(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    seq = Sequencer(client)
+    market = cmd({"type": "create_market", "market": "1.1", "runners": [1, 2],
+                  "bet_delay_ms": 300})
+    with matcher_thread(client):
+        seq.submit([market, deposit("alice"), deposit("bob"),
+                    place("bob", "LAY", "3", "5", persistence="PERSIST"),
+                    cmd({"type": "turn_in_play", "market": "1.1"}),
+                    place("alice", "BACK", "3", "5")])
+        import time
+
+        deadline = time.monotonic() + 10
+        while not any('"trade"' in ln for ln in output_lines(client)):
+            assert time.monotonic() < deadline, "the delayed order never reached the book"
+            time.sleep(0.05)
+        wait_caught_up(client)
+    rows = raw(client).xrange(K.input)
+    kinds = [msgpack.unpackb(dict(zip(f[::2], f[1::2]))[b"c"])["type"] for _, f in rows]
+    assert kinds[:6] == ["create_market", "deposit", "deposit", "place", "turn_in_play", "place"]
+    assert set(kinds[6:]) == {"heartbeat"} and 1 <= len(kinds[6:]) <= 10
+    assert replay(client, source="none", verify=True).verified
+
+
+def test_snapshots_recovery_and_verified_replay(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    cmds = [c[:1] + (0, 0) + c[3:] for c in core_workload(6000)]
+    seq = Sequencer(client)
+    with matcher_thread(client, snapshot_every=2500, batch=500):
+        seq.submit(cmds[:4000])
+        wait_caught_up(client)
+    snaps = [s.seq for s in SnapshotStore(client).list()]
+    assert snaps[0] == 4000 and 2500 <= snaps[1] < 4000  # periodic, and at the clean stop
+    with matcher_thread(client, snapshot_every=10**9) as m:  # recovers from the snapshot
+        seq.submit(cmds[4000:])
+        wait_caught_up(client)
+        assert m.progress.snapshot_seq == 4000
+    expected = Exchange()
+    for i, c in enumerate(cmds, 1):
+        expected.apply(c[:1] + (i, 0) + c[3:])
+    full = replay(client, source="none", verify=True)
+    part = replay(client, source=str(snaps[1]), verify=True)
+    assert full.verified and part.verified
+    assert full.state_hash == part.state_hash
+    assert full.commands == 6000 and part.commands == 6000 - snaps[1]
+    st = status(client)
+    assert (st.last_input_seq, st.last_output_seq, st.lag) == (6000, 6000, 0)
+
+
+def test_verify_reports_the_first_divergence(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    seq = Sequencer(client)
+    with matcher_thread(client):
+        seq.submit([MARKET, deposit("alice"), deposit("bob"), place("bob", "LAY", "3", "5")])
+        wait_caught_up(client)
+    # tamper with the recorded output of seq 3: rewrite the stream with one entry changed
+    rows = raw(client).xrange(K.output)
+    client.delete(K.output)
+    for eid, fields in rows:
+        f = dict(zip(fields[::2], fields[1::2]))
+        if eid == b"3-0":
+            events = decode_events(f[b"e"])
+            events[0]["amount"] += 1
+            f[b"e"] = msgpack.packb(events)
+        client.xadd(K.output, f, id=eid)
+    result = replay(client, source="none", verify=True)
+    assert not result.verified
+    assert result.divergence is not None and result.divergence.entry == "3-0"
+    assert result.divergence.recorded[0]["amount"] == result.divergence.replayed[0]["amount"] + 1
+
+
+def test_replay_to_a_seq_stops_there(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    with matcher_thread(client):
+        Sequencer(client).submit([MARKET, deposit("alice"), deposit("bob")])
+        wait_caught_up(client)
+    result = replay(client, source="none", to=2, verify=True)
+    assert result.verified and result.to_seq == 2 and result.commands == 2
+    ex = Exchange()
+    ex.apply(decode({"type": "create_market", "market": "1.1", "runners": [1, 2]}, 1, 0))
+    with pytest.raises(Exception):
+        replay(client, source="999")
