@@ -118,6 +118,70 @@ def stream_items(reply: object) -> list[tuple[bytes, list[Row]]]:
     return [(name, rows) for name, rows in reply]  # type: ignore[attr-defined]
 
 
+class Committer:
+    """Commits batches in order on its own thread, so that Redis appends batch N while the
+    matcher reads and matches batch N+1 (a thread blocked on a socket releases the GIL).
+
+    After a failed commit (lease lost, fenced, Redis gone) nothing more is committed: the
+    error is raised in the matcher's thread at its next ``put`` or ``drain``, and the
+    matcher rebuilds from Redis.
+    """
+
+    def __init__(self, matcher: Matcher, depth: int = 2) -> None:
+        import queue
+
+        self.matcher = matcher
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="exch-commit", daemon=True)
+        self.thread.start()
+
+    def put(self, args: list[object], last: str, rows: int) -> None:
+        """Queue a batch's commit (blocks while ``depth`` commits are waiting)."""
+        self.check()
+        self.queue.put((args, last, rows))
+
+    def drain(self) -> None:
+        """Wait until every queued commit is done; raise the first failure."""
+        self.queue.join()
+        self.check()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
+    def _run(self) -> None:
+        m = self.matcher
+        while True:
+            item = self.queue.get()
+            try:
+                if item is None:
+                    return
+                if self.error is not None:
+                    continue
+                args, last, rows = item
+                try:
+                    result = m._commit(keys=[m.keys.output, m.keys.lease], args=args)
+                except BaseException as e:  # noqa: BLE001 - handed to the matcher's thread
+                    self.error = e
+                    continue
+                code = result[0]
+                if code == b"LEASE":
+                    self.error = LeaseLost(f"lease taken by {result[1].decode() or 'nobody'}")
+                elif code == b"FENCED":
+                    self.error = Fenced(f"output ends at {result[1].decode()}, not as expected")
+                else:
+                    if faults.ACTIVE:
+                        faults.reached("after-commit")
+                    m.progress.last_seq = parse_id(last)[0]
+            finally:
+                self.queue.task_done()
+
+
 class Matcher:
     """The matcher service of one partition (see the module docstring)."""
 
@@ -258,6 +322,7 @@ class Matcher:
         k = self.keys
         client = self.client
         gc.disable()
+        self.committer = Committer(self)
         try:
             self.progress.state = "running"
             last_renew = time.monotonic()
@@ -285,7 +350,9 @@ class Matcher:
                         last_renew = now
                     self._heartbeat_if_due()
                 self._report()
+            self.committer.drain()
         finally:
+            self.committer.close()
             gc.enable()
 
     def _process(self, rows: list[Row]) -> None:
@@ -300,18 +367,10 @@ class Matcher:
             args.append(eid)
             args.append(ts)
             args.append(payload)
-        result = self._commit(keys=[self.keys.output, self.keys.lease], args=args)
-        code = result[0]
-        if code == b"LEASE":
-            raise LeaseLost(f"lease taken by {result[1].decode() or 'nobody'}")
-        if code == b"FENCED":
-            raise Fenced(f"output ends at {result[1].decode()}, expected {self._follows}")
-        if faults.ACTIVE:
-            faults.reached("after-commit")
         last = rows[-1][0].decode()
+        self.committer.put(args, last, len(rows))
         self._follows = last
         p = self.progress
-        p.last_seq = parse_id(last)[0]
         p.commands += len(rows)
         p.events += events
         p.batches += 1
@@ -320,7 +379,10 @@ class Matcher:
             self.take_snapshot()
 
     def take_snapshot(self) -> int:
-        """Snapshot the state now (after the last committed seq); returns that seq."""
+        """Snapshot the state now, once everything matched is committed; returns its seq."""
+        committer = getattr(self, "committer", None)
+        if committer is not None and committer.thread.is_alive():
+            committer.drain()
         seq = parse_id(self._follows)[0]
         if seq == 0:
             return 0

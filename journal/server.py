@@ -50,12 +50,13 @@ def connect(url: str | None = None, *, home: str | Path | None = None, **kwargs:
         "retry": _retry(),
         "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
         "health_check_interval": 10,
-        "socket_keepalive": True,
     }
     options.update(kwargs)
     if url is None:
         server = ensure_embedded(home)
         return redis.Redis(unix_socket_path=str(server.socket), **options)
+    if not url.startswith("unix:"):
+        options.setdefault("socket_keepalive", True)
     return redis.Redis.from_url(url, **options)
 
 

@@ -120,3 +120,185 @@ def _memory_child(orders: int) -> None:
         "resting_orders": ex.live_orders,
         "bytes_per_resting_order": round(grown / max(ex.live_orders, 1)),
     }))
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def bench_e2e(
+    commands: int = 1_000_000,
+    *,
+    seed: int = 1,
+    latency_rate: int = 20_000,
+    latency_seconds: float = 5.0,
+    on_phase: Any = None,
+) -> dict[str, Any]:
+    """The core workload through the whole system on this machine: a private redis-server
+    with append-only persistence (fsync every second), ``exch run`` as its own process, the
+    commands submitted through the sequencer. Measures, in one run:
+
+    - ``raw_xadd_per_sec``: pipelined XADD of the same payloads from Python (the ceiling);
+    - ``commands_per_sec``: from the first submission to the last output entry committed;
+    - latency from submission to committed output at a steady ``latency_rate`` (p50, p99);
+    - ``replay_per_sec``: rebuilding from the oldest snapshot plus the journal after it.
+    """
+    import os
+    import signal
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    import msgpack
+
+    from exchange.commands import to_wire
+    from journal.keys import Keys
+    from journal.replay import replay
+    from journal.runner import last_id
+    from journal.sequencer import Sequencer
+    from journal.server import connect, start_server, stop_pid
+    from journal.snapshots import SnapshotStore
+    from journal.wire import parse_id, raw
+
+    def phase(name: str) -> None:
+        if on_phase is not None:
+            on_phase(name)
+
+    phase("generating the workload")
+    cmds = [c[:1] + (0, 0) + c[3:] for c in core_workload(commands, seed=seed)]
+    result: dict[str, Any] = {"benchmark": "e2e", "commands": len(cmds)}
+    with tempfile.TemporaryDirectory(prefix="exch-bench-") as tmp:
+        server = start_server(Path(tmp) / "redis", daemonize=False)
+        url = f"unix://{server.socket}"
+        result["redis"] = "unix socket, appendonly yes, appendfsync everysec"
+        client = connect(url)
+        keys = Keys("bench")
+        try:
+            phase("raw pipelined XADD")
+            pack = msgpack.Packer(autoreset=True).pack
+            sample = [pack(to_wire(c)) for c in cmds[: min(len(cmds), 200_000)]]
+            pipe = client.pipeline(transaction=False)
+            start = time.perf_counter()
+            for i, payload in enumerate(sample, 1):
+                pipe.xadd("bench:raw", {"ts": 1, "c": payload}, id=f"{i}-0")
+                if i % 500 == 0:
+                    pipe.execute()
+            pipe.execute()
+            result["raw_xadd_per_sec"] = round(len(sample) / (time.perf_counter() - start))
+            client.delete("bench:raw")
+            del sample
+
+            phase("matcher starting")
+            env = dict(os.environ)
+            matcher = subprocess.Popen(
+                [sys.executable, "-m", "tools.cli", "run", "--redis-url", url, "--partition",
+                 keys.partition, "--snapshot-every", str(max(len(cmds) // 4, 1000))],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            try:
+                while not client.exists(keys.lease):
+                    time.sleep(0.01)
+                phase(f"submitting and matching {len(cmds):,} commands")
+                sequencer = Sequencer(client, keys)
+                start = time.perf_counter()
+                submitted = sequencer.submit(cmds)
+                submit_seconds = time.perf_counter() - start
+                target = f"{submitted.last_seq}-0"
+                while last_id(client, keys.output) != target:
+                    time.sleep(0.005)
+                elapsed = time.perf_counter() - start
+                result["commands_per_sec"] = round(len(cmds) / elapsed)
+                result["submit_per_sec"] = round(len(cmds) / submit_seconds)
+                result["seconds"] = round(elapsed, 2)
+
+                phase(f"latency at {latency_rate:,} commands/s")
+                result.update(_latency(client, keys, sequencer, cmds, latency_rate,
+                                       latency_seconds))
+            finally:
+                matcher.send_signal(signal.SIGTERM)
+                matcher.wait(timeout=120)
+
+            phase("replaying from a snapshot")
+            snaps = SnapshotStore(client, keys).list()
+            oldest = snaps[-1].seq if snaps else 0
+            done = replay(client, keys, source=str(oldest) if oldest else "none")
+            result["replay_from_seq"] = oldest
+            result["replay_commands"] = done.commands
+            result["replay_per_sec"] = round(done.rate)
+            result["output_entries"] = int(raw(client).xlen(keys.output))
+            result["last_seq"] = parse_id(last_id(client, keys.output))[0]
+        finally:
+            client.close()
+            stop_pid(server.pid)
+    result["peak_rss_bytes"] = peak_rss_bytes()
+    return result
+
+
+def _latency(
+    client: Any, keys: Any, sequencer: Any, cmds: list[tuple], rate: int, seconds: float
+) -> dict[str, Any]:
+    """Submit at a steady ``rate`` for ``seconds`` in small batches every 5 ms; a reader
+    follows the output stream; latency = output entry seen - batch sent."""
+    import threading
+
+    from journal.runner import last_id
+    from journal.server import connect
+    from journal.wire import parse_id
+
+    per_tick = max(rate // 200, 1)
+    ticks = int(seconds * 200)
+    # cancels name orders of the main run; placements and deposits are enough here
+    flow = [c for c in cmds if c[0] in ("place", "deposit")]
+    sent: dict[int, float] = {}
+    seen: dict[int, float] = {}
+    first = parse_id(last_id(client, keys.input))[0] + 1
+    stop = threading.Event()
+
+    def follow() -> None:
+        reader = connect(client.connection_pool.connection_kwargs.get("path") and
+                         f"unix://{client.connection_pool.connection_kwargs['path']}")
+        from journal.wire import raw
+
+        reader = raw(reader)
+        cursor = f"{first - 1}-0"
+        while not stop.is_set():
+            reply = reader.xread({keys.output: cursor}, count=10_000, block=100)
+            items = reply.items() if isinstance(reply, dict) else (reply or [])
+            now = time.perf_counter()
+            for _, rows in items:
+                for eid, _ in rows:
+                    seen[parse_id(eid)[0]] = now
+                if rows:
+                    cursor = rows[-1][0].decode()
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    start = time.perf_counter()
+    k = 0
+    for tick in range(ticks):
+        due = start + tick / 200
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        batch = [flow[(k + i) % len(flow)] for i in range(per_tick)]
+        k += per_tick
+        t = time.perf_counter()
+        for s in sequencer.submit_batch(batch):
+            if s:
+                sent[s] = t
+    deadline = time.perf_counter() + 30
+    while len(seen) < len(sent) and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    reader.join()
+    lat = sorted((seen[s] - t) * 1000 for s, t in sent.items() if s in seen)
+    achieved = len(sent) / (time.perf_counter() - start)
+    if not lat:
+        return {"latency_rate": rate}
+    return {
+        "latency_rate": rate,
+        "latency_achieved_rate": round(min(achieved, rate * 1.0)),
+        "latency_p50_ms": round(lat[len(lat) // 2], 2),
+        "latency_p99_ms": round(lat[int(len(lat) * 0.99)], 2),
+        "latency_max_ms": round(lat[-1], 2),
+        "latency_samples": len(lat),
+    }

@@ -449,6 +449,36 @@ def _progress(what: str, total: int | None, quiet: bool = False):  # type: ignor
     return bar()
 
 
+@bench_app.command("e2e")
+def bench_e2e(
+    commands: Annotated[
+        int, typer.Option(help="Commands in the workload.", envvar="EXCH_BENCH_COMMANDS", min=1)
+    ] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Workload seed.")] = 1,
+    latency_rate: Annotated[
+        int, typer.Option(help="Steady rate (commands/s) for the latency measurement.", min=1)
+    ] = 20_000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The whole system on this machine: sequencer, exch run, Redis with append-only
+    persistence; with the raw pipelined XADD rate measured in the same run."""
+    from .bench import bench_e2e as run
+
+    status = _busy("e2e", as_json)
+    with status as s:
+        def phase(name: str) -> None:
+            if s is not None and hasattr(s, "update"):
+                s.update(name)
+            elif not as_json:
+                typer.echo(name, err=True)
+
+        result = run(commands, seed=seed, latency_rate=latency_rate, on_phase=phase)
+    if "commands_per_sec" in result and "raw_xadd_per_sec" in result:
+        result["ratio_to_raw_xadd"] = round(result["commands_per_sec"] /
+                                            result["raw_xadd_per_sec"], 3)
+    _report(result, as_json)
+
+
 def _busy(what: str, quiet: bool):  # type: ignore[no-untyped-def]
     """A spinner on a terminal while something takes seconds; nothing when ``quiet``."""
     from contextlib import nullcontext

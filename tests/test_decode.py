@@ -1,0 +1,61 @@
+"""The stream-form fast decoders always agree with the generic decoder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exchange.commands import _FAST_WIRE, COMMANDS, _WIRE_CHECKS, decode
+
+VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**64), max_value=2**64),
+    st.floats(allow_nan=True), st.text(max_size=70), st.binary(max_size=5),
+    st.sampled_from(["BACK", "LAY", "GTC", "IOC", "FOK", "LAPSE", "PERSIST", "@x", "", "a" * 64,
+                     "a" * 65]),
+    st.lists(st.integers(), max_size=3),
+)
+
+
+def generic(obj: dict[str, Any], seq: int, ts: int) -> tuple:
+    """The generic decoder with the fast paths switched off."""
+    saved = dict(_FAST_WIRE)
+    _FAST_WIRE.clear()
+    try:
+        return decode(obj, seq, ts, wire=True)
+    finally:
+        _FAST_WIRE.update(saved)
+
+
+def command_like(kind: str) -> st.SearchStrategy[dict[str, Any]]:
+    names = [f.name for f in COMMANDS[kind]] + ["ts", "extra"]
+    good = {
+        "account": st.sampled_from(["alice", "@house", "", "b" * 65]),
+        "market": st.sampled_from(["1.1", "", "m" * 65]),
+        "runner": st.integers(min_value=-1, max_value=2**63),
+        "side": st.sampled_from(["BACK", "LAY", "back"]),
+        "price": st.integers(min_value=-(2**63), max_value=2**63),
+        "stake": st.integers(min_value=-(2**63), max_value=2**63),
+        "order": st.integers(min_value=-1, max_value=2**63),
+        "reduce": st.integers(min_value=-(2**63), max_value=2**63),
+    }
+    return st.fixed_dictionaries(
+        {"type": st.just(kind)},
+        optional={n: st.one_of(good.get(n, VALUES), VALUES) for n in names},
+    )
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          derandomize=True)
+@given(obj=st.one_of(command_like("place"), command_like("cancel")))
+def test_fast_decoders_agree_with_the_generic_one(obj: dict[str, Any]) -> None:
+    assert decode(obj, 7, 99, wire=True) == generic(obj, 7, 99)
+
+
+def test_fast_paths_cover_the_hot_commands() -> None:
+    assert set(_FAST_WIRE) == {"place", "cancel"}
+    assert set(_FAST_WIRE) <= set(_WIRE_CHECKS)
+    obj = {"type": "place", "account": "a", "market": "m", "runner": 1, "side": "BACK",
+           "price": 210, "stake": 100}
+    assert _FAST_WIRE["place"](obj, 1, 2) == generic(obj, 1, 2) != ("invalid",)
