@@ -1,0 +1,268 @@
+"""Consumers of the output stream: at their own pace, through Redis consumer groups.
+
+A consumer group remembers what it has been given (last delivered id) and what is still
+unacknowledged (the pending list). ``GroupConsumer`` reads entries with XREADGROUP, hands
+them to a sink in batches, and acknowledges them only once the sink says they are durable.
+Delivery is therefore at-least-once: after a crash the pending entries come again, and a
+sink must be idempotent by seq (it skips what it already holds, see ``Sink``).
+
+A consumer is named after its process; when one dies, the next one claims what it left
+pending (XAUTOCLAIM) and deletes it from the group. Consumers never slow the matcher: they
+only read the output stream, and ``exch compact`` trims it only below what every group has
+acknowledged and what the newest snapshot needs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis
+
+from .keys import Keys
+from .runner import last_id, stream_items
+from .snapshots import SnapshotStore
+from .wire import Row, decode_events, field, parse_id, raw
+
+Entry = tuple[int, int, list[dict[str, Any]]]
+"""(seq, envelope time in ms, the events as stream-form maps)."""
+
+
+class Sink(Protocol):
+    """Where a consumer puts entries. Must be idempotent by seq."""
+
+    def committed_seq(self) -> int:
+        """Everything at or below this seq is durably held (0 if nothing)."""
+
+    def write(self, entries: Sequence[Entry]) -> int:
+        """Make ``entries`` durable (skipping any at or below ``committed_seq``); return the
+        new committed seq. Entries come in increasing seq order."""
+
+
+@dataclass
+class ConsumerProgress:
+    """What a consumer has done, for people watching."""
+
+    group: str
+    consumer: str
+    committed_seq: int = 0
+    output_seq: int = 0
+    entries: int = 0
+    events: int = 0
+    claimed: int = 0
+    flushes: int = 0
+
+    @property
+    def lag(self) -> int:
+        return max(self.output_seq - self.committed_seq, 0)
+
+
+def parse_entry(eid: bytes, fields: list[bytes]) -> Entry:
+    """An output entry as (seq, ts, events)."""
+    seq = parse_id(eid)[0]
+    ts_raw = field(fields, b"ts")
+    payload = field(fields, b"e")
+    ts = int(ts_raw) if ts_raw is not None and ts_raw.isdigit() else 0
+    return seq, ts, decode_events(payload) if payload is not None else []
+
+
+class GroupConsumer:
+    """Feeds a sink from the output stream through consumer group ``group``."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        group: str,
+        sink: Sink,
+        keys: Keys | None = None,
+        *,
+        consumer: str | None = None,
+        batch: int = 5000,
+        flush_events: int = 50_000,
+        flush_seconds: float = 1.0,
+        claim_idle_ms: int = 10_000,
+        on_progress: Callable[[ConsumerProgress], None] | None = None,
+    ) -> None:
+        self.client = raw(client)
+        self.keys = keys or Keys()
+        self.group = group
+        self.sink = sink
+        self.name = consumer or f"{socket.gethostname()}:{os.getpid()}"
+        self.batch = batch
+        self.flush_events = flush_events
+        self.flush_seconds = flush_seconds
+        self.claim_idle_ms = claim_idle_ms
+        self.on_progress = on_progress
+        self.stopping = threading.Event()
+        self.progress = ConsumerProgress(group, self.name)
+        self._buffer: list[Entry] = []
+        self._ids: list[bytes] = []
+        self._buffered_events = 0
+        self._buffer_since = 0.0
+
+    # ------------------------------------------------------------------ group membership
+
+    def ensure_group(self) -> None:
+        """Create the group if needed, starting after what the sink already holds."""
+        start = f"{self.sink.committed_seq()}-0"
+        try:
+            self.client.xgroup_create(self.keys.output, self.group, id=start, mkstream=True)
+        except redis.ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+
+    def claim_dead(self) -> int:
+        """Take over entries other consumers left pending for longer than ``claim_idle_ms``,
+        and remove consumers that have nothing pending and have been idle that long."""
+        claimed = 0
+        cursor = "0-0"
+        while True:
+            reply = self.client.xautoclaim(
+                self.keys.output, self.group, self.name, self.claim_idle_ms,
+                start_id=cursor, count=1000, justid=True,
+            )
+            cursor = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+            claimed += len(reply[1])
+            if cursor == "0-0":
+                break
+        for c in self.client.xinfo_consumers(self.keys.output, self.group):
+            name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
+            if name != self.name and c["pending"] == 0 and c["idle"] >= self.claim_idle_ms:
+                self.client.xgroup_delconsumer(self.keys.output, self.group, name)
+        self.progress.claimed += claimed
+        return claimed
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, *, follow: bool = True) -> ConsumerProgress:
+        """Consume: first what this consumer has pending (its own and what it claimed), then
+        new entries; with ``follow`` until ``stopping`` is set, else until caught up with
+        the output stream as it was when the consumer started reading new entries."""
+        self.ensure_group()
+        self.claim_dead()
+        self.progress.committed_seq = self.sink.committed_seq()
+        start = "0-0"
+        while not self.stopping.is_set():
+            reply = self.client.xreadgroup(
+                self.group, self.name, {self.keys.output: start}, count=self.batch
+            )
+            rows = [r for _, rs in stream_items(reply) for r in rs]
+            if not rows:
+                break
+            # a pending entry trimmed away since comes back without fields: just acknowledge
+            self._ids.extend(eid for eid, fields in rows if not fields)
+            self._take([r for r in rows if r[1]])
+            start = rows[-1][0].decode()
+        self._flush()
+        while not self.stopping.is_set():
+            reply = self.client.xreadgroup(
+                self.group, self.name, {self.keys.output: ">"}, count=self.batch,
+                block=200 if follow else 50,
+            )
+            rows = [r for _, rs in stream_items(reply) for r in rs]
+            if rows:
+                self._take(rows)
+            if self._due(idle=not rows):
+                self._flush()
+            self.progress.output_seq = parse_id(last_id(self.client, self.keys.output))[0]
+            self._report()
+            if not follow and not rows:
+                break  # everything delivered to this group so far is in the sink
+        self._flush()
+        self._report()
+        return self.progress
+
+    def _take(self, rows: list[Row]) -> None:
+        if not rows:
+            return
+        if not self._buffer:
+            self._buffer_since = time.monotonic()
+        for eid, fields in rows:
+            entry = parse_entry(eid, fields)
+            if self._buffer and entry[0] <= self._buffer[-1][0]:
+                self._ids.append(eid)  # a foreign id sharing a seq: acknowledged, not kept
+                continue
+            self._buffer.append(entry)
+            self._ids.append(eid)
+            self._buffered_events += len(entry[2])
+        self.progress.entries += len(rows)
+
+    def _due(self, idle: bool) -> bool:
+        if not self._buffer and not self._ids:
+            return False
+        if self._buffered_events >= self.flush_events or idle:
+            return True
+        return time.monotonic() - self._buffer_since >= self.flush_seconds
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self.progress.committed_seq = self.sink.write(self._buffer)
+            self.progress.events += self._buffered_events
+            self.progress.flushes += 1
+        for i in range(0, len(self._ids), 10_000):
+            self.client.xack(self.keys.output, self.group, *self._ids[i:i + 10_000])
+        self._buffer = []
+        self._ids = []
+        self._buffered_events = 0
+
+    def _report(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+
+
+# ---------------------------------------------------------------------- trimming
+
+
+@dataclass
+class CompactPlan:
+    """Below which id the output stream may be trimmed, and why not further."""
+
+    trim_below: str
+    limited_by: str
+    entries_before: int
+    entries_after: int = 0
+
+
+def plan_compact(client: redis.Redis, keys: Keys | None = None) -> CompactPlan:
+    """The lowest id still needed: by a consumer group (its oldest pending entry, or the
+    entry after its last delivered one) or by the newest snapshot (replay --verify from it
+    compares the output after it). Nothing below it is needed by anyone."""
+    keys = keys or Keys()
+    client = raw(client)
+    limits: list[tuple[int, str]] = []
+    try:
+        groups = client.xinfo_groups(keys.output)
+    except redis.ResponseError:
+        groups = []
+    for g in groups:
+        name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+        delivered = parse_id(g["last-delivered-id"])[0]
+        oldest = delivered + 1
+        if g["pending"]:
+            summary = client.xpending(keys.output, name)
+            low = summary["min"]
+            if low is not None:
+                oldest = min(oldest, parse_id(low)[0])
+        limits.append((oldest, f"consumer group {name!r}"))
+    snaps = SnapshotStore(client, keys).list()
+    newest = snaps[0].seq if snaps else 0
+    limits.append((newest + 1, f"the newest snapshot (seq {newest})"))
+    low, why = min(limits)
+    length = int(client.xlen(keys.output)) if client.exists(keys.output) else 0
+    return CompactPlan(trim_below=f"{low}-0", limited_by=why, entries_before=length)
+
+
+def compact(client: redis.Redis, keys: Keys | None = None, *, dry_run: bool = False) -> CompactPlan:
+    """Trim the output stream below what every group has acknowledged and the newest
+    snapshot needs (``plan_compact``). Never anything still needed."""
+    keys = keys or Keys()
+    plan = plan_compact(client, keys)
+    if not dry_run and plan.entries_before:
+        client.xtrim(keys.output, minid=plan.trim_below, approximate=False)
+    plan.entries_after = int(client.xlen(keys.output)) if client.exists(keys.output) else 0
+    return plan

@@ -1,0 +1,138 @@
+"""The consumer-group framework against a real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from journal.consumer import Entry, GroupConsumer, compact, plan_compact
+from journal.keys import Keys
+from journal.sequencer import Sequencer
+from journal.snapshots import SnapshotStore
+from journal.status import status
+from journal.wire import raw
+from tools.workload import core_workload
+
+from .journal_helpers import matcher_thread, wait_caught_up
+
+K = Keys()
+
+
+class ListSink:
+    """Keeps entries in memory; idempotent by seq, as every sink must be."""
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self.writes = 0
+
+    def committed_seq(self) -> int:
+        return self.entries[-1][0] if self.entries else 0
+
+    def write(self, entries: Sequence[Entry]) -> int:
+        self.writes += 1
+        top = self.committed_seq()
+        for e in entries:
+            assert e[0] > (self.entries[-1][0] if self.entries else 0) or e[0] <= top
+            if e[0] > top:
+                self.entries.append(e)
+        return self.committed_seq()
+
+
+def fill(client, n: int) -> int:  # type: ignore[no-untyped-def]
+    cmds = [c[:1] + (0, 0) + c[3:] for c in core_workload(n, accounts=100)]
+    with matcher_thread(client, snapshot_every=10**9):
+        Sequencer(client).submit(cmds)
+        return wait_caught_up(client)
+
+
+def recorded(client) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
+    """(seq, number of events) of every output entry."""
+    from journal.consumer import parse_entry
+
+    return [(e[0], len(e[2])) for e in (parse_entry(i, f) for i, f in raw(client).xrange(K.output))]
+
+
+def test_every_entry_once_in_order(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    last = fill(client, 3000)
+    sink = ListSink()
+    progress = GroupConsumer(client, "test", sink, batch=700, flush_events=1000).run(follow=False)
+    assert [(e[0], len(e[2])) for e in sink.entries] == recorded(client)
+    assert progress.committed_seq == last and sink.writes > 1
+    st = status(client)
+    assert [(g.name, g.pending, g.lag) for g in st.groups] == [("test", 0, 0)]
+
+
+def test_a_new_group_starts_after_what_the_sink_holds(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    fill(client, 1000)
+    sink = ListSink()
+    sink.entries = [(500, 0, [])]  # as if the sink already held everything up to 500
+    GroupConsumer(client, "late", sink).run(follow=False)
+    assert [e[0] for e in sink.entries] == [500] + list(range(501, 1001))
+
+
+def test_pending_entries_of_a_dead_consumer_are_claimed_and_not_doubled(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    fill(client, 2000)
+    sink = ListSink()
+
+    class Crash(Exception):
+        pass
+
+    first = GroupConsumer(client, "g", sink, consumer="dead", batch=500, flush_events=10**9,
+                          flush_seconds=10**9)
+    # the sink makes a batch durable, then the consumer dies before acknowledging it
+    original = first._flush
+
+    def flush_then_die() -> None:
+        if first._buffer:
+            sink.write(first._buffer)
+            raise Crash()
+        original()
+
+    first._flush = flush_then_die  # type: ignore[method-assign]
+    try:
+        first.run(follow=False)
+    except Crash:
+        pass
+    pending = raw(client).xpending(K.output, "g")["pending"]
+    assert pending > 0
+    second = GroupConsumer(client, "g", sink, consumer="heir", claim_idle_ms=0)
+    progress = second.run(follow=False)
+    assert progress.claimed == pending
+    assert [(e[0], len(e[2])) for e in sink.entries] == recorded(client)
+    assert raw(client).xpending(K.output, "g")["pending"] == 0
+    names = [c["name"] for c in raw(client).xinfo_consumers(K.output, "g")]
+    assert names == [b"heir"]
+
+
+def test_compact_trims_only_what_nobody_needs(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    fill(client, 3000)
+    store = SnapshotStore(client)
+    from journal.replay import replay
+
+    # without a snapshot (drop the one the clean stop took) the output is needed from the start
+    client.delete(K.snapshots, K.snapshot_blob(3000))
+    assert plan_compact(client).trim_below == "1-0"
+    store.save(2500, b"")  # a snapshot at 2500 (contents do not matter to the plan)
+    fast, slow = ListSink(), ListSink()
+    GroupConsumer(client, "fast", fast).run(follow=False)
+    slow_consumer = GroupConsumer(client, "slow", slow, batch=1000, flush_events=1)
+    slow_consumer.ensure_group()
+    # the slow group has read up to 1000 only
+    reply = raw(client).xreadgroup("slow", "s", {K.output: ">"}, count=1000)
+    from journal.runner import stream_items
+
+    rows = [r for _, rs in stream_items(reply) for r in rs]
+    raw(client).xack(K.output, "slow", *[r[0] for r in rows[:800]])
+    plan = plan_compact(client)
+    assert plan.trim_below == "801-0" and "slow" in plan.limited_by
+    done = compact(client)
+    assert done.entries_after == 3000 - 800
+    assert raw(client).xrange(K.output, count=1)[0][0] == b"801-0"
+    raw(client).xack(K.output, "slow", *[r[0] for r in rows[800:]])
+    GroupConsumer(client, "slow", slow, consumer="s").run(follow=False)
+    plan = plan_compact(client)
+    assert plan.trim_below == "2501-0" and "snapshot" in plan.limited_by
+    assert replay(client, source="none").commands == 3000  # the input is never trimmed
