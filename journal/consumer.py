@@ -251,7 +251,8 @@ def plan_compact(client: redis.Redis, keys: Keys | None = None) -> CompactPlan:
         limits.append((oldest, f"consumer group {name!r}"))
     snaps = SnapshotStore(client, keys).list()
     newest = snaps[0].seq if snaps else 0
-    limits.append((newest + 1, f"the newest snapshot (seq {newest})"))
+    limits.append((newest + 1, f"the newest snapshot (seq {newest})" if newest else
+                   "no snapshot yet: a replay from scratch verifies against all of it"))
     low, why = min(limits)
     length = int(client.xlen(keys.output)) if client.exists(keys.output) else 0
     return CompactPlan(trim_below=f"{low}-0", limited_by=why, entries_before=length)

@@ -394,6 +394,156 @@ def status(
         console.print(g)
 
 
+@app.command()
+def compact(
+    dry_run: Annotated[bool, typer.Option(help="Only say what would be trimmed.")] = False,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Trim the output stream below what every consumer group has acknowledged and what the
+    newest snapshot needs. Never automatic, never anything still needed; the input journal
+    is never trimmed."""
+    from journal.consumer import compact as run_compact
+
+    plan = run_compact(_client(redis_url), _keys(partition), dry_run=dry_run)
+    if dry_run:
+        typer.echo(f"would trim the output below {plan.trim_below}; limited by "
+                   f"{plan.limited_by}; it holds {plan.entries_before:,} entries")
+    else:
+        typer.echo(f"trimmed the output below {plan.trim_below}: "
+                   f"{plan.entries_before - plan.entries_after:,} entries removed, "
+                   f"{plan.entries_after:,} left; limited by {plan.limited_by}")
+
+
+@app.command()
+def stats(
+    market: Annotated[str | None, typer.Option(help="Only this market, in detail.")] = None,
+    follow: Annotated[bool, typer.Option(help="Keep consuming and refreshing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Live market statistics: per market and runner, best back and lay prices and sizes,
+    traded volume per price, last traded price, VWAP and order counts, kept in Redis.
+
+    Consumes the output stream (consumer group "stats") until caught up, then prints; with
+    --follow keeps consuming and refreshing. If another process already runs the consumer,
+    only reads what it keeps.
+    """
+    from .stats import StatsService, read_markets, read_view
+    from .views import ladder, market_summary, traded_by_price
+
+    client = _client(redis_url)
+    keys = _keys(partition)
+
+    def render():  # type: ignore[no-untyped-def]
+        from rich.console import Group
+
+        if market:
+            view = read_view(client, market, keys)
+            if view is None:
+                return f"no statistics for market {market}"
+            return Group(ladder(view), traded_by_price(view))
+        views = [read_view(client, m, keys) for m in read_markets(client, keys)]
+        return market_summary([v for v in views if v])
+
+    service = StatsService(client, keys)
+    if as_json:
+        try:
+            service.catch_up()
+        finally:
+            service.stop()
+        names = [market] if market else read_markets(client, keys)
+        print(json.dumps([read_view(client, m, keys) for m in names]))
+        return
+    _watch(render, service, follow)
+
+
+def _watch(render, service, follow: bool) -> None:  # type: ignore[no-untyped-def]
+    """Bring the statistics up to date and print ``render()``; with ``follow``, keep the
+    statistics consumer running and redraw every second, until Ctrl-C."""
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console()
+    try:
+        service.catch_up()
+        if not follow:
+            console.print(render())
+            return
+        service.follow()
+        with Live(render(), console=console, refresh_per_second=2) as live:
+            while True:
+                time.sleep(1.0)
+                live.update(render())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+
+
+@app.command()
+def book(
+    market: Annotated[str, typer.Argument(help="Market id.")],
+    follow: Annotated[bool, typer.Option(help="Keep refreshing.")] = False,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """The ladder of a market: per runner the best three prices available to back and to lay
+    with their sizes, last traded price and traded volume."""
+    from .stats import StatsService, read_view
+    from .views import ladder
+
+    client = _client(redis_url)
+    keys = _keys(partition)
+
+    def render():  # type: ignore[no-untyped-def]
+        view = read_view(client, market, keys)
+        return ladder(view) if view else f"no market {market} (yet)"
+
+    _watch(render, StatsService(client, keys), follow)
+
+
+@app.command()
+def tail(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines (the public form).")] = False,
+    from_seq: Annotated[int | None, typer.Option("--from", help="Start after this seq (default:"
+                                                " only new events).", min=0)] = None,
+    follow: Annotated[bool, typer.Option(help="Keep following (default); --no-follow stops at "
+                                              "the end.")] = True,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Follow the output stream and print its events as they are committed."""
+    from exchange.codec import dumps_line, json_from_wire
+    from journal.runner import last_id, stream_items
+    from journal.wire import decode_events, field, parse_id, raw
+
+    from .views import event_line
+
+    client = raw(_client(redis_url))
+    keys = _keys(partition)
+    cursor = f"{from_seq}-0" if from_seq is not None else last_id(client, keys.output)
+    try:
+        while True:
+            reply = client.xread({keys.output: cursor}, count=1000, block=1000 if follow else None)
+            rows = [r for _, rs in stream_items(reply) for r in rs]
+            if not rows and not follow:
+                return
+            for eid, fields in rows:
+                seq = parse_id(eid)[0]
+                payload = field(fields, b"e")
+                for ev in decode_events(payload) if payload else []:
+                    j = json_from_wire(ev)
+                    print(dumps_line(j) if as_json else event_line(seq, j), flush=False)
+                cursor = eid.decode()
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+
+
 @server_app.command("start")
 def server_start() -> None:
     """Start the embedded Redis server (if it is not running) and say where it listens."""

@@ -1,0 +1,111 @@
+"""How things look on a terminal: ladders like an exchange's, events as readable lines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+BACK_STYLE = "bold black on rgb(166,216,255)"  # the blue of "back" on an exchange
+LAY_STYLE = "bold black on rgb(250,169,186)"  # the pink of "lay"
+
+
+def _cell(level: list[str] | None, style: str) -> Text:
+    if not level:
+        return Text("")
+    price, size = level
+    return Text(f"{price}\n{size}", style=style, justify="center")
+
+
+def ladder(view: dict[str, Any], names: dict[int, str] | None = None) -> Table:
+    """The market as a betting person reads it: per runner, the three best prices available
+    to back (best nearest the middle) and to lay, with sizes; last traded price and volume."""
+    status = view["status"] + (" · IN-PLAY" if view["in_play"] else "")
+    if view.get("winners"):
+        status += f" · winners {', '.join(map(str, view['winners']))}"
+    t = Table(title=f"market {view['market']} · {status} · seq {view['seq']:,}",
+              show_lines=True, title_justify="left")
+    t.add_column("runner")
+    for label in ("back", "back", "back"):
+        t.add_column(label, justify="center", min_width=9)
+    for label in ("lay", "lay", "lay"):
+        t.add_column(label, justify="center", min_width=9)
+    t.add_column("last", justify="right")
+    t.add_column("volume", justify="right")
+    for r in view["runners"]:
+        to_back = list(reversed(r["to_back"]))  # best back price next to the best lay price
+        to_back = [None] * (3 - len(to_back)) + to_back
+        to_lay = r["to_lay"] + [None] * (3 - len(r["to_lay"]))
+        name = (names or {}).get(r["runner"], str(r["runner"]))
+        t.add_row(
+            name,
+            *[_cell(x, BACK_STYLE) for x in to_back],
+            *[_cell(x, LAY_STYLE) for x in to_lay],
+            r["ltp"] or "",
+            r["volume"],
+        )
+    return t
+
+
+def market_summary(views: list[dict[str, Any]]) -> Table:
+    """One line per runner of every market: last price, VWAP, volume, orders."""
+    t = Table("market", "status", "runner", "best back", "best lay", "last", "vwap", "volume",
+              "live orders", "orders placed", title="market statistics", title_justify="left")
+    for v in views:
+        status = v["status"] + (" in-play" if v["in_play"] else "")
+        for r in v["runners"]:
+            back = r["to_back"][0] if r["to_back"] else None
+            lay = r["to_lay"][0] if r["to_lay"] else None
+            t.add_row(v["market"], status, str(r["runner"]),
+                      f"{back[0]} ({back[1]})" if back else "",
+                      f"{lay[0]} ({lay[1]})" if lay else "",
+                      r["ltp"] or "", r["vwap"] or "", r["volume"], f"{r['orders']:,}",
+                      f"{r['placed']:,}")
+    return t
+
+
+def traded_by_price(view: dict[str, Any]) -> Table:
+    """Traded volume per price, per runner."""
+    t = Table("runner", "price", "traded", title=f"traded volume · market {view['market']}",
+              title_justify="left")
+    for r in view["runners"]:
+        for price, volume in r["traded"].items():
+            t.add_row(str(r["runner"]), price, volume)
+    return t
+
+
+def event_line(seq: int, ev: dict[str, Any]) -> str:
+    """An event (JSON form) as one readable line."""
+    kind = ev["type"]
+    where = f"{ev.get('market')}/{ev.get('runner')}" if "runner" in ev else ev.get("market", "")
+    if kind == "trade":
+        body = (f"{where} {ev['size']} @ {ev['price']}  back {ev['back_account']} "
+                f"#{ev['back_order']} · lay {ev['lay_account']} #{ev['lay_order']}  "
+                f"({ev['taker'].lower()} took)")
+    elif kind == "order_accepted":
+        body = (f"{where} #{ev['order']} {ev['account']} {ev['side']} {ev['stake']} @ "
+                f"{ev['price']} {ev['tif']} {ev['persistence']}"
+                + (f" ref {ev['ref']}" if ev.get("ref") else ""))
+    elif kind == "order_cancelled":
+        body = (f"{where} #{ev['order']} {ev['account']} {ev['side']} -{ev['size']} @ "
+                f"{ev['price']} left {ev['remaining']} ({ev['reason']})")
+    elif kind == "order_rejected":
+        body = (f"{ev.get('command') or '?'} {ev.get('account') or ''} "
+                f"{ev.get('market') or ''} {ev['reason']}").replace("  ", " ")
+    elif kind == "funds_changed":
+        body = f"{ev['account']} {ev['amount']} -> balance {ev['balance']}"
+    elif kind == "market_created":
+        body = (f"{ev['market']} runners {ev['runners']} commission {ev['commission']}% "
+                f"min stake {ev['min_stake']} delay {ev['bet_delay_ms']} ms")
+    elif kind == "market_status_changed":
+        body = f"{ev['market']} {ev['status']}" + (" in-play" if ev["in_play"] else "")
+    elif kind == "market_settled":
+        body = (f"{ev['market']} " + ("VOID" if ev["void"] else f"winners {ev['winners']}")
+                + f" commission {ev['commission']}")
+    elif kind == "account_settled":
+        body = (f"{ev['account']} {ev['market']} pnl {ev['pnl']} commission "
+                f"{ev['commission']} -> balance {ev['balance']}")
+    else:
+        body = str(ev)
+    return f"{seq:>10}  {kind:<22} {body}"
