@@ -103,7 +103,8 @@ REJECT_REASONS: dict[str, str] = {
     "(or would take a balance past the limit)",
     INVALID_STATUS: "a status change the market's lifecycle does not allow: reopening a "
     "closed market, turning in-play twice, settling twice",
-    INVALID_WINNERS: "winners that are repeated, or more than the market's number of winners",
+    INVALID_WINNERS: "winners that are repeated, or not as many as the market's number of "
+    "winners",
 }
 """Every rejection reason with its meaning; the README's reference is generated from this."""
 
@@ -132,3 +133,63 @@ CANCEL_REASONS: dict[str, str] = {
 def event_dict(event: Event) -> dict[str, Any]:
     """An event tuple as a dict keyed by its field names (values unchanged: integers)."""
     return dict(zip(EVENT_FIELDS[event[0]], event))
+
+
+EVENT_DOCS: dict[str, str] = {
+    MARKET_CREATED: "a market exists and is OPEN",
+    MARKET_STATUS_CHANGED: "a market's status or in-play flag changed",
+    FUNDS_CHANGED: "a deposit (amount > 0) or withdrawal (amount < 0)",
+    ORDER_ACCEPTED: "an order passed every check; it now matches, rests, or waits out the "
+    "in-play bet delay",
+    ORDER_REJECTED: "a command that changed nothing, with the reason (for any command, not "
+    "only orders)",
+    TRADE: "a back and a lay order matched",
+    ORDER_CANCELLED: "unmatched stake taken off an order (all of it when remaining is 0)",
+    MARKET_SETTLED: "a closed market was settled with its winners, or voided",
+    ACCOUNT_SETTLED: "one account's result in a settled market (accounts that traded in it)",
+}
+"""What each event type means."""
+
+FIELD_DOCS: dict[str, str] = {
+    "type": "the event type",
+    "seq": "sequence number of the command that caused the event",
+    "market": "market id",
+    "runners": "runner ids, in the market's order",
+    "commission": "in market_created: the rate, percent; in market_settled and "
+    "account_settled: money charged",
+    "min_stake": "smallest stake accepted",
+    "winners": "in market_created: how many runners win; in market_settled: the winning "
+    "runner ids (empty when void)",
+    "bet_delay_ms": "in-play bet delay, milliseconds of journal time",
+    "status": "OPEN, SUSPENDED or CLOSED",
+    "in_play": "whether the market has turned in-play",
+    "account": "account id",
+    "amount": "money moved: positive in, negative out",
+    "balance": "the account's balance after the event (money not yet settled is not in it; "
+    "unmatched and matched bets only reserve it)",
+    "order": "order id: the seq of the command that placed it",
+    "runner": "runner id",
+    "side": "BACK or LAY",
+    "price": "decimal odds on the ladder",
+    "stake": "backer's stake (for a LAY, the backer's stake it accepts; it risks "
+    "stake x (price - 1))",
+    "tif": "time in force: GTC (rest the remainder), IOC (cancel the remainder), FOK (all or "
+    "nothing)",
+    "persistence": "LAPSE (cancelled when the market turns in-play) or PERSIST",
+    "ref": "the client's ref, if it gave one",
+    "command": "the type of the rejected command (null if it had no known type)",
+    "reason": "a stable upper-case code, listed below",
+    "trade": "trade id: \"<seq>-<index of the event within that command's events>\"",
+    "size": "in trade: the backer's matched stake; in order_cancelled: the stake this event "
+    "takes off",
+    "back_order": "the BACK order of the trade",
+    "lay_order": "the LAY order of the trade",
+    "back_account": "the backer's account",
+    "lay_account": "the layer's account",
+    "taker": "BACK or LAY: the side of the order that arrived and took resting liquidity "
+    "(the trade is at the resting order's price)",
+    "remaining": "the order's unmatched stake still live after this event",
+    "void": "true when the market was voided (nothing paid, nothing charged)",
+    "pnl": "the account's net result in the market before commission",
+}
+"""What each event field means (a name means the same thing in every event)."""
