@@ -1,0 +1,549 @@
+"""The Parquet sink: schemas, exact decimals, layout, idempotence, compaction, readers, and
+exactly-once across SIGKILLs at every step of writing, committing, compacting and recovering.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from exchange import Exchange, decode
+from exchange.codec import wire_event
+from exchange.events import EVENT_FIELDS
+from tools.commandfile import read_commands
+from tools.export import parquet as P
+from tools.export.parquet import (
+    COLUMNS,
+    SCHEMAS,
+    TABLES,
+    ParquetSink,
+    SinkError,
+    bench_parquet,
+    read_events,
+    read_table,
+)
+from tools.workload import core_workload
+
+from .conftest import GOLDEN, ROOT
+
+DAY = 86_400_000
+T0 = 1_795_464_000_000  # 2026-11-23T16:00:00Z
+
+# ----------------------------------------------------------------------------- streams
+
+
+def _norm(event: dict[str, Any]) -> dict[str, Any]:
+    """Stream form as msgpack gives it back: lists, not tuples."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in event.items()}
+
+
+def golden_entries() -> list[P.Entry]:
+    """Every golden scenario, one after another, as one stream (seqs renumbered)."""
+    entries: list[P.Entry] = []
+    seq = 0
+    for path in sorted(GOLDEN.glob("*.in.jsonl")):
+        ex = Exchange()
+        with path.open(encoding="utf-8") as f:
+            for local, (_, obj) in enumerate(read_commands(f), 1):
+                seq += 1
+                ts = T0 + seq * 1000
+                events = [_norm(wire_event(e)) for e in ex.apply(decode(obj, local, ts))]
+                for e in events:
+                    e["seq"] = seq
+                entries.append((seq, ts, events))
+    return entries
+
+
+def stream(n: int = 1500, step_ms: int = 150_000) -> list[P.Entry]:
+    """A busy, multi-day stream: the seeded workload (few accounts, so trades are many),
+    then a withdrawal, a suspension, a settlement and a void; every event type occurs."""
+    cmds = core_workload(n, markets=3, accounts=40, runners=4)
+    seq = len(cmds)
+    extra = [
+        ("withdraw", "acct-0001", 100),
+        ("market_status", "1.100000", "SUSPENDED"),
+        ("settle", "1.100000", (1,)),
+        ("void", "1.100001"),
+        ("cancel", "acct-0002", 999_999, None),
+        ("heartbeat",),
+    ]
+    for body in extra:
+        seq += 1
+        cmds.append((body[0], seq, 0) + body[1:])
+    ex = Exchange()
+    out = []
+    for i, cmd in enumerate(cmds):
+        ts = T0 + i * step_ms
+        cmd = cmd[:2] + (ts,) + cmd[3:]
+        out.append((cmd[1], ts, [_norm(wire_event(e)) for e in ex.apply(cmd)]))
+    return out
+
+
+def expected(entries: list[P.Entry], upto: int | None = None) -> list[tuple]:
+    return [(seq, idx, ts, e) for seq, ts, events in entries if upto is None or seq <= upto
+            for idx, e in enumerate(events)]
+
+
+def check_folder(out: Path, entries: list[P.Entry], upto: int | None = None) -> None:
+    """The files hold exactly the events of the entries (up to ``upto``), each once; the
+    ``order_matched`` rows are the trades' two sides; file names match their contents."""
+    got = read_events(out)
+    want = expected(entries, upto)
+    keys = [(s, i) for s, i, _, _ in got]
+    assert len(keys) == len(set(keys)), "duplicate events"
+    assert got == want
+    trades = read_table(out, "trades").to_pylist()
+    orders = read_table(out, "orders")
+    matched = orders.filter(pa.compute.equal(orders["type"], "order_matched")).to_pylist()
+    assert len(matched) == 2 * len(trades)
+    for t, back, lay in zip(trades, matched[0::2], matched[1::2]):
+        assert (back["side"], back["order"], back["counter_order"]) == (
+            "BACK", t["back_order"], t["lay_order"])
+        assert (lay["side"], lay["order"], lay["counter_order"]) == (
+            "LAY", t["lay_order"], t["back_order"])
+        for row in (back, lay):
+            assert (row["seq"], row["idx"], row["trade"], row["price"], row["size"]) == (
+                t["seq"], t["idx"], t["trade"], t["price"], t["size"])
+        assert back["taker"] == (t["taker"] == "BACK") and lay["taker"] == (t["taker"] == "LAY")
+    for table in TABLES:
+        ranges: dict[str, list[tuple[int, int]]] = {}
+        for path in (out / table).glob("*/*"):
+            assert not path.name.startswith("."), f"temporary file left: {path}"
+            m = P._PART.match(path.name)
+            assert m, path
+            first, last = int(m.group(1)), int(m.group(2))
+            t = pq.ParquetFile(path).read()
+            seqs = t.column("seq").to_pylist()
+            assert (seqs[0], seqs[-1]) == (first, last)
+            assert seqs == sorted(seqs)
+            days = {ts.date().isoformat() for ts in t.column("ts").to_pylist()}
+            assert days == {path.parent.name.removeprefix("date=")}
+            ranges.setdefault(path.parent.name, []).append((first, last))
+        for rs in ranges.values():
+            rs.sort()
+            assert all(a[1] < b[0] for a, b in zip(rs, rs[1:])), f"overlapping files {rs}"
+
+
+def write_all(sink: ParquetSink, entries: list[P.Entry], sizes: list[int]) -> None:
+    i = 0
+    k = 0
+    while i < len(entries):
+        n = sizes[k % len(sizes)]
+        sink.write(entries[i:i + n])
+        i += n
+        k += 1
+
+
+# ----------------------------------------------------------------------------- units
+
+
+def test_decimals_are_exact() -> None:
+    rng = random.Random(5)
+    values: list[int | None] = [0, 1, -1, 5, -5, 99, 100, -100, 10**18 - 1, -(10**18 - 1), None]
+    values += [rng.randrange(-10**18 + 1, 10**18) for _ in range(1000)]
+    values += [rng.randrange(-10**6, 10**6) for _ in range(1000)] + [None] * 7
+    arr = P._decimal(values, P.MONEY)
+    assert arr.type == pa.decimal128(18, 2)
+    assert arr.to_pylist() == [None if v is None else Decimal(v).scaleb(-2) for v in values]
+    assert arr.null_count == values.count(None)
+    assert P._ints(arr) == values
+    sliced = arr.slice(3, 50)
+    assert P._ints(sliced) == values[3:53]
+    prices = P._decimal([101, 210, 100000, None], P.PRICE)
+    assert [str(v) for v in prices.to_pylist() if v is not None] == ["1.01", "2.10", "1000.00"]
+    with pytest.raises(ValueError):
+        P._decimal([10**18], P.MONEY)
+    with pytest.raises(ValueError):
+        P._decimal([-(10**7)], P.PRICE)
+    # the obvious cast is not the reinterpretation: it scales (or refuses)
+    assert pa.array([210], pa.int64()).cast(pa.decimal128(38, 2)).to_pylist() == [
+        Decimal("210.00")]
+
+
+def test_every_event_type_has_a_table_and_every_field_a_column() -> None:
+    assert set(P.TABLE_OF_EVENT) == set(EVENT_FIELDS)
+    for kind, tables in P.TABLE_OF_EVENT.items():
+        cols = {c for c, _, _ in COLUMNS[tables[0]]}
+        rename = P._COLUMN_OF.get(kind, {})
+        for field in EVENT_FIELDS[kind]:
+            assert rename.get(field, field) in cols, (kind, field)
+    for name, schema in SCHEMAS.items():
+        assert schema.names[:4] == ["seq", "idx", "ts", "type"], name
+        assert schema.field("seq").type == pa.int64()
+        assert schema.field("ts").type == pa.timestamp("ms", tz="UTC")
+
+
+def test_docs_show_every_column() -> None:
+    doc = (ROOT / "docs" / "parquet.md").read_text(encoding="utf-8")
+    assert P.schema_markdown() in doc, "docs/parquet.md is stale: paste P.schema_markdown()"
+
+
+# ----------------------------------------------------------------------------- sink
+
+
+def test_golden_streams_round_trip(tmp_path: Path) -> None:
+    entries = golden_entries()
+    kinds = {e["type"] for _, _, evs in entries for e in evs}
+    assert kinds == set(EVENT_FIELDS), "the golden scenarios should cover every event type"
+    with ParquetSink(tmp_path) as sink:
+        write_all(sink, entries, [7, 1, 30])
+        assert sink.committed_seq() == entries[-1][0]
+    check_folder(tmp_path, entries)
+    for table in TABLES:
+        for path in (tmp_path / table).glob("*/*.parquet"):
+            assert pq.read_schema(path).equals(SCHEMAS[table], check_metadata=False)
+
+
+def test_layout_dates_and_names(tmp_path: Path) -> None:
+    entries = stream(600, step_ms=600_000)  # 600 commands, 10 minutes apart: 5 dates
+    days = sorted({time.strftime("%Y-%m-%d", time.gmtime(ts // 1000)) for _, ts, evs in entries
+                   if any("orders" in P.TABLE_OF_EVENT[e["type"]] for e in evs)})
+    assert len(days) >= 4
+    with ParquetSink(tmp_path) as sink:
+        assert sink.write(entries) == entries[-1][0]
+        files = sink.files("orders")
+    # one call: one file per (table, date)
+    assert [f.parent.name for f in files] == [f"date={d}" for d in days]
+    assert all(P._PART.match(f.name) for f in files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["_lock", "_state.json", *[t for t in TABLES if (tmp_path / t).exists()]])
+    assert json.loads((tmp_path / "_state.json").read_text())["committed_seq"] == entries[-1][0]
+    check_folder(tmp_path, entries)
+
+
+def test_redelivery_is_skipped(tmp_path: Path) -> None:
+    entries = stream(400)
+    with ParquetSink(tmp_path) as sink:
+        assert sink.committed_seq() == 0
+        assert sink.write(entries[:250]) == entries[249][0]
+        before = sorted(p for p in tmp_path.rglob("*.parquet"))
+        assert sink.write(entries[100:250]) == entries[249][0]  # all old: nothing
+        assert sorted(p for p in tmp_path.rglob("*.parquet")) == before
+        assert sink.write(entries[200:]) == entries[-1][0]  # half old, half new
+        assert sink.write([]) == entries[-1][0]
+    with ParquetSink(tmp_path) as sink:
+        assert sink.committed_seq() == entries[-1][0]
+        assert sink.write(entries) == entries[-1][0]
+    check_folder(tmp_path, entries)
+
+
+def test_entries_without_events_move_the_cursor(tmp_path: Path) -> None:
+    with ParquetSink(tmp_path) as sink:
+        assert sink.write([(1, T0, []), (2, T0, [])]) == 2
+        assert not list(tmp_path.rglob("*.parquet"))
+    with ParquetSink(tmp_path) as sink:
+        assert sink.committed_seq() == 2
+
+
+def test_bad_input_writes_nothing(tmp_path: Path) -> None:
+    entries = stream(100)
+    with ParquetSink(tmp_path) as sink:
+        with pytest.raises(ValueError, match="strictly increase"):
+            sink.write([entries[5], entries[4]])
+        with pytest.raises(ValueError, match="unknown event type"):
+            sink.write([(1, T0, [{"type": "bogus", "seq": 1}])])
+        with pytest.raises(ValueError, match="malformed"):
+            sink.write([(1, T0, [{"type": "funds_changed", "seq": 1, "account": "a"}])])
+        with pytest.raises((TypeError, ValueError)):
+            sink.write([(1, T0, [{"type": "funds_changed", "seq": 1, "account": "a",
+                                  "amount": "10.00", "balance": 1000}])])
+        bad = dict(entries[3][2][0], type="funds_changed", account="x", amount=10**18,
+                   balance=0)
+        with pytest.raises(ValueError, match="out of range"):
+            sink.write([(4, T0, [bad])])
+        assert sink.committed_seq() == 0
+        assert not list(tmp_path.rglob("*.parquet"))
+        assert sink.write(entries) == entries[-1][0]
+    check_folder(tmp_path, entries)
+
+
+def test_one_writer_per_folder(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path)
+    with pytest.raises(SinkError, match="in use"):
+        ParquetSink(tmp_path)
+    sink.close()
+    with pytest.raises(SinkError, match="closed"):
+        sink.write([])
+    ParquetSink(tmp_path).close()
+
+
+def test_data_without_state_is_refused(tmp_path: Path) -> None:
+    entries = stream(100)
+    with ParquetSink(tmp_path) as sink:
+        sink.write(entries)
+    (tmp_path / "_state.json").unlink()
+    with pytest.raises(SinkError, match="no _state.json"):
+        ParquetSink(tmp_path)
+    assert list(tmp_path.rglob("*.parquet"))  # nothing deleted
+
+
+def test_recovery_deletes_leftovers_and_redundant_files(tmp_path: Path) -> None:
+    entries = stream(300)
+    with ParquetSink(tmp_path, rows_per_file=10**6) as sink:
+        write_all(sink, entries[:200], [50])
+        committed = sink.committed_seq()
+        part = max({f.parent for f in sink.files("orders")},
+                   key=lambda d: len(list(d.glob("*.parquet"))))
+        files = [f for f in sink.files("orders") if f.parent == part]
+    assert len(files) >= 3
+    # a compaction that renamed its output but crashed before deleting its inputs
+    merged = pa.concat_tables([pq.ParquetFile(f).read() for f in files[:3]])
+    seqs = merged.column("seq")
+    name = P._part_name(seqs[0].as_py(), seqs[-1].as_py())
+    pq.write_table(merged, part / name)
+    # an uncommitted batch: renamed, state not written; and temporary files
+    later = [r for r in P._rows(entries[200:], committed)[1]["orders"]
+             if f"date={r[2].date() if hasattr(r[2], 'date') else P._date(r[2] // DAY)}"
+             == part.name]
+    pq.write_table(P._table("orders", later), part / P._part_name(later[0][0], later[-1][0]))
+    (part / ".part-000000000001-000000000002.parquet.tmp").write_bytes(b"junk")
+    (tmp_path / "_state.json.tmp").write_text("{}")
+    (part / "notes.txt").write_text("not ours")
+    with ParquetSink(tmp_path) as sink:
+        assert sink.committed_seq() == committed
+        names = [f.name for f in sink.files("orders")]
+    assert name in names and not set(f.name for f in files[:3]) & set(names)
+    assert (part / "notes.txt").exists()
+    (part / "notes.txt").unlink()
+    check_folder(tmp_path, entries, upto=committed)
+    with ParquetSink(tmp_path) as sink:
+        sink.write(entries)
+    check_folder(tmp_path, entries)
+
+
+def test_a_file_across_the_cursor_is_an_error(tmp_path: Path) -> None:
+    entries = stream(200)
+    with ParquetSink(tmp_path) as sink:
+        sink.write(entries[:100])
+        committed = sink.committed_seq()
+    rows = P._rows(entries, 0)[1]["orders"]
+    part = next((tmp_path / "orders").iterdir())
+    pq.write_table(P._table("orders", rows), part / P._part_name(rows[0][0], rows[-1][0]))
+    with pytest.raises(SinkError, match="across the committed cursor"):
+        ParquetSink(tmp_path)
+    assert committed < rows[-1][0]
+
+
+def test_compact_merges_small_files(tmp_path: Path) -> None:
+    entries = stream(1700, step_ms=60_000)  # ~1 day: 2 dates
+    with ParquetSink(tmp_path, rows_per_file=400, row_group_rows=128) as sink:
+        write_all(sink, entries[:1300], [3, 40, 11, 1, 90])
+        before = {t: sink.files(t) for t in TABLES}
+        counts = {f: pq.read_metadata(f).num_rows for fs in before.values() for f in fs}
+        rows_before = {t: read_table(tmp_path, t) for t in TABLES}
+        report = sink.compact()
+        after = {t: sink.files(t) for t in TABLES}
+        assert report.files_before == sum(map(len, before.values()))
+        assert report.files_after == sum(map(len, after.values())) < report.files_before
+        assert report.written >= 1 and report.merged_inputs > report.written
+        for t in TABLES:
+            assert read_table(tmp_path, t).equals(rows_before[t]), t
+            for f in set(after[t]) - set(before[t]):  # merged files
+                md = pq.read_metadata(f)
+                assert md.num_rows <= 400
+                assert all(md.row_group(i).num_rows <= 128 for i in range(md.num_row_groups))
+                m = P._PART.match(f.name)
+                first, last = int(m.group(1)), int(m.group(2))
+                inputs = [g for g in before[t] if g.parent == f.parent
+                          and first <= int(P._PART.match(g.name).group(1)) <= last]
+                assert len(inputs) >= 2 and not any(g.exists() for g in inputs)
+                assert md.num_rows == sum(counts[g] for g in inputs)
+            for f in set(before[t]) & set(after[t]):  # kept: full, or no neighbour fits
+                assert f.exists()
+        again = sink.compact()
+        assert again.written == 0 and again.files_after == report.files_after
+        # keep writing after compaction, then compact again: still exact
+        write_all(sink, entries[1300:], [25])
+        sink.compact()
+    check_folder(tmp_path, entries)
+
+
+def test_readers_pandas_pyarrow_duckdb(tmp_path: Path) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    import pandas as pd
+
+    entries = stream(1500)
+    with ParquetSink(tmp_path, rows_per_file=500) as sink:
+        write_all(sink, entries, [100, 7])
+        sink.compact()
+    trades = [e for _, _, evs in entries for e in evs if e["type"] == "trade"]
+    total = sum(e["size"] for e in trades)
+    dates = sorted({f.parent.name[5:] for f in (tmp_path / "trades").glob("*/*.parquet")})
+    assert len(dates) >= 2
+
+    df = pd.read_parquet(tmp_path / "trades")
+    assert len(df) == len(trades)
+    assert sum(df["size"]) == Decimal(total).scaleb(-2)
+    assert sorted(df["date"].astype(str).unique()) == dates
+    assert str(df["ts"].dtype) == "datetime64[ms, UTC]"
+
+    t = ds.dataset(tmp_path / "trades", partitioning="hive").to_table()
+    assert t.num_rows == len(trades)
+    assert t.schema.field("price").type == pa.decimal128(7, 2)
+    assert pa.compute.sum(t["size"]).as_py() == Decimal(total).scaleb(-2)
+    for table in TABLES:
+        d = ds.dataset(tmp_path / table, partitioning="hive")
+        assert d.schema.remove(d.schema.get_field_index("date")).equals(
+            SCHEMAS[table], check_metadata=False)
+
+    con = duckdb.connect()
+    glob = f"{tmp_path}/trades/*/*.parquet"
+    n, s, nd, mx = con.execute(
+        "select count(*), sum(size), count(distinct date), max(price) "
+        f"from read_parquet('{glob}', hive_partitioning=true)").fetchone()
+    assert (n, s, nd) == (len(trades), Decimal(total).scaleb(-2), len(dates))
+    assert mx == Decimal(max(e["price"] for e in trades)).scaleb(-2)
+    kinds = dict(con.execute(
+        "select type, count(*) from read_parquet("
+        f"'{tmp_path}/orders/*/*.parquet', hive_partitioning=true) group by type").fetchall())
+    assert kinds["order_matched"] == 2 * len(trades)
+    assert kinds["order_accepted"] == sum(
+        e["type"] == "order_accepted" for _, _, evs in entries for e in evs)
+    # an order's whole life, by its id
+    oid = trades[0]["back_order"]
+    life = con.execute(
+        "select type from read_parquet("
+        f"'{tmp_path}/orders/*/*.parquet', hive_partitioning=true) "
+        f'where "order" = {oid} order by seq, idx').fetchall()
+    assert life[0] == ("order_accepted",) and ("order_matched",) in life
+
+
+def test_bench_parquet_runs() -> None:
+    result = bench_parquet(20_000, runs=1, batch_events=5_000)
+    assert result["events"] >= 20_000 and result["events_per_sec"] > 0
+    assert result["files_after_compact"] >= 1
+
+
+# ----------------------------------------------------------------------------- crashes
+
+CRASH_STREAM = dict(n=1200, step_ms=300_000)  # ~4 days
+POINTS = ("tmp_written", "renamed", "files_synced", "state_tmp_written", "committed",
+          "compact_tmp_written", "compact_renamed", "compact_input_deleted",
+          "recover_deleted")
+
+
+def _child() -> None:
+    """A writer process: ``out start seed point hit``; feeds the crash stream from entry
+    index ``start`` in random batches, compacting every third, and SIGKILLs itself at the
+    ``hit``-th time it reaches ``point``. With a point it stops (exit 0) after 16 batches
+    that moved the cursor if still alive, so that one missed point does not use up the
+    stream; with "-" it runs to the end."""
+    out, start, seed, point, hit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \
+        sys.argv[4], int(sys.argv[5])
+    entries = stream(**CRASH_STREAM)
+    seen = {"n": 0}
+
+    def fault(name: str) -> None:
+        if name == point:
+            seen["n"] += 1
+            if seen["n"] == hit:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    rng = random.Random(seed)
+    print("ready", flush=True)
+    sink = ParquetSink(out, rows_per_file=300, row_group_rows=100, fault_hook=fault)
+    i = start
+    k = 0
+    while i < len(entries) and (point == "-" or k < 16):
+        n = rng.choice((1, 2, 5, 10, 25))
+        before = sink.committed_seq()
+        if sink.write(entries[i:i + n]) > before:  # only batches with news count
+            k += 1
+            if k % 3 == 0:
+                sink.compact()
+        i += n
+    sink.compact()
+    sink.close()
+
+
+def _run_child(out: Path, start: int, seed: int, point: str = "-", hit: int = 0,
+               kill_after: float | None = None) -> int:
+    cmd = [sys.executable, "-c",
+           "import sys; from tests.test_parquet_sink import _child; _child()",
+           str(out), str(start), str(seed), point, str(hit)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    ready = proc.stdout.readline()
+    if kill_after is not None and ready == b"ready\n":
+        try:
+            proc.wait(timeout=kill_after)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode in (0, -signal.SIGKILL), err.decode()
+    return proc.returncode
+
+
+def _committed(out: Path) -> int:
+    try:
+        return json.loads((out / "_state.json").read_text())["committed_seq"]
+    except FileNotFoundError:
+        return 0
+
+
+def _restart_position(entries: list[P.Entry], committed: int, rng: random.Random) -> int:
+    """Where a consumer might resume: at or before the first uncommitted entry."""
+    first_new = next((i for i, e in enumerate(entries) if e[0] > committed), len(entries))
+    return max(0, first_new - rng.choice((0, 0, 1, 37, 400, 10_000)))
+
+
+@pytest.mark.slow
+def test_sigkill_at_every_step_then_restart_is_exactly_once(tmp_path: Path) -> None:
+    entries = stream(**CRASH_STREAM)
+    rng = random.Random(11)
+    out = tmp_path / "out"
+    plan = [(p, h) for h in (1, 2, 5) for p in POINTS if p != "recover_deleted"]
+    # recovery has something to delete only after a crash that left files behind
+    for after, hit in (("files_synced", 1), ("compact_renamed", 2), ("renamed", 1),
+                       ("tmp_written", 1)):
+        i = plan.index((after, 2))
+        plan.insert(i + 1, ("recover_deleted", hit))
+    killed: dict[str, int] = {}
+    for round_, (point, hit) in enumerate(plan):
+        committed = _committed(out)
+        start = _restart_position(entries, committed, rng)
+        code = _run_child(out, start, seed=round_, point=point, hit=hit)
+        if code == -signal.SIGKILL:
+            killed[point] = killed.get(point, 0) + 1
+        if round_ % 4 == 3 and plan[(round_ + 1) % len(plan)][0] != "recover_deleted":
+            # recover in this process and check that exactly the committed prefix is there
+            with ParquetSink(out) as sink:
+                upto = sink.committed_seq()
+            check_folder(out, entries, upto=upto)
+    assert set(killed) == set(POINTS), f"crash points never reached: {killed}"
+    assert sum(killed.values()) >= len(plan) - 4, killed
+    assert _committed(out) < entries[-1][0], "the stream ran out before the plan did"
+    code = _run_child(out, _restart_position(entries, _committed(out), rng), seed=99)
+    assert code == 0
+    assert _committed(out) == entries[-1][0]
+    check_folder(out, entries)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_restart_is_exactly_once(tmp_path: Path) -> None:
+    entries = stream(**CRASH_STREAM)
+    rng = random.Random(3)
+    out = tmp_path / "out"
+    killed = 0
+    for round_ in range(10):
+        start = _restart_position(entries, _committed(out), rng)
+        code = _run_child(out, start, seed=100 + round_, point="none", hit=0,
+                          kill_after=rng.uniform(0.0, 0.4))
+        killed += code == -signal.SIGKILL
+    assert killed >= 5
+    assert _committed(out) < entries[-1][0]
+    assert _run_child(out, _restart_position(entries, _committed(out), rng), seed=7) == 0
+    check_folder(out, entries)
