@@ -108,18 +108,52 @@ class GroupConsumer:
     # ------------------------------------------------------------------ group membership
 
     def ensure_group(self) -> None:
-        """Create the group if needed, starting after what the sink already holds."""
-        start = f"{self.sink.committed_seq()}-0"
+        """Create the group if needed, starting after what the sink already holds.
+
+        The sink, not the group, is the truth: if the group has delivered entries after the
+        sink's position that are not pending either (the sink's data was removed, or
+        restored from a backup), those would never come again, so the group is recreated at
+        the sink's position."""
+        committed = self.sink.committed_seq()
+        start = f"{committed}-0"
         try:
             self.client.xgroup_create(self.keys.output, self.group, id=start, mkstream=True)
+            return
         except redis.ResponseError as e:
             if "BUSYGROUP" not in str(e):
                 raise
+        group = next(g for g in self.client.xinfo_groups(self.keys.output)
+                     if g["name"] in (self.group, self.group.encode()))
+        low = parse_id(group["last-delivered-id"])[0] + 1
+        if group["pending"]:
+            oldest = self.client.xpending(self.keys.output, self.group)["min"]
+            if oldest is not None:
+                low = min(low, parse_id(oldest)[0])
+        if low > committed + 1 and self.client.xrange(
+            self.keys.output, min=f"({committed}-0", max=f"({low}-0", count=1
+        ):
+            self.client.xgroup_destroy(self.keys.output, self.group)
+            self.client.xgroup_create(self.keys.output, self.group, id=start)
 
     def claim_dead(self) -> int:
-        """Take over entries other consumers left pending for longer than ``claim_idle_ms``,
-        and remove consumers that have nothing pending and have been idle that long."""
+        """Take over entries other consumers left pending: at once from a consumer whose
+        process is gone (named ``host:pid`` on this host), else after ``claim_idle_ms``;
+        then remove consumers that have nothing pending and have been idle that long."""
         claimed = 0
+        for c in self.client.xinfo_consumers(self.keys.output, self.group):
+            name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
+            if name != self.name and c["pending"] and _process_gone(name):
+                while True:
+                    pending = self.client.xpending_range(
+                        self.keys.output, self.group, min="-", max="+", count=1000,
+                        consumername=name,
+                    )
+                    if not pending:
+                        break
+                    ids = [p["message_id"] for p in pending]
+                    self.client.xclaim(self.keys.output, self.group, self.name, 0, ids,
+                                       justid=True)
+                    claimed += len(ids)
         cursor = "0-0"
         while True:
             reply = self.client.xautoclaim(
@@ -132,7 +166,9 @@ class GroupConsumer:
                 break
         for c in self.client.xinfo_consumers(self.keys.output, self.group):
             name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
-            if name != self.name and c["pending"] == 0 and c["idle"] >= self.claim_idle_ms:
+            if name != self.name and c["pending"] == 0 and (
+                c["idle"] >= self.claim_idle_ms or _process_gone(name)
+            ):
                 self.client.xgroup_delconsumer(self.keys.output, self.group, name)
         self.progress.claimed += claimed
         return claimed
@@ -213,6 +249,20 @@ class GroupConsumer:
     def _report(self) -> None:
         if self.on_progress is not None:
             self.on_progress(self.progress)
+
+
+def _process_gone(consumer: str) -> bool:
+    """Whether a consumer named ``host:pid`` was a process on this host that has ended."""
+    host, _, pid = consumer.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 # ---------------------------------------------------------------------- trimming

@@ -136,3 +136,12 @@ def test_compact_trims_only_what_nobody_needs(redis_server) -> None:  # type: ig
     plan = plan_compact(client)
     assert plan.trim_below == "2501-0" and "snapshot" in plan.limited_by
     assert replay(client, source="none").commands == 3000  # the input is never trimmed
+
+
+def test_a_sink_behind_its_group_gets_everything_again(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    fill(client, 1500)
+    GroupConsumer(client, "g", ListSink()).run(follow=False)
+    fresh = ListSink()  # as if the export folder had been deleted: it holds nothing
+    GroupConsumer(client, "g", fresh).run(follow=False)
+    assert [(e[0], len(e[2])) for e in fresh.entries] == recorded(client)

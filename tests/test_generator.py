@@ -10,7 +10,8 @@ import pytest
 from exchange import Exchange
 from exchange.commands import decode, problem, to_json, to_wire
 from exchange.events import event_dict
-from tools.generator import GeneratorStats, OrderIds, market_day, minimum_commands
+from tools.generator import GeneratorStats, market_day, minimum_commands
+from tools.load import OrderIds
 
 N = 20_000
 

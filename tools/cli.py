@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Measure throughput and memory.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+export_app = typer.Typer(help="Export the output stream for analytics.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 server_app = typer.Typer(
     help="The embedded Redis server used when no --redis-url is given.", no_args_is_help=True
 )
@@ -542,6 +544,72 @@ def tail(
             sys.stdout.flush()
     except KeyboardInterrupt:
         pass
+
+
+ExportDir = Annotated[
+    str, typer.Option("--out", envvar="EXCH_EXPORT_DIR", help="Folder of the Parquet tables.")
+]
+
+
+@export_app.command("parquet")
+def export_parquet(
+    out: ExportDir = "out/parquet",
+    follow: Annotated[
+        bool,
+        typer.Option("--follow/--until-caught-up",
+                     help="Keep exporting as events arrive, or stop once caught up."),
+    ] = False,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Export the output stream to Parquet tables (trades, orders, markets, settlements,
+    funds), partitioned by date, exactly once: a crash never leaves a partial or duplicate
+    file, and a restart resumes after the last committed seq."""
+    import signal
+
+    from journal.runner import last_id
+    from journal.wire import parse_id
+
+    from .export.parquet import SinkError
+    from .export.service import Exporter
+
+    client = _client(redis_url)
+    keys = _keys(partition)
+    target = parse_id(last_id(client, keys.output))[0]
+    try:
+        with _progress("exporting", None, quiet=follow) as advance:
+            seen = [0]
+
+            def on_progress(p) -> None:  # type: ignore[no-untyped-def]
+                advance(p.entries - seen[0])
+                seen[0] = p.entries
+
+            exporter = Exporter(client, out, keys, on_progress=on_progress)
+            signal.signal(signal.SIGTERM, lambda *_: exporter.stop())
+            try:
+                progress = exporter.run(follow=follow)
+            except KeyboardInterrupt:
+                exporter.stop()
+                raise typer.Exit(0) from None
+    except SinkError as e:
+        raise fail(str(e), 1) from None
+    typer.echo(f"exported up to seq {progress.committed_seq:,} "
+               f"({progress.events:,} events this run) to {out}"
+               + ("" if follow or progress.committed_seq >= target else " (output still growing)"))
+
+
+@export_app.command("compact")
+def export_compact(out: ExportDir = "out/parquet") -> None:
+    """Merge the small Parquet files of each date into large ones; the rows do not change."""
+    from .export.parquet import ParquetSink, SinkError
+
+    try:
+        with ParquetSink(out) as sink:
+            report = sink.compact()
+    except SinkError as e:
+        raise fail(str(e), 1) from None
+    typer.echo(f"{report.files_before} files -> {report.files_after} "
+               f"({report.rows_rewritten:,} rows rewritten in {report.seconds:.1f} s)")
 
 
 @server_app.command("start")

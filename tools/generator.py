@@ -55,7 +55,7 @@ sets how often they are used). The generator applies every command to its model 
 Feeding the stream to a journal that numbers commands itself: order ids are the seq of the
 placing command, so cancels and replaces name the generator's seqs. Start at the journal's
 next seq with ``seq0``, and if anything else is sequenced in between (heartbeats), translate
-with ``OrderIds``. ``ts`` is replaced by the journal's clock, so in-play releases happen at
+with ``tools.load.OrderIds`` (``tools.load.send`` does it all). ``ts`` is replaced by the journal's clock, so in-play releases happen at
 other moments there and a few cancels may find their order already gone.
 """
 
@@ -64,7 +64,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -198,50 +198,6 @@ class GeneratorStats:
                 f"{'in-play, ' if m.in_play else ''}{m.status} {result}"
             )
         return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------- ids
-
-
-class OrderIds:
-    """Translate the order ids in generated cancels and replaces to a journal's own numbering.
-
-    The generator's order id is the seq it gave the placing command; a journal gives its own
-    (other commands, such as the matcher's heartbeats, may be sequenced in between). Record each
-    submitted batch (``record(generated seqs, journal seqs)``, seqs as the sequencer returns
-    them) and pass every command through ``translate`` before sending it. Kept as a list of
-    offsets that changes only where the numbering shifts, so it stays small. ``translate``
-    raises ``KeyError`` for an order whose placing command has not been recorded yet: flush
-    the commands in flight first.
-    """
-
-    def __init__(self) -> None:
-        self._starts: list[int] = []  # generated seq where an offset begins
-        self._offsets: list[int] = []
-        self._last = 0  # last generated seq recorded
-
-    def record(self, generated: list[int], journal: list[int]) -> None:
-        starts, offsets = self._starts, self._offsets
-        for g, j in zip(generated, journal):
-            if not j:
-                continue  # skipped as a duplicate: it has no order id
-            off = j - g
-            if not offsets or offsets[-1] != off:
-                starts.append(g)
-                offsets.append(off)
-            if g > self._last:
-                self._last = g
-
-    def order_id(self, generated: int) -> int:
-        if generated > self._last or not self._starts or generated < self._starts[0]:
-            raise KeyError(generated)
-        return generated + self._offsets[bisect_right(self._starts, generated) - 1]
-
-    def translate(self, cmd: Command) -> Command:
-        kind = cmd[0]
-        if kind == "cancel" or kind == "replace":
-            return cmd[:4] + (self.order_id(cmd[4]),) + cmd[5:]
-        return cmd
 
 
 # ---------------------------------------------------------------------------------------- model
@@ -1147,4 +1103,4 @@ def _market_day(
         finish()
 
 
-__all__ = ["GeneratorStats", "MarketInfo", "OrderIds", "TS0", "market_day", "minimum_commands"]
+__all__ = ["GeneratorStats", "MarketInfo", "TS0", "market_day", "minimum_commands"]

@@ -296,8 +296,9 @@ class StatsService:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.consumer = (
+            # holding the lease, it is the only live consumer of its group: claim at once
             GroupConsumer(client, GROUP, StatsSink(client, self.keys), self.keys,
-                          flush_events=20_000, flush_seconds=0.5)
+                          flush_events=20_000, flush_seconds=0.5, claim_idle_ms=0)
             if self.leading else None
         )
         if self.leading:

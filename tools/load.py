@@ -1,0 +1,189 @@
+"""Sending a stream of commands to a running system: ``exch load``, ``exch demo`` and
+``exch import betfair --submit``.
+
+A generated or imported stream numbers its commands itself, and its cancels and replaces
+name orders by those numbers (an order's id is the seq of the command that placed it). The
+journal gives its own seqs, and may sequence other commands in between (the matcher's
+heartbeats, other clients), so the sender translates order ids after each acknowledged batch
+(``OrderIds``), flushes first when a command names an order whose placing command is still in
+the unsent batch, and drops commands that name an order the sequencer skipped (a repeated
+client ref). Heartbeats in the stream are dropped: the matcher sequences its own.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from journal.sequencer import Sequencer
+
+Command = tuple
+
+
+class OrderIds:
+    """Translate the order ids in generated cancels and replaces to a journal's own numbering.
+
+    The generator's order id is the seq it gave the placing command; a journal gives its own
+    (other commands, such as the matcher's heartbeats, may be sequenced in between). Record each
+    submitted batch (``record(generated seqs, journal seqs)``, seqs as the sequencer returns
+    them) and pass every command through ``translate`` before sending it. Kept as a list of
+    offsets that changes only where the numbering shifts, so it stays small. ``translate``
+    raises ``KeyError`` for an order whose placing command has not been recorded yet: flush
+    the commands in flight first.
+    """
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []  # generated seq where an offset begins
+        self._offsets: list[int] = []
+        self._last = 0  # last generated seq recorded
+
+    def record(self, generated: list[int], journal: list[int]) -> None:
+        starts, offsets = self._starts, self._offsets
+        for g, j in zip(generated, journal):
+            if not j:
+                continue  # skipped as a duplicate: it has no order id
+            off = j - g
+            if not offsets or offsets[-1] != off:
+                starts.append(g)
+                offsets.append(off)
+            if g > self._last:
+                self._last = g
+
+    def order_id(self, generated: int) -> int:
+        if generated > self._last or not self._starts or generated < self._starts[0]:
+            raise KeyError(generated)
+        return generated + self._offsets[bisect_right(self._starts, generated) - 1]
+
+    def translate(self, cmd: Command) -> Command:
+        kind = cmd[0]
+        if kind == "cancel" or kind == "replace":
+            return cmd[:4] + (self.order_id(cmd[4]),) + cmd[5:]
+        return cmd
+
+
+
+@dataclass
+class LoadReport:
+    """What a load sent and what the journal did with it."""
+
+    sent: int = 0
+    sequenced: int = 0
+    duplicates: int = 0
+    dropped: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    seconds: float = 0.0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent, "sequenced": self.sequenced, "duplicates": self.duplicates,
+            "dropped": self.dropped, "first_seq": self.first_seq, "last_seq": self.last_seq,
+            "seconds": round(self.seconds, 2), "commands_per_sec": round(self.rate),
+            "by_type": dict(sorted(self.by_type.items())),
+        }
+
+
+def send(
+    commands: Iterable[Command],
+    sequencer: Sequencer,
+    *,
+    rate: float | None = None,
+    speed: float | None = None,
+    batch: int = 500,
+    on_batch: Callable[[LoadReport], None] | None = None,
+) -> LoadReport:
+    """Sequence ``commands`` (core tuples whose seq is the stream's own numbering) in order.
+
+    ``rate``: at most this many commands per second (None: as fast as possible).
+    ``speed``: keep the stream's own time, ``speed`` times faster (each command goes when
+    (its ts - the first ts) / speed seconds have passed); ``rate`` and ``speed`` exclude
+    each other.
+    """
+    if rate is not None and speed is not None:
+        raise ValueError("choose a rate or a speed, not both")
+    ids = OrderIds()
+    skipped: set[int] = set()
+    report = LoadReport()
+    pending: list[Command] = []
+    generated: list[int] = []
+    in_batch: set[int] = set()
+    start = time.perf_counter()
+    first_ts: int | None = None
+
+    def flush() -> None:
+        if not pending:
+            return
+        seqs = sequencer.submit_batch(pending)
+        ids.record(generated, seqs)
+        for g, s in zip(generated, seqs):
+            if s:
+                report.sequenced += 1
+                if report.first_seq is None:
+                    report.first_seq = s
+                report.last_seq = s
+            else:
+                report.duplicates += 1
+                skipped.add(g)
+        pending.clear()
+        generated.clear()
+        in_batch.clear()
+        report.seconds = time.perf_counter() - start
+        if on_batch is not None:
+            on_batch(report)
+
+    for cmd in commands:
+        kind = cmd[0]
+        if kind == "heartbeat":
+            continue
+        if kind == "cancel" or kind == "replace":
+            target = cmd[4]
+            if target in skipped:
+                report.dropped += 1
+                continue
+            if target in in_batch:
+                flush()
+            try:
+                cmd = ids.translate(cmd)
+            except KeyError:
+                pass  # names an order never placed: sent as it is, the core will say so
+        if speed is not None:
+            if first_ts is None:
+                first_ts = cmd[2]
+            due = start + (cmd[2] - first_ts) / 1000 / speed
+            wait = due - time.perf_counter()
+            if wait > 0.002:
+                flush()
+                time.sleep(max(due - time.perf_counter(), 0))
+        elif rate is not None:
+            due = start + report.sent / rate
+            wait = due - time.perf_counter()
+            if wait > 0.002:
+                flush()
+                time.sleep(max(due - time.perf_counter(), 0))
+        pending.append(cmd)
+        generated.append(cmd[1])
+        in_batch.add(cmd[1])
+        report.sent += 1
+        report.by_type[kind] = report.by_type.get(kind, 0) + 1
+        if len(pending) >= batch:
+            flush()
+    flush()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def scale_delays(commands: Iterable[Command], factor: float) -> Iterable[Command]:
+    """The same commands with every market's in-play bet delay divided by ``factor`` (to
+    replay a stream faster than it happened while keeping the delay's share of the flow)."""
+    for cmd in commands:
+        if cmd[0] == "create_market" and factor != 1:
+            cmd = cmd[:8] + (max(int(cmd[8] / factor), 0),)
+        yield cmd
