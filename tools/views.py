@@ -109,3 +109,17 @@ def event_line(seq: int, ev: dict[str, Any]) -> str:
     else:
         body = str(ev)
     return f"{seq:>10}  {kind:<22} {body}"
+
+
+def market_lines(views: list[dict[str, Any]]) -> Table:
+    """One line per market: status, runners, matched volume, winners."""
+    from decimal import Decimal
+
+    t = Table("market", "status", "runners", "matched", "winners", title="markets",
+              title_justify="left")
+    for v in views:
+        volume = sum((Decimal(r["volume"]) for r in v["runners"]), Decimal(0))
+        status = v["status"] + (" (in-play)" if v["in_play"] else "")
+        t.add_row(v["market"], status, str(len(v["runners"])), f"{volume:,.2f}",
+                  ", ".join(map(str, v["winners"])) or "-")
+    return t

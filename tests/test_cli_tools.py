@@ -1,0 +1,82 @@
+"""exch demo, exch load and exch import betfair, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from journal.replay import replay
+from tools.betfair import convert, matched_volume
+
+from .journal_helpers import matcher_thread, output_lines, wait_caught_up
+
+ROOT = Path(__file__).resolve().parent.parent
+BETFAIR = ROOT.parent / "shared" / "data" / "betfair"
+
+
+def exch(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tools.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def redis_servers_in(folder: Path) -> list[str]:
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in ps.splitlines() if "redis-server" in line and str(folder) in line]
+
+
+def test_demo_runs_the_whole_system_and_leaves_nothing_running(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    done = exch("demo", "--commands", "8000", "--markets", "2", "--accounts", "40",
+                "--out", str(folder))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "reproduced byte for byte" in done.stdout
+    trades = pd.read_parquet(folder / "parquet" / "trades")
+    assert len(trades) > 100
+    assert f"{len(trades):,}" in done.stdout
+    settlements = pd.read_parquet(folder / "parquet" / "settlements")
+    assert set(settlements["market"]) <= set(trades["market"])
+    assert redis_servers_in(folder) == []
+    assert "exch.run" not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                                            text=True).stdout.replace("tools.cli run", "exch.run")
+
+
+def test_load_twice_into_one_journal(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    with matcher_thread(client):
+        for seed in (1, 2):
+            done = exch("load", "--commands", "4000", "--markets", "2", "--accounts", "40",
+                        "--seed", str(seed), "--json", "--redis-url", redis_server.url)
+            assert done.returncode == 0, done.stderr[-3000:]
+            report = json.loads(done.stdout)
+            assert report["sent"] > 3500 and report["duplicates"] == 0
+        wait_caught_up(client)
+    lines = output_lines(client)
+    assert not any('"DUPLICATE_MARKET"' in ln or '"MALFORMED"' in ln for ln in lines)
+    assert sum('"market_settled"' in ln for ln in lines) >= 4
+    assert replay(client, source="none", verify=True).verified
+
+
+def test_import_betfair_out_and_submit(redis_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    recording = BETFAIR / "1.197931751"
+    out = tmp_path / "place.jsonl"
+    done = exch("import", "betfair", str(recording), "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    commands, report = convert([recording])
+    assert [json.loads(line) for line in out.read_text().splitlines()] == commands
+    client = redis_server.client()
+    with matcher_thread(client):
+        done = exch("import", "betfair", str(recording), "--submit", "--speed", "0",
+                    "--redis-url", redis_server.url)
+        assert done.returncode == 0, done.stderr[-3000:]
+        wait_caught_up(client)
+    lines = output_lines(client)
+    assert not any('"order_rejected"' in ln for ln in lines)
+    got = matched_volume(lines)
+    assert got == report.recorded_volume  # the recorded traded volume, price by price
+    assert replay(client, source="none", verify=True).verified
