@@ -88,14 +88,21 @@ def foreign_events(seq: int) -> list[Event]:
     return [("order_rejected", seq, None, None, None, None, None, MALFORMED)]
 
 
-_FIELDS = EVENT_FIELDS
+def _map_maker(names: tuple[str, ...]) -> Any:
+    """A function from an event tuple to its map, as a dict display: about twice as fast as
+    ``dict(zip(names, event))``, and the matcher makes one per event."""
+    body = ", ".join(f"{name!r}: e[{i}]" for i, name in enumerate(names))
+    return eval(f"lambda e: {{{body}}}")  # noqa: S307 - built from the constant field names
+
+
+_TO_MAP = {kind: _map_maker(names) for kind, names in EVENT_FIELDS.items()}
 _packb = msgpack.Packer(autoreset=True).pack
 
 
 def encode_events(events: Iterable[Event]) -> bytes:
     """The ``e`` field of an output entry: the events as a msgpack array of maps."""
-    fields = _FIELDS
-    return _packb([dict(zip(fields[ev[0]], ev)) for ev in events])
+    to_map = _TO_MAP
+    return _packb([to_map[ev[0]](ev) for ev in events])
 
 
 def decode_events(payload: bytes) -> list[dict[str, Any]]:

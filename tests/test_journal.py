@@ -243,3 +243,15 @@ def test_replay_to_a_seq_stops_there(redis_server) -> None:  # type: ignore[no-u
     ex.apply(decode({"type": "create_market", "market": "1.1", "runners": [1, 2]}, 1, 0))
     with pytest.raises(Exception):
         replay(client, source="999")
+
+
+def test_output_payload_is_the_events_as_maps() -> None:
+    from exchange.codec import wire_event
+    from journal.wire import encode_events
+
+    ex = Exchange()
+    for i, c in enumerate(core_workload(3000), 1):
+        events = ex.apply(c[:1] + (i, 0) + c[3:])
+        payload = encode_events(events)
+        assert payload == msgpack.packb([wire_event(e) for e in events])
+        assert decode_events(payload) == [wire_event(e) for e in events]
