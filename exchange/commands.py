@@ -125,9 +125,14 @@ ENVELOPE = ("type", "ts")
 
 def _invalid(seq: int, ts: int, obj: Any, kind: Any, reason: str = MALFORMED) -> tuple:
     get = obj.get if isinstance(obj, dict) else (lambda k: None)
+
+    def text(k: str) -> Any:  # echo only what a stream can carry
+        v = get(k)
+        return v if _text_ok(v) else None
+
     return (
         "invalid", seq, ts, kind if type(kind) is str and kind in COMMANDS else None,
-        get("account"), get("market"), get("ref"), get("order"), reason,
+        text("account"), text("market"), text("ref"), get("order"), reason,
     )
 
 
@@ -140,6 +145,29 @@ def _check_id(v: Any) -> Any:
 
 def _check_account(v: Any) -> Any:
     return v if type(v) is str and 0 < len(v) <= MAX_ID and v[0] != "@" else _BAD
+
+
+def _text_ok(v: Any) -> bool:
+    """Text of 1 to 64 characters that UTF-8, so msgpack, can carry. JSON can spell a lone
+    surrogate ("\\ud800"), which no stream and no snapshot could ever hold; msgpack text
+    (the stream form) cannot, so the wire checks leave this out."""
+    if type(v) is not str or not 0 < len(v) <= MAX_ID:
+        return False
+    if v.isascii():
+        return True
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_json_id(v: Any) -> Any:
+    return v if _text_ok(v) else _BAD
+
+
+def _check_json_account(v: Any) -> Any:
+    return v if _text_ok(v) and v[0] != "@" else _BAD
 
 
 def _check_int(v: Any) -> Any:
@@ -162,7 +190,9 @@ def _check_scaled_json(v: Any) -> Any:
     if type(v) is bool:
         return _BAD
     scaled = parse_fixed(v, 2)
-    return _BAD if scaled is None or not -MAX_INT <= scaled <= MAX_INT else scaled
+    if scaled is None:
+        return _BAD
+    return scaled if -MAX_INT <= scaled <= MAX_INT else INVALID  # a number, not representable
 
 
 def _check_enum(values: tuple[str, ...]) -> Any:
@@ -174,6 +204,8 @@ def _check_enum(values: tuple[str, ...]) -> Any:
 
 def _checkers(wire: bool) -> dict[str, tuple[tuple[str, Any, Any], ...]]:
     by_kind = {ID: _check_id, ACCOUNT: _check_account, INT: _check_int, INTS: _check_ints}
+    if not wire:
+        by_kind.update({ID: _check_json_id, ACCOUNT: _check_json_account})
     scaled = _check_scaled_wire if wire else _check_scaled_json
     out = {}
     for kind, spec in COMMANDS.items():
@@ -293,7 +325,7 @@ _FAST_WIRE = {"place": _fast_place, "cancel": _fast_cancel}
 
 
 def _id_ok(v: Any) -> bool:
-    return type(v) is str and 0 < len(v) <= MAX_ID
+    return _text_ok(v)
 
 
 def _int_ok(v: Any) -> bool:

@@ -108,20 +108,6 @@ class Exchange:
         self._orders: dict[int, Order] = {}
         self._refs: dict[tuple[str, str], int] = {}
         self._pending: list[tuple[int, int, Order]] = []
-        self._handlers = {
-            "place": self._place,
-            "cancel": self._cancel,
-            "replace": self._replace,
-            "deposit": self._deposit,
-            "withdraw": self._withdraw,
-            "create_market": self._create_market,
-            "market_status": self._market_status,
-            "turn_in_play": self._turn_in_play,
-            "settle": self._settle,
-            "void": self._void,
-            "heartbeat": self._heartbeat,
-            "invalid": self._invalid,
-        }
 
     # ------------------------------------------------------------------ the interface
 
@@ -140,7 +126,7 @@ class Exchange:
         pending = self._pending
         if pending and pending[0][0] <= self.now:
             self._release(seq, out)
-        self._handlers[cmd[0]](cmd, out)
+        _HANDLERS[cmd[0]](self, cmd, out)
         return out
 
     def next_wakeup(self) -> int | None:
@@ -231,7 +217,7 @@ class Exchange:
         out.append((
             ORDER_REJECTED,
             seq,
-            command if type(command) is str and command in self._handlers and command != "invalid"
+            command if type(command) is str and command in _HANDLERS and command != "invalid"
             else None,
             account if _is_id(account) else None,
             market if _is_id(market) else None,
@@ -610,19 +596,21 @@ class Exchange:
                     out, seq, "replace", INSUFFICIENT_FUNDS, account, m.id, None, order_id
                 )
         persist = o.persist
+        # A resting order is GTC; one still waiting out the bet delay keeps its own tif.
+        tif = o.level.tif if type(o.level) is Pending else GTC
         self._cancel_order(seq, o, rem, REPLACE, out)
         e = self._reserve(pos, side, i, price, rem)
         acct.exposure += e - pos.exp
         pos.exp = e
         out.append((
-            ORDER_ACCEPTED, seq, seq, account, m.id, own.runner, side, price, rem, GTC,
+            ORDER_ACCEPTED, seq, seq, account, m.id, own.runner, side, price, rem, tif,
             "PERSIST" if persist else "LAPSE", None,
         ))
         new = Order(seq, pos, None, rem, persist)  # type: ignore[arg-type]
         if m.in_play and m.delay:
-            self._delay(new, own, price, GTC, self.now + m.delay)
+            self._delay(new, own, price, tif, self.now + m.delay)
         else:
-            self._execute(seq, new, side, m, i, price, rem, GTC, out)
+            self._execute(seq, new, side, m, i, price, rem, tif, out)
 
     # ------------------------------------------------------------------ money
 
@@ -730,7 +718,9 @@ class Exchange:
         index = m.index
         if any(r not in index for r in winners):
             return self._reject(out, seq, "settle", UNKNOWN_RUNNER, None, market_id)
-        if not 1 <= len(winners) <= m.winners or len(set(winners)) != len(winners):
+        # Exactly the market's number of winners: risk is the worst case over every set of
+        # that many winners, so fewer could lose an account more than it had to cover.
+        if len(winners) != m.winners or len(set(winners)) != len(winners):
             return self._reject(out, seq, "settle", INVALID_WINNERS, None, market_id)
         self._close_for_settlement(seq, m, out)
         self._pay_out(seq, m, list(winners), [index[r] for r in winners], out)
@@ -780,6 +770,23 @@ class Exchange:
         _, seq, ts, command, account, market, ref, order, reason = cmd
         self._reject(out, seq, command, reason, account, market, ref, order)
 
+
+_HANDLERS: dict[str, Any] = {
+    "place": Exchange._place,
+    "cancel": Exchange._cancel,
+    "replace": Exchange._replace,
+    "deposit": Exchange._deposit,
+    "withdraw": Exchange._withdraw,
+    "create_market": Exchange._create_market,
+    "market_status": Exchange._market_status,
+    "turn_in_play": Exchange._turn_in_play,
+    "settle": Exchange._settle,
+    "void": Exchange._void,
+    "heartbeat": Exchange._heartbeat,
+    "invalid": Exchange._invalid,
+}
+"""Command type -> handler, as plain functions: a table of bound methods would make every
+exchange a reference cycle, left for the cyclic collector when it is dropped."""
 
 __all__ = ["Exchange", "SequenceError", "Command", "TIFS", "PERSISTENCES", "SIDES", "NO_BACK",
            "NO_LAY"]

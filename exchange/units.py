@@ -46,6 +46,10 @@ MAX_PRICE = PRICES[-1]
 
 assert len(PRICES) == 350
 
+MAX_DIGITS = 30
+"""Most digits before the point that a parser reads; a longer number is ``INVALID`` (no field
+holds more than 19 digits), which also keeps huge text and exponents from costing time."""
+
 
 def parse_fixed(value: object, places: int) -> int | None:
     """Exact decimal to an integer scaled by ``10**places``.
@@ -54,13 +58,18 @@ def parse_fixed(value: object, places: int) -> int | None:
     ``Decimal`` (what ``json.loads(..., parse_float=Decimal)`` makes of a JSON number), or a
     float read by its shortest decimal representation (``repr``). Returns None for anything
     that is not a number and ``INVALID`` for a number with more decimal places than
-    ``places`` allows (trailing zeros are fine).
+    ``places`` allows (trailing zeros are fine) or more than ``MAX_DIGITS`` digits before the
+    point.
     """
     if type(value) is int:
         return value * 10**places
     if type(value) is Decimal:
         if not value.is_finite():
             return None
+        if not value:
+            return 0
+        if not -places <= value.adjusted() < MAX_DIGITS:
+            return INVALID  # too small for ``places`` or too large, without writing it out
         text = format(value, "f")
     elif type(value) is float:
         if value != value or value in (float("inf"), float("-inf")):
@@ -75,15 +84,16 @@ def parse_fixed(value: object, places: int) -> int | None:
     negative = text.startswith("-")
     if negative or text.startswith("+"):
         text = text[1:]
-    whole, dot, frac = text.partition(".")
+    whole, _, frac = text.partition(".")
     if not whole and not frac:
         return None
-    if not (whole.isdigit() or (whole == "" and frac)) or (dot and not frac.isdigit()):
+    if not (whole.isdigit() or (whole == "" and frac)) or (frac and not frac.isdigit()):
         return None
     if not whole.isascii() or not frac.isascii():
         return None
     frac = frac.rstrip("0")
-    if len(frac) > places:
+    whole = whole.lstrip("0")
+    if len(frac) > places or len(whole) > MAX_DIGITS:
         return INVALID
     scaled = int(whole or "0") * 10**places + int((frac or "0").ljust(places, "0") if places else 0)
     return -scaled if negative else scaled
@@ -109,10 +119,11 @@ def parse_rate(value: object) -> int | None:
 
 def format_price(price: int) -> str:
     """Hundredths to the shortest decimal text: 210 -> "2.1", 100000 -> "1000"."""
-    whole, frac = divmod(price, 100)
+    sign = "-" if price < 0 else ""
+    whole, frac = divmod(abs(price), 100)
     if frac == 0:
-        return str(whole)
-    return f"{whole}.{frac:02d}".rstrip("0")
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{frac:02d}".rstrip("0")
 
 
 def format_money(pence: int) -> str:

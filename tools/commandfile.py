@@ -38,8 +38,13 @@ def iter_lines(stream: TextIO, source: str = "-") -> Iterator[tuple[int, Any]]:
             continue
         try:
             yield number, parse_line(text)
-        except (json.JSONDecodeError, RecursionError) as e:
-            why = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+        except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+            if isinstance(e, json.JSONDecodeError):
+                why = e.msg
+            elif isinstance(e, RecursionError):
+                why = "nested too deeply"
+            else:
+                why = "a number too long to read"  # int() refuses over 4,300 digits
             yield number, BadLine(source, number, f"not JSON ({why})")
 
 
