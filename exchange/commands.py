@@ -274,22 +274,29 @@ def decode(obj: Any, seq: int, ts: int, *, wire: bool = False) -> tuple:
 
 
 def _fast_place(obj: dict, seq: int, ts: int) -> tuple | None:
-    get = obj.get
-    tif = get("tif")
-    persist = get("persistence")
-    ref = get("ref")
-    if len(obj) != 7 + ("tif" in obj) + ("persistence" in obj) + ("ref" in obj) + ("ts" in obj):
+    n = len(obj)
+    try:
+        account = obj["account"]
+        market = obj["market"]
+        runner = obj["runner"]
+        side = obj["side"]
+        price = obj["price"]
+        stake = obj["stake"]
+    except KeyError:
         return None
-    account = get("account")
-    market = get("market")
-    runner = get("runner")
-    side = get("side")
-    price = get("price")
-    stake = get("stake")
-    if tif is None:
-        tif = "GTC"
-    if persist is None:
-        persist = "LAPSE"
+    if n == 7:  # the usual: no optional field
+        tif, persist, ref = "GTC", "LAPSE", None
+    else:
+        get = obj.get
+        tif = get("tif")
+        persist = get("persistence")
+        ref = get("ref")
+        if n != 7 + ("tif" in obj) + ("persistence" in obj) + ("ref" in obj) + ("ts" in obj):
+            return None
+        if tif is None:
+            tif = "GTC"
+        if persist is None:
+            persist = "LAPSE"
     if (
         type(account) is str and 0 < len(account) <= MAX_ID and account[0] != "@"
         and type(market) is str and 0 < len(market) <= MAX_ID
@@ -306,12 +313,14 @@ def _fast_place(obj: dict, seq: int, ts: int) -> tuple | None:
 
 
 def _fast_cancel(obj: dict, seq: int, ts: int) -> tuple | None:
-    get = obj.get
-    reduce = get("reduce")
+    try:
+        account = obj["account"]
+        order = obj["order"]
+    except KeyError:
+        return None
+    reduce = obj.get("reduce")
     if len(obj) != 3 + ("reduce" in obj) + ("ts" in obj):
         return None
-    account = get("account")
-    order = get("order")
     if (
         type(account) is str and 0 < len(account) <= MAX_ID and account[0] != "@"
         and type(order) is int and 0 <= order <= MAX_INT

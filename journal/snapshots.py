@@ -1,15 +1,21 @@
 """Snapshots of the matcher's state in Redis.
 
 A snapshot at seq N is the exchange's canonical state bytes after applying command N
-(``exchange.snapshot``) and their SHA-256. The index stream ``exch:{p}:snapshots`` holds one
-small entry per snapshot (id ``<N>-0``: hash, size, blob key); the bytes live in their own key,
-so listing snapshots never moves state around. Loading checks the hash: a damaged snapshot is
-skipped in favour of an older one, never trusted.
+(``exchange.snapshot``) and their SHA-256, the state hash. The index stream
+``exch:{p}:snapshots`` holds one small entry per snapshot (id ``<N>-0``: hash, size, blob key,
+encoding); the bytes live in their own key, zlib-compressed, so listing snapshots never moves
+state around. Loading checks the hash of the decompressed bytes: a damaged snapshot is skipped
+in favour of an older one, never trusted.
+
+A big state is written in 1 MB pieces (APPEND to a temporary key), then renamed into place
+together with its index entry in one transaction: Redis is single-threaded, and one 40 MB
+command would hold every client, the matcher included, for the time it takes.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +43,9 @@ class SnapshotStore:
     KEEP = 5
     """Snapshots kept; older ones are deleted when a new one is saved."""
 
+    PIECE = 1 << 20
+    """Bytes per write of a snapshot's blob."""
+
     def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
         self.client = raw(client)
         self.keys = keys or Keys()
@@ -58,11 +67,20 @@ class SnapshotStore:
         digest = state_hash(data)
         created = int(time.time() * 1000)
         blob = k.snapshot_blob(seq)
+        packed = zlib.compress(data, 1)
+        staging = blob + ":writing"
+        self.client.delete(staging)
+        for i in range(0, len(packed), self.PIECE):
+            self.client.append(staging, packed[i:i + self.PIECE])
         pipe = self.client.pipeline(transaction=True)
-        pipe.set(blob, data)
+        if packed:
+            pipe.rename(staging, blob)
+        else:
+            pipe.set(blob, packed)
         pipe.xadd(
             k.snapshots,
-            {"hash": digest, "size": len(data), "key": blob, "created": created},
+            {"hash": digest, "size": len(data), "key": blob, "created": created,
+             "encoding": "zlib"},
             id=f"{seq}-0",
         )
         pipe.execute()
@@ -89,6 +107,11 @@ class SnapshotStore:
         for eid, fields in self.client.xrevrange(self.keys.snapshots, max=top):
             info = _info(eid, fields)
             data = self.client.get(self.keys.snapshot_blob(info.seq))
+            if data is not None and field(fields, b"encoding") == b"zlib":
+                try:
+                    data = zlib.decompress(data)
+                except zlib.error:
+                    continue
             if data is not None and state_hash(data) == info.hash:
                 return info, data
         return None

@@ -255,3 +255,44 @@ def test_output_payload_is_the_events_as_maps() -> None:
         payload = encode_events(events)
         assert payload == msgpack.packb([wire_event(e) for e in events])
         assert decode_events(payload) == [wire_event(e) for e in events]
+
+
+def test_snapshot_on_request_is_taken_in_the_background(redis_server) -> None:  # type: ignore[no-untyped-def]
+    from journal.runner import request_snapshot
+
+    client = redis_server.client()
+    with matcher_thread(client, snapshot_every=10**9) as m:
+        Sequencer(client).submit([c[:1] + (0, 0) + c[3:] for c in core_workload(3000)])
+        wait_caught_up(client)
+        seq = request_snapshot(client, timeout=30)
+        assert seq == 3000
+        stored = SnapshotStore(client).get(3000)
+        assert stored is not None
+        ex = Exchange.restore(stored[1])
+        assert ex.last_seq == 3000 and ex.state_hash() == stored[0].hash
+        import time
+
+        deadline = time.monotonic() + 10
+        while m.progress.snapshot_seq != 3000:  # the matcher reaps its child
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert replay(client, source="3000", verify=True).verified
+
+
+def test_a_damaged_snapshot_is_never_trusted(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    store = SnapshotStore(client)
+    ex = Exchange()
+    cmds = core_workload(2000)
+    for i, c in enumerate(cmds[:1000], 1):
+        ex.apply(c[:1] + (i, 0) + c[3:])
+    older = store.save(1000, ex.snapshot())
+    for i, c in enumerate(cmds[1000:], 1001):
+        ex.apply(c[:1] + (i, 0) + c[3:])
+    store.save(2000, ex.snapshot())
+    assert store.latest()[0].seq == 2000
+    blob = client.get(K.snapshot_blob(2000))
+    client.set(K.snapshot_blob(2000), blob[:-10] + b"0123456789")  # bit rot
+    info, data = store.latest()
+    assert info == older and Exchange.restore(data).state_hash() == older.hash
+    assert store.get(2000) is None

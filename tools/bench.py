@@ -167,7 +167,8 @@ def bench_e2e(
     cmds = [c[:1] + (0, 0) + c[3:] for c in core_workload(commands, seed=seed)]
     result: dict[str, Any] = {"benchmark": "e2e", "commands": len(cmds)}
     with tempfile.TemporaryDirectory(prefix="exch-bench-") as tmp:
-        server = start_server(Path(tmp) / "redis", daemonize=False)
+        server = start_server(Path(tmp) / "redis", daemonize=False,
+                              extra=["--latency-monitor-threshold", "10", "--slowlog-log-slower-than", "20000"])
         url = f"unix://{server.socket}"
         result["redis"] = "unix socket, appendonly yes, appendfsync everysec"
         client = connect(url)
@@ -191,7 +192,7 @@ def bench_e2e(
             env = dict(os.environ)
             matcher = subprocess.Popen(
                 [sys.executable, "-m", "tools.cli", "run", "--redis-url", url, "--partition",
-                 keys.partition, "--snapshot-every", str(max(len(cmds) // 4, 1000))],
+                 keys.partition, "--snapshot-every", os.environ.get("EXCH_BENCH_SNAPSHOT_EVERY", str(max(len(cmds) // 4, 1000)))],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             try:
@@ -225,6 +226,13 @@ def bench_e2e(
             result["replay_commands"] = done.commands
             result["replay_per_sec"] = round(done.rate)
             result["output_entries"] = int(raw(client).xlen(keys.output))
+            result["redis_stalls"] = {
+                e[0].decode(): {"count_ms_max": int(e[3]), "last_ms": int(e[2])}
+                for e in client.execute_command("LATENCY", "LATEST")
+            }
+            result["redis_slowlog"] = [
+                (e["duration"], e["command"][:60]) for e in client.slowlog_get(10)
+            ]
             result["last_seq"] = parse_id(last_id(client, keys.output))[0]
         finally:
             client.close()
@@ -238,6 +246,7 @@ def _latency(
 ) -> dict[str, Any]:
     """Submit at a steady ``rate`` for ``seconds`` in small batches every 5 ms; a reader
     follows the output stream; latency = output entry seen - batch sent."""
+    import os
     import threading
 
     from journal.runner import last_id
@@ -290,6 +299,12 @@ def _latency(
         time.sleep(0.01)
     stop.set()
     reader.join()
+    if os.environ.get("EXCH_BENCH_TRACE"):
+        import json as _json
+
+        trace = sorted((t - start, (seen[s] - t) * 1000) for s, t in sent.items() if s in seen)
+        with open(os.environ["EXCH_BENCH_TRACE"], "w") as f:
+            _json.dump(trace, f)
     lat = sorted((seen[s] - t) * 1000 for s, t in sent.items() if s in seen)
     achieved = len(sent) / (time.perf_counter() - start)
     if not lat:
