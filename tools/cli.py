@@ -866,6 +866,23 @@ def bench_e2e(
     _report(result, as_json)
 
 
+@bench_app.command("export")
+def bench_export(
+    commands: Annotated[
+        int, typer.Option(help="Commands whose events fill the output stream.", min=1)
+    ] = 1_000_000,
+    runs: Annotated[int, typer.Option(help="Timed runs; the median is reported.", min=1)] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The Parquet exporter: events per second from the output stream (through its consumer
+    group, msgpack decoding included) to fsync'd Parquet files."""
+    from .bench import bench_export as run
+
+    with _busy(f"export benchmark: {commands:,} commands, {runs} runs", as_json):
+        result = run(commands, runs=runs)
+    _report(result, as_json)
+
+
 def _busy(what: str, quiet: bool):  # type: ignore[no-untyped-def]
     """A spinner on a terminal while something takes seconds; nothing when ``quiet``."""
     from contextlib import nullcontext
