@@ -284,6 +284,9 @@ def _fast_place(obj: dict, seq: int, ts: int) -> tuple | None:
         stake = obj["stake"]
     except KeyError:
         return None
+    tif: Any
+    persist: Any
+    ref: Any
     if n == 7:  # the usual: no optional field
         tif, persist, ref = "GTC", "LAPSE", None
     else:

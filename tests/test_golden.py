@@ -29,6 +29,6 @@ def test_golden(scenario: Path, update_golden: bool) -> None:
     actual = run_scenario(scenario)
     if update_golden:
         expected_path.write_text(actual, encoding="utf-8")
-    assert expected_path.exists(), f"no expected events; run pytest --update-golden"
+    assert expected_path.exists(), "no expected events; run pytest --update-golden"
     assert actual == expected_path.read_text(encoding="utf-8")
     assert run_scenario(scenario) == actual, "a second run gave other bytes"

@@ -9,7 +9,7 @@ from exchange import Exchange
 from exchange.commands import decode
 from journal.keys import Keys
 from journal.replay import replay
-from journal.runner import Matcher, last_id
+from journal.runner import last_id
 from journal.scripts import script
 from journal.sequencer import Sequencer
 from journal.snapshots import SnapshotStore

@@ -145,7 +145,6 @@ def bench_e2e(
     import os
     import signal
     import tempfile
-    import threading
     from pathlib import Path
 
     import msgpack
