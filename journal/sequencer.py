@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgpack  # type: ignore[import-untyped]
 import redis
@@ -30,9 +30,9 @@ class Submitted:
     duplicates: int = 0
     first_seq: int | None = None
     last_seq: int | None = None
-    seqs: list[int] = field(default_factory=list)
 
     def add(self, seqs: list[int]) -> None:
+        """Count one batch's answer from the sequencer (a seq, or 0 for a duplicate)."""
         for s in seqs:
             if s:
                 self.sequenced += 1

@@ -29,6 +29,30 @@ def matcher_thread(client: redis.Redis, keys: Keys | None = None, **kwargs) -> I
         assert not t.is_alive(), "matcher did not stop"
 
 
+@contextmanager
+def submitting(client: redis.Redis, cmds: list[tuple], chunk: int = 1000,
+               pause: float = 0.02) -> Iterator[threading.Event]:  # type: ignore[type-arg]
+    """Submit ``cmds`` from a background thread, ``chunk`` at a time with a pause between,
+    as clients keep sending while a test kills things; the event is set when all are in."""
+    from journal.sequencer import Sequencer
+
+    done = threading.Event()
+
+    def run() -> None:
+        seq = Sequencer(client)
+        for i in range(0, len(cmds), chunk):
+            seq.submit(cmds[i:i + chunk])
+            time.sleep(pause)
+        done.set()
+
+    t = threading.Thread(target=run)
+    t.start()
+    try:
+        yield done
+    finally:
+        t.join()
+
+
 def wait_caught_up(client: redis.Redis, keys: Keys | None = None, timeout: float = 60) -> int:
     """Wait until the output has an entry for the last input entry; its seq."""
     keys = keys or Keys()

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from journal.sequencer import Sequencer
 from journal.wire import raw
 from tools.export.service import Exporter
 
-from .journal_helpers import matcher_thread, wait_caught_up
+from .journal_helpers import matcher_thread, submitting, wait_caught_up
 from .test_faults import start_matcher, stop, workload
 
 K = Keys()
@@ -58,17 +57,6 @@ def test_kill_the_exporter_while_the_matcher_runs(redis_server, tmp_path: Path) 
     client = redis_server.client()
     cmds = workload(40_000, seed=21)
     matcher, _ = start_matcher(redis_server.url, tmp_path)
-    done = threading.Event()
-
-    def submit() -> None:
-        seq = Sequencer(redis_server.client())
-        for i in range(0, len(cmds), 1000):
-            seq.submit(cmds[i:i + 1000])
-            time.sleep(0.03)
-        done.set()
-
-    t = threading.Thread(target=submit)
-    t.start()
     folder = tmp_path / "parquet"
 
     def exporter() -> subprocess.Popen:
@@ -78,12 +66,12 @@ def test_kill_the_exporter_while_the_matcher_runs(redis_server, tmp_path: Path) 
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ),
         )
 
-    for delay in (0.8, 1.3, 0.5, 2.0, 1.1):
-        proc = exporter()
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    t.join()
+    with submitting(redis_server.client(), cmds, pause=0.03) as done:
+        for delay in (0.8, 1.3, 0.5, 2.0, 1.1):
+            proc = exporter()
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
     assert done.is_set()
     wait_caught_up(client, timeout=120)
     stop(matcher)

@@ -26,7 +26,7 @@ from journal.wire import raw
 from tools.workload import core_workload
 
 from .flaky_proxy import FlakyProxy
-from .journal_helpers import wait_caught_up
+from .journal_helpers import submitting, wait_caught_up
 
 pytestmark = pytest.mark.slow
 
@@ -116,22 +116,11 @@ def test_kill_matcher_at_a_point(point: str, redis_server, tmp_path: Path) -> No
 def test_kill_matcher_repeatedly_under_load(redis_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     client = redis_server.client()
     cmds = workload(30_000, seed=5)
-    done = threading.Event()
-
-    def submit() -> None:
-        seq = Sequencer(redis_server.client())
-        for i in range(0, len(cmds), 1000):
-            seq.submit(cmds[i:i + 1000])
-            time.sleep(0.02)
-        done.set()
-
-    t = threading.Thread(target=submit)
-    t.start()
-    for delay in (0.3, 0.7, 1.1, 0.5):
-        proc, _ = start_matcher(redis_server.url, tmp_path, snapshot_every=2000)
-        time.sleep(delay)
-        kill9(proc)
-    t.join()
+    with submitting(redis_server.client(), cmds) as done:
+        for delay in (0.3, 0.7, 1.1, 0.5):
+            proc, _ = start_matcher(redis_server.url, tmp_path, snapshot_every=2000)
+            time.sleep(delay)
+            kill9(proc)
     assert done.is_set()
     survivor, _ = start_matcher(redis_server.url, tmp_path)
     wait_caught_up(client, timeout=120)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from journal.sequencer import Sequencer
+from journal.sequencer import Sequencer, Submitted
 
 Command = tuple
 
@@ -66,15 +66,12 @@ class OrderIds:
 
 
 @dataclass
-class LoadReport:
-    """What a load sent and what the journal did with it."""
+class LoadReport(Submitted):
+    """What a load sent and what the journal did with it (sequenced, duplicates, seq range:
+    see ``Submitted``)."""
 
     sent: int = 0
-    sequenced: int = 0
-    duplicates: int = 0
     dropped: int = 0
-    first_seq: int | None = None
-    last_seq: int | None = None
     seconds: float = 0.0
     by_type: dict[str, int] = field(default_factory=dict)
 
@@ -123,15 +120,8 @@ def send(
             return
         seqs = sequencer.submit_batch(pending)
         ids.record(generated, seqs)
-        for g, s in zip(generated, seqs):
-            if s:
-                report.sequenced += 1
-                if report.first_seq is None:
-                    report.first_seq = s
-                report.last_seq = s
-            else:
-                report.duplicates += 1
-                skipped.add(g)
+        report.add(seqs)
+        skipped.update(g for g, s in zip(generated, seqs) if not s)
         pending.clear()
         generated.clear()
         in_batch.clear()
