@@ -276,6 +276,10 @@ class Matcher:
                 replayed += len(rows)
                 if faults.ACTIVE:
                     faults.reached("recovering")
+                # a long replay must not let the lease lapse, or a standby would take over
+                # (safely: fencing holds) and the two would keep displacing each other
+                if not self._lease_op("renew"):
+                    raise LeaseLost(f"lease taken by {self.holder() or 'nobody'} while recovering")
                 start = "(" + rows[-1][0].decode()
                 self.progress.replayed = replayed
                 self._report()
