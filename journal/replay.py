@@ -16,7 +16,7 @@ from pathlib import Path
 import redis
 
 from exchange import Exchange
-from exchange.snapshot import state_hash
+from exchange.snapshot import SnapshotError, state_hash
 
 from .keys import Keys
 from .runner import last_id, replay_rows
@@ -79,8 +79,11 @@ def load_start(
     path = Path(source)
     if not path.exists():
         raise ReplayError(f"{source}: not 'latest', 'none', a seq, or an existing file")
-    data = path.read_bytes()
-    return Exchange.restore(data), f"file {source} (seq {Exchange.restore(data).last_seq})"
+    try:
+        ex = Exchange.restore(path.read_bytes())
+    except SnapshotError as e:
+        raise ReplayError(f"{source}: {e}") from None
+    return ex, f"file {source} (seq {ex.last_seq})"
 
 
 def replay(

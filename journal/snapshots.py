@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import redis
 
@@ -135,8 +134,3 @@ def _info(eid: bytes, fields: list[bytes]) -> SnapshotInfo:
         size=int(text(b"size") or 0),
         created_ms=int(text(b"created") or 0),
     )
-
-
-def read_file(path: str | Path) -> bytes:
-    """Snapshot bytes saved to a file (``exch snapshot --save``)."""
-    return Path(path).read_bytes()

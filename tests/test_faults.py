@@ -89,6 +89,15 @@ def assert_consistent(client) -> None:  # type: ignore[no-untyped-def]
     assert latest.state_hash == full.state_hash
 
 
+def recover_and_check(redis_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A fresh matcher catches up after the fault; then everything must be consistent."""
+    client = redis_server.client()
+    survivor, _ = start_matcher(redis_server.url, tmp_path)
+    wait_caught_up(client, timeout=120)
+    stop(survivor)
+    assert_consistent(client)
+
+
 @pytest.mark.parametrize(
     "point", ["after-read:4", "before-commit:4", "after-commit:4", "snapshot:1", "recovering:1"]
 )
@@ -107,14 +116,10 @@ def test_kill_matcher_at_a_point(point: str, redis_server, tmp_path: Path) -> No
     kill9(proc)
     # the journal keeps growing while no matcher runs
     Sequencer(client).submit(cmds[8000:])
-    survivor, _ = start_matcher(redis_server.url, tmp_path)
-    wait_caught_up(client, timeout=120)
-    stop(survivor)
-    assert_consistent(client)
+    recover_and_check(redis_server, tmp_path)
 
 
 def test_kill_matcher_repeatedly_under_load(redis_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    client = redis_server.client()
     cmds = workload(30_000, seed=5)
     with submitting(redis_server.client(), cmds) as done:
         for delay in (0.3, 0.7, 1.1, 0.5):
@@ -122,10 +127,7 @@ def test_kill_matcher_repeatedly_under_load(redis_server, tmp_path: Path) -> Non
             time.sleep(delay)
             kill9(proc)
     assert done.is_set()
-    survivor, _ = start_matcher(redis_server.url, tmp_path)
-    wait_caught_up(client, timeout=120)
-    stop(survivor)
-    assert_consistent(client)
+    recover_and_check(redis_server, tmp_path)
 
 
 def test_standby_takes_over_when_the_matcher_is_killed(redis_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -211,7 +211,7 @@ def bench_e2e(
                 result["seconds"] = round(elapsed, 2)
 
                 phase(f"latency at {latency_rate:,} commands/s")
-                result.update(_latency(client, keys, sequencer, cmds, latency_rate,
+                result.update(_latency(url, client, keys, sequencer, cmds, latency_rate,
                                        latency_seconds))
             finally:
                 matcher.send_signal(signal.SIGTERM)
@@ -244,7 +244,8 @@ def bench_e2e(
 
 
 def _latency(
-    client: Any, keys: Any, sequencer: Any, cmds: list[tuple], rate: int, seconds: float
+    url: str, client: Any, keys: Any, sequencer: Any, cmds: list[tuple], rate: int,
+    seconds: float,
 ) -> dict[str, Any]:
     """Submit at a steady ``rate`` for ``seconds`` in small batches every 5 ms; a reader
     follows the output stream; latency = output entry seen - batch sent."""
@@ -265,11 +266,9 @@ def _latency(
     stop = threading.Event()
 
     def follow() -> None:
-        reader = connect(client.connection_pool.connection_kwargs.get("path") and
-                         f"unix://{client.connection_pool.connection_kwargs['path']}")
         from journal.wire import raw
 
-        reader = raw(reader)
+        reader = raw(connect(url))
         cursor = f"{first - 1}-0"
         while not stop.is_set():
             reply = reader.xread({keys.output: cursor}, count=10_000, block=100)

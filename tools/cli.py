@@ -135,11 +135,16 @@ def submit(
     from .submit import check_file, valid_commands
 
     if file == "-":
+        # the file is read twice (checked, then sent): keep stdin in a temporary copy
+        import os
         import tempfile
 
         with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as tmp:
             tmp.write(sys.stdin.read())
-        file = tmp.name
+        try:
+            return submit(tmp.name, skip_invalid, redis_url, partition)
+        finally:
+            os.unlink(tmp.name)
     try:
         count, problems = check_file(file)
     except OSError as e:
