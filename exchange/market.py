@@ -63,7 +63,7 @@ class Market:
     def sides(self) -> list[Side]:
         """Every side of every runner, in runner order, BACK before LAY."""
         out = []
-        for b, l in zip(self.backs, self.lays):
-            out.append(b)
-            out.append(l)
+        for back, lay in zip(self.backs, self.lays):
+            out.append(back)
+            out.append(lay)
         return out

@@ -157,7 +157,8 @@ def _compare(
                 decode_events(got) if got is not None else None, decode_events(payload),
             )
         if field(fields, b"ts") != str(ts).encode():
-            return Divergence(eid.decode(), f"recorded time {field(fields, b'ts')!r}, replayed {ts}")
+            recorded_ts = field(fields, b"ts")
+            return Divergence(eid.decode(), f"recorded time {recorded_ts!r}, replayed {ts}")
     if len(recorded) > len(produced):
         extra = recorded[len(produced)][0].decode()
         return Divergence(extra, "an output entry with no input entry")

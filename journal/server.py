@@ -40,7 +40,9 @@ def _retry() -> Retry:
     return Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=40)
 
 
-def connect(url: str | None = None, *, home: str | Path | None = None, **kwargs: Any) -> redis.Redis:
+def connect(
+    url: str | None = None, *, home: str | Path | None = None, **kwargs: Any
+) -> redis.Redis:
     """A Redis client for ``url`` (``redis://``, ``rediss://``, ``unix://``, with user and
     password), or for the embedded default server when ``url`` is None (started if needed).
 

@@ -22,6 +22,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to test a compiled core older than its source: it is not the code under test."""
+    import exchange
+
+    stale = exchange._stale_builds()
+    if stale:
+        pytest.exit(
+            "the compiled core is older than " + ", ".join(stale)
+            + ": rebuild it with `pip install -e .` or `python setup.py build_ext --inplace`",
+            returncode=2,
+        )
+
+
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))

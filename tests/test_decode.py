@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange.commands import _FAST_WIRE, COMMANDS, _WIRE_CHECKS, decode
+from exchange.commands import _FAST_WIRE, _WIRE_CHECKS, COMMANDS, decode
 
 VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**64), max_value=2**64),

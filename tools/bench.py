@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from exchange import Exchange
+from exchange import COMPILED, Exchange
 from exchange.units import PRICES
 
 from .workload import core_workload
@@ -67,6 +67,7 @@ def bench_core(commands: int = 1_000_000, runs: int = 3, seed: int = 1) -> dict[
     memory = resting_order_memory(min(commands, 1_000_000))
     return {
         "benchmark": "core",
+        "compiled_core": COMPILED,
         "commands": len(cmds),
         "runs": runs,
         "commands_per_sec": round(statistics.median(rates)),
@@ -164,10 +165,14 @@ def bench_e2e(
 
     phase("generating the workload")
     cmds = [c[:1] + (0, 0) + c[3:] for c in core_workload(commands, seed=seed)]
-    result: dict[str, Any] = {"benchmark": "e2e", "commands": len(cmds)}
+    result: dict[str, Any] = {
+        "benchmark": "e2e", "compiled_core": COMPILED, "commands": len(cmds),
+    }
     with tempfile.TemporaryDirectory(prefix="exch-bench-") as tmp:
-        server = start_server(Path(tmp) / "redis", daemonize=False,
-                              extra=["--latency-monitor-threshold", "10", "--slowlog-log-slower-than", "20000"])
+        server = start_server(
+            Path(tmp) / "redis", daemonize=False,
+            extra=["--latency-monitor-threshold", "10", "--slowlog-log-slower-than", "20000"],
+        )
         url = f"unix://{server.socket}"
         result["redis"] = "unix socket, appendonly yes, appendfsync everysec"
         client = connect(url)
@@ -191,7 +196,8 @@ def bench_e2e(
             env = dict(os.environ)
             matcher = subprocess.Popen(
                 [sys.executable, "-m", "tools.cli", "run", "--redis-url", url, "--partition",
-                 keys.partition, "--snapshot-every", os.environ.get("EXCH_BENCH_SNAPSHOT_EVERY", str(max(len(cmds) // 4, 1000)))],
+                 keys.partition, "--snapshot-every",
+                 os.environ.get("EXCH_BENCH_SNAPSHOT_EVERY", str(max(len(cmds) // 4, 1000)))],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             try:

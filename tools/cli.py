@@ -828,8 +828,14 @@ def _progress(what: str, total: int | None, quiet: bool = False):  # type: ignor
             yield lambda n: None
             return
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         columns = [TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         if total:

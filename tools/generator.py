@@ -55,8 +55,9 @@ sets how often they are used). The generator applies every command to its model 
 Feeding the stream to a journal that numbers commands itself: order ids are the seq of the
 placing command, so cancels and replaces name the generator's seqs. Start at the journal's
 next seq with ``seq0``, and if anything else is sequenced in between (heartbeats), translate
-with ``tools.load.OrderIds`` (``tools.load.send`` does it all). ``ts`` is replaced by the journal's clock, so in-play releases happen at
-other moments there and a few cancels may find their order already gone.
+with ``tools.load.OrderIds`` (``tools.load.send`` does it all). ``ts`` is replaced by the
+journal's clock, so in-play releases happen at other moments there and a few cancels may find
+their order already gone.
 """
 
 from __future__ import annotations
@@ -270,7 +271,7 @@ def _harville(p: list[float], k: int) -> list[float]:
     for i in range(n):
         q[i] += p[i] * (s2 - p[i] * inv[i])
     if k >= 3:
-        # third: j first, l second, i third, with weight f[j][l] = p_j p_l / ((1-p_j)(1-p_j-p_l));
+        # third: j first, s second, i third, with weight f[j][s] = p_j p_s / ((1-p_j)(1-p_j-p_s));
         # sum over pairs avoiding i = total - row i - column i
         total = 0.0
         row = [0.0] * n
@@ -280,16 +281,16 @@ def _harville(p: list[float], k: int) -> list[float]:
             rj = 1.0 - pj
             if rj <= 1e-12:
                 continue
-            for l in range(n):
-                if l == j:
+            for second in range(n):
+                if second == j:
                     continue
-                rjl = rj - p[l]
-                if rjl <= 1e-12:
+                rjs = rj - p[second]
+                if rjs <= 1e-12:
                     continue
-                f = pj * p[l] / (rj * rjl)
+                f = pj * p[second] / (rj * rjs)
                 total += f
                 row[j] += f
-                col[l] += f
+                col[second] += f
         for i in range(n):
             q[i] += p[i] * (total - row[i] - col[i])
     return [min(v, 0.999) for v in q]

@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
-import gc
 import fcntl
+import gc
 import json
 import os
 import re

@@ -1,0 +1,102 @@
+"""The compiled core and the pure Python core are one behaviour.
+
+setup.py compiles the matching modules with Cython where it can; the .py files stay the
+definition and run on their own where it cannot. These tests run the golden scenarios, a
+seeded market day (suspensions, bet delays, settlement, voids, rejections) and the benchmark
+workload through the pure Python modules in a fresh interpreter, and require the very same
+event bytes and state hash as the core this suite imports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import exchange
+from exchange import Exchange
+
+from .conftest import GOLDEN, ROOT
+
+PROBE = """
+import hashlib, json, sys
+from pathlib import Path
+import exchange
+from exchange import Exchange
+from exchange.codec import json_event
+from tools.commandfile import read_commands
+from tools.generator import market_day
+from tools.simulate import simulate
+from tools.workload import core_workload
+
+def digest(commands):
+    ex = Exchange()
+    h = hashlib.sha256()
+    for cmd in commands:
+        for event in ex.apply(cmd):
+            h.update(json.dumps(json_event(event), sort_keys=True).encode())
+    return h.hexdigest(), ex.state_hash()
+
+golden = {}
+for path in sorted(Path(sys.argv[1]).glob("*.in.jsonl")):
+    with path.open(encoding="utf-8") as stream:
+        golden[path.name] = "".join(
+            line + "\\n" for line in simulate(obj for _, obj in read_commands(stream)))
+print(json.dumps({
+    "compiled": exchange.COMPILED,
+    "engine": exchange.engine.__file__,
+    "golden": golden,
+    "market_day": digest(market_day(seed=3, accounts=80, commands=12_000)),
+    "workload": digest(core_workload(30_000, seed=2)),
+}))
+"""
+
+
+def _digest(commands: object) -> tuple[str, str]:
+    from exchange.codec import json_event
+
+    ex = Exchange()
+    h = hashlib.sha256()
+    for cmd in commands:  # type: ignore[attr-defined]
+        for event in ex.apply(cmd):
+            h.update(json.dumps(json_event(event), sort_keys=True).encode())
+    return h.hexdigest(), ex.state_hash()
+
+
+def test_pure_python_core_gives_the_same_bytes(tmp_path: Path) -> None:
+    from tools.generator import market_day
+    from tools.workload import core_workload
+
+    pure = tmp_path / "exchange"
+    pure.mkdir()
+    for source in (ROOT / "exchange").glob("*.py"):  # the sources only: no build, no .pxd
+        shutil.copy(source, pure / source.name)
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}")
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(GOLDEN)], env=env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["compiled"] is False and found["engine"].startswith(str(pure))
+    for name, events in found["golden"].items():
+        expected = (GOLDEN / name.replace(".in.jsonl", ".out.jsonl")).read_text(encoding="utf-8")
+        assert events == expected, f"pure Python core differs from golden {name}"
+    assert len(found["golden"]) >= 20
+    assert tuple(found["market_day"]) == _digest(market_day(seed=3, accounts=80, commands=12_000))
+    assert tuple(found["workload"]) == _digest(core_workload(30_000, seed=2))
+
+
+def test_core_is_compiled_unless_asked_not_to() -> None:
+    """A failed compile falls back to pure Python silently at install time (setup.py); this
+    makes CI notice. Set EXCH_PURE_PYTHON=1 to install and test the pure modules on purpose."""
+    if os.environ.get("EXCH_PURE_PYTHON") == "1":
+        pytest.skip("pure Python core requested (EXCH_PURE_PYTHON=1)")
+    assert exchange.COMPILED, f"core not compiled: {exchange.engine.__file__}"
+    assert not exchange._stale_builds()
