@@ -20,6 +20,7 @@ COMPILED_MODULES = [
     "exchange/accounts.py",
     "exchange/market.py",
     "exchange/engine.py",
+    "exchange/commands.py",
 ]
 
 

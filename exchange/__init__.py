@@ -21,7 +21,7 @@ from .snapshot import SnapshotError
 def _stale_builds() -> list[str]:
     """Compiled modules of this package whose .py or .pxd source is newer than the build."""
     stale = []
-    for name in ("book", "accounts", "market", "engine"):
+    for name in ("book", "accounts", "market", "engine", "commands"):
         module = _sys.modules.get(f"{__name__}.{name}")
         built = getattr(module, "__file__", None) or ""
         if built.endswith(".py"):
