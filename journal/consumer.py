@@ -211,32 +211,35 @@ class GroupConsumer:
             self._take([r for r in rows if r[1]])
             start = rows[-1][0].decode()
         self._flush()
-        while not self.stopping.is_set():
-            reply = self.client.xreadgroup(
-                self.group, self.name, {self.keys.output: ">"}, count=self.batch,
-                block=200 if follow else 50,
-            )
-            rows = [r for _, rs in stream_items(reply) for r in rs]
-            if rows:
-                self._take(rows)
-            if self._due(idle=not rows):
-                self._flush()
-            if self.on_progress is not None:
-                self.progress.output_seq = parse_id(last_id(self.client, self.keys.output))[0]
-            self._report()
-            if not follow and not rows:
-                break  # everything delivered to this group so far is in the sink
+        reader = _Reader(self, follow)
+        try:
+            while not self.stopping.is_set():
+                rows, entries = reader.next()
+                if rows:
+                    self._take(rows, entries)
+                if self._due(idle=not rows):
+                    self._flush()
+                if self.on_progress is not None:
+                    self.progress.output_seq = parse_id(
+                        last_id(self.client, self.keys.output))[0]
+                self._report()
+                if not follow and not rows:
+                    break  # everything delivered to this group so far is in the sink
+        finally:
+            reader.stop()
         self._flush()
         self._report()
         return self.progress
 
-    def _take(self, rows: list[Row]) -> None:
+    def _take(self, rows: list[Row], entries: list[Entry] | None = None) -> None:
+        """Buffer ``rows`` (their ``entries``, if already parsed) for the sink."""
         if not rows:
             return
         if not self._buffer:
             self._buffer_since = time.monotonic()
-        for eid, fields in rows:
-            entry = parse_entry(eid, fields)
+        if entries is None:
+            entries = [parse_entry(eid, fields) for eid, fields in rows]
+        for (eid, _), entry in zip(rows, entries):
             if self._buffer and entry[0] <= self._buffer[-1][0]:
                 self._ids.append(eid)  # a foreign id sharing a seq: acknowledged, not kept
                 continue
@@ -266,6 +269,67 @@ class GroupConsumer:
     def _report(self) -> None:
         if self.on_progress is not None:
             self.on_progress(self.progress)
+
+
+class _Reader:
+    """Reads new entries for a consumer on a thread of its own, one batch ahead, and parses
+    them there: Redis prepares the next batch and the reader decodes it while the consumer
+    writes to its sink (the sink's file writes and fsyncs release the interpreter).
+
+    Nothing changes for delivery: an entry read ahead is pending in the group like any
+    delivered entry, and is acknowledged only after the sink holds it; if the consumer
+    stops or dies first, it is delivered again (see ``GroupConsumer.claim_dead``)."""
+
+    def __init__(self, consumer: GroupConsumer, follow: bool) -> None:
+        import queue
+
+        self.consumer = consumer
+        self.follow = follow
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="exch-reader", daemon=True)
+        self.thread.start()
+
+    def next(self) -> tuple[list[Row], list[Entry]]:
+        """The next batch as (rows, parsed entries); an empty batch when none came within
+        the block time. Raises what the reading thread raised."""
+        item = self.queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        self.halt.set()
+        while self.thread.is_alive():
+            try:  # unblock a reader waiting for room in the queue
+                self.queue.get(timeout=0.05)
+            except Exception:
+                pass
+
+    def _run(self) -> None:
+        c = self.consumer
+        block = 200 if self.follow else 50
+        try:
+            while not self.halt.is_set():
+                reply = c.client.xreadgroup(
+                    c.group, c.name, {c.keys.output: ">"}, count=c.batch, block=block
+                )
+                rows = [r for _, rs in stream_items(reply) for r in rs]
+                self._put((rows, [parse_entry(eid, fields) for eid, fields in rows]))
+                if not rows and not self.follow:
+                    return
+        except BaseException as e:  # handed to the consumer's thread, which raises it
+            self._put(e)
+
+    def _put(self, item: object) -> None:
+        import queue
+
+        while not self.halt.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
 
 def _process_gone(consumer: str) -> bool:
