@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import random
 import resource
 import statistics
@@ -205,6 +206,7 @@ def bench_e2e(
                     time.sleep(0.01)
                 phase(f"submitting and matching {len(cmds):,} commands")
                 sequencer = Sequencer(client, keys)
+                cpu_before = _cpu_seconds(server.pid, matcher.pid)
                 start = time.perf_counter()
                 submitted = sequencer.submit(cmds)
                 submit_seconds = time.perf_counter() - start
@@ -212,6 +214,11 @@ def bench_e2e(
                 while last_id(client, keys.output) != target:
                     time.sleep(0.005)
                 elapsed = time.perf_counter() - start
+                cpu_after = _cpu_seconds(server.pid, matcher.pid)
+                result["cpu_us_per_command"] = {
+                    name: round((cpu_after[name] - cpu_before[name]) / len(cmds) * 1e6, 1)
+                    for name in cpu_before
+                }
                 result["commands_per_sec"] = round(len(cmds) / elapsed)
                 result["submit_per_sec"] = round(len(cmds) / submit_seconds)
                 result["seconds"] = round(elapsed, 2)
@@ -247,6 +254,19 @@ def bench_e2e(
             stop_pid(server.pid)
     result["peak_rss_bytes"] = peak_rss_bytes()
     return result
+
+
+def _cpu_seconds(redis_pid: int, matcher_pid: int) -> dict[str, float]:
+    """CPU time (user + system) used so far by this process (the submitter), the Redis
+    server and the matcher: where an end-to-end command's work goes."""
+    def of(pid: int) -> float:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return {"submitter": own.ru_utime + own.ru_stime, "redis": of(redis_pid),
+            "matcher": of(matcher_pid)}
 
 
 def _latency(
