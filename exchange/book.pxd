@@ -1,10 +1,12 @@
 # C-level declarations for book.py, read by Cython when it compiles the core (see setup.py);
 # the Python file stays the source of truth and runs unchanged without them. Fields typed
-# ``long long`` hold values the commands bound well inside 64 bits (ids, prices, one
-# order's stake); sums that no bound keeps small stay Python integers.
+# ``long long`` hold only values the engine has checked against a bound far inside 64 bits
+# (a ladder price, one order's stake, counts). Everything else stays a Python integer: sums
+# of money, and ids and times, which come from the journal (a foreign entry may carry any
+# 64-bit id) and must behave exactly as in the pure Python core.
 
 cdef class Order:
-    cdef public long long id
+    cdef public object id
     cdef public object pos
     cdef public object level
     cdef public long long remaining
@@ -21,7 +23,7 @@ cdef class Pending:
     cdef public Side side
     cdef public long long price
     cdef public str tif
-    cdef public long long release
+    cdef public object release
 
 cdef class Side:
     cdef public object market

@@ -1,6 +1,6 @@
 # C-level declarations for engine.py, read by Cython when it compiles the core (see setup.py
-# and book.pxd). Typed locals are only those that can never hold anything else: ids, prices
-# and one order's stake as ``long long``; money sums stay Python integers.
+# and book.pxd). C integers only where the engine has checked the value first (a ladder
+# price, one order's stake, counts); seqs, ids, times and money stay Python integers.
 cimport cython
 from exchange.book cimport Order, Level, Pending, Side
 from exchange.accounts cimport Account, Position
@@ -11,8 +11,8 @@ cdef object _least(list d, long long k)
 
 @cython.final
 cdef class Exchange:
-    cdef public long long last_seq
-    cdef public long long now
+    cdef public object last_seq
+    cdef public object now
     cdef public object house
     cdef public object net_deposits
     cdef public dict _markets
@@ -22,27 +22,27 @@ cdef class Exchange:
     cdef public list _pending
     cdef public dict _handlers
 
-    @cython.locals(seq="long long", ts="long long", out=list, pending=list, kind=str)
+    @cython.locals(out=list, pending=list, kind=str)
     cpdef list apply(self, tuple cmd)
 
     @cython.locals(side=Side, price="long long", pos=Position, d=list,
                    rem="long long", new="long long", x="long long", k="long long", acct=Account)
-    cpdef _cancel_order(self, long long seq, Order o, long long size, str reason, list out)
+    cpdef _cancel_order(self, object seq, Order o, long long size, str reason, list out)
 
     @cython.locals(m=Market, acct=Account, pos=Position, d=list, own=Side, k="long long",
                    o=Order, lvl=Level, fresh=bint, delayed=bint, crosses=bint)
     cpdef _place(self, tuple cmd, list out)
 
     @cython.locals(opp=Side, own=Side, lvl=Level, pos=Position)
-    cpdef _execute(self, long long seq, Order o, str side, Market m, Py_ssize_t i,
+    cpdef _execute(self, object seq, Order o, str side, Market m, Py_ssize_t i,
                    long long price, long long qty, str tif, list out)
 
     @cython.locals(levels=dict, orders=dict, m=Market, i=Py_ssize_t, tpos=Position,
-                   tid="long long", k="long long", best="long long", lvl=Level, x="long long",
+                   k="long long", best="long long", lvl=Level, x="long long",
                    maker=Order, mrem="long long", size="long long", profit="long long",
                    mpos=Position, bpos=Position, lpos=Position, lay_rem="long long",
                    lay_x="long long", d=list)
-    cpdef long long _take(self, long long seq, Order taker, bint taker_backs, long long limit,
+    cpdef long long _take(self, object seq, Order taker, bint taker_backs, long long limit,
                           long long qty, Side opp, list out)
 
     @cython.locals(o=Order, pos=Position, rem="long long", size="long long")

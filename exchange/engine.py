@@ -23,6 +23,7 @@ rules and runs unchanged without them (see setup.py).
 from __future__ import annotations
 
 from heapq import heappop, heappush
+from importlib.machinery import EXTENSION_SUFFIXES
 from typing import Any
 
 from .accounts import Account, Position
@@ -76,7 +77,7 @@ SIDES = (BACK, LAY)
 Command = tuple[Any, ...]
 
 
-_COMPILED = not __file__.endswith(".py")
+_COMPILED = __file__.endswith(tuple(EXTENSION_SUFFIXES))
 """True when this module runs as the Cython-compiled extension (see setup.py)."""
 
 

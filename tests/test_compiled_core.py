@@ -24,7 +24,29 @@ from exchange import Exchange
 
 from .conftest import GOLDEN, ROOT
 
-PROBE = """
+EDGES = """
+def edge_commands():
+    # seqs and times at the top of their range (a stream id is any 64-bit number; times are
+    # below 2**63): the compiled core keeps them as Python integers, as the pure core does,
+    # so that an order's release time (time + bet delay) may pass 2**63 there too
+    seq = 2**64 - 60
+    ts = 2**63 - 1000
+    return [
+        ("create_market", seq, ts, "m", (1, 2), 500, 100, 1, 600_000),
+        ("deposit", seq + 1, ts, "a", 10**6),
+        ("deposit", seq + 2, ts, "b", 10**6),
+        ("place", seq + 3, ts, "a", "m", 1, "BACK", 300, 500, "GTC", "PERSIST", "r"),
+        ("invalid", seq + 4, ts, "turn_in_play", None, "m", None, None, "MALFORMED"),
+        ("turn_in_play", seq + 5, ts, "m"),
+        ("place", seq + 6, ts, "b", "m", 1, "LAY", 300, 200, "GTC", "LAPSE", None),
+        ("place", seq + 7, ts + 1, "b", "m", 2, "LAY", 400, 200, "IOC", "LAPSE", None),
+        ("cancel", seq + 8, ts + 2, "a", seq + 3, 100),
+        ("heartbeat", seq + 9, 2**63 - 1),
+        ("settle", 2**64 - 1, 2**63 - 1, "m", (1,)),
+    ]
+"""
+
+PROBE = EDGES + """
 import hashlib, json, sys
 from pathlib import Path
 import exchange
@@ -54,6 +76,7 @@ print(json.dumps({
     "golden": golden,
     "market_day": digest(market_day(seed=3, accounts=80, commands=12_000)),
     "workload": digest(core_workload(30_000, seed=2)),
+    "edges": digest(edge_commands()),
 }))
 """
 
@@ -91,6 +114,9 @@ def test_pure_python_core_gives_the_same_bytes(tmp_path: Path) -> None:
     assert len(found["golden"]) >= 20
     assert tuple(found["market_day"]) == _digest(market_day(seed=3, accounts=80, commands=12_000))
     assert tuple(found["workload"]) == _digest(core_workload(30_000, seed=2))
+    space: dict = {}
+    exec(EDGES, space)
+    assert tuple(found["edges"]) == _digest(space["edge_commands"]())
 
 
 def test_core_is_compiled_unless_asked_not_to() -> None:
