@@ -4,13 +4,15 @@ The matching core (``exchange/engine.py`` and its data structures) is plain Pyth
 Cython and a C compiler are available, the install compiles those modules, guided by the
 ``.pxd`` files beside them, which makes ``exch bench core`` about 1.6 times as fast. If that
 cannot be done (no compiler), or ``EXCH_PURE_PYTHON=1`` is set, the install keeps the pure
-Python modules, which behave identically (the tests check both).
+Python modules, which behave identically (the tests check both), and removes compiled ones
+an earlier development install left beside them (Python would import those first).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from importlib.machinery import EXTENSION_SUFFIXES
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
@@ -22,6 +24,23 @@ COMPILED_MODULES = [
     "exchange/engine.py",
     "exchange/commands.py",
 ]
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def remove_inplace_builds() -> None:
+    """Delete compiled modules beside the sources (left by ``pip install -e .``)."""
+    for module in COMPILED_MODULES:
+        base = os.path.join(HERE, module[: -len(".py")])
+        for suffix in EXTENSION_SUFFIXES:
+            if os.path.exists(base + suffix):
+                os.remove(base + suffix)
+
+
+def pure(why: str) -> list:
+    print(f"exch: {why}; the core stays pure Python", file=sys.stderr)
+    remove_inplace_builds()
+    return []
 
 
 class OptionalBuildExt(build_ext):
@@ -37,25 +56,28 @@ class OptionalBuildExt(build_ext):
                 path = self.get_ext_fullpath(ext.name)
                 if os.path.exists(path):
                     os.remove(path)
-            print(f"exch: compiled core not built ({exc}); using pure Python", file=sys.stderr)
+            pure(f"compiled core not built ({exc})")
 
 
 def extensions() -> list:
     if os.environ.get("EXCH_PURE_PYTHON") == "1":
-        return []
+        return pure("EXCH_PURE_PYTHON=1")
     try:
         from Cython.Build import cythonize
     except ImportError:
-        return []
-    return cythonize(
-        COMPILED_MODULES,
-        compiler_directives={
-            "language_level": 3,
-            # the .py files carry type hints for mypy; C types come only from the .pxd files
-            "annotation_typing": False,
-        },
-        quiet=True,
-    )
+        return pure("Cython is not installed")
+    try:
+        return cythonize(
+            COMPILED_MODULES,
+            compiler_directives={
+                "language_level": 3,
+                # the .py files carry type hints for mypy; C types come only from the .pxd
+                "annotation_typing": False,
+            },
+            quiet=True,
+        )
+    except Exception as exc:
+        return pure(f"Cython could not translate the core ({exc})")
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

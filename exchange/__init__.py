@@ -9,6 +9,7 @@ older than its source is reported: Python would silently run the stale build.
 
 import os as _os
 import sys as _sys
+from importlib.machinery import EXTENSION_SUFFIXES as _EXTENSION_SUFFIXES
 
 from .commands import COMMANDS, decode, problem
 from .engine import _COMPILED as COMPILED
@@ -17,20 +18,44 @@ from .events import CANCEL_REASONS, EVENT_FIELDS, REJECT_REASONS
 from .invariants import InvariantError
 from .snapshot import SnapshotError
 
+_COMPILED_MODULES = ("book", "accounts", "market", "engine", "commands")
+
+
+def _declarations(folder: str, name: str) -> set[str]:
+    """The .pxd files a module's build depends on: its own and those it cimports, through
+    each other (a changed field layout in book.pxd makes the engine's build stale too)."""
+    found: set[str] = set()
+    todo = [name]
+    while todo:
+        pxd = _os.path.join(folder, todo.pop() + ".pxd")
+        if pxd in found or not _os.path.exists(pxd):
+            continue
+        found.add(pxd)
+        with open(pxd, encoding="utf-8") as f:
+            for line in f:
+                words = line.split()
+                if len(words) >= 3 and words[0] == "from" and words[2] == "cimport":
+                    todo.append(words[1].rpartition(".")[2])
+    return found
+
 
 def _stale_builds() -> list[str]:
-    """Compiled modules of this package whose .py or .pxd source is newer than the build."""
-    stale = []
-    for name in ("book", "accounts", "market", "engine", "commands"):
-        module = _sys.modules.get(f"{__name__}.{name}")
-        built = getattr(module, "__file__", None) or ""
-        if built.endswith(".py"):
+    """In a development checkout, the sources (.py, and the .pxd files the build read) that
+    are newer than their compiled module: Python would run the older build. An installed
+    copy is never reported (a wheel's files need not keep their build order in time)."""
+    folder = _os.path.dirname(_os.path.abspath(__file__))
+    if not _os.path.exists(_os.path.join(_os.path.dirname(folder), "setup.py")):
+        return []
+    stale: set[str] = set()
+    for name in _COMPILED_MODULES:
+        built = getattr(_sys.modules.get(f"{__name__}.{name}"), "__file__", None) or ""
+        if not built.endswith(tuple(_EXTENSION_SUFFIXES)):
             continue
-        base = _os.path.join(_os.path.dirname(built), name)
-        for source in (base + ".py", base + ".pxd"):
-            if _os.path.exists(source) and _os.path.getmtime(source) > _os.path.getmtime(built):
-                stale.append(source)
-    return stale
+        when = _os.path.getmtime(built)
+        for source in {_os.path.join(folder, name + ".py")} | _declarations(folder, name):
+            if _os.path.exists(source) and _os.path.getmtime(source) > when:
+                stale.add(source)
+    return sorted(stale)
 
 
 if COMPILED and _stale_builds():
