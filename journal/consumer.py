@@ -272,9 +272,9 @@ class GroupConsumer:
 
 
 class _Reader:
-    """Reads new entries for a consumer on a thread of its own, one batch ahead, and parses
-    them there: Redis prepares the next batch and the reader decodes it while the consumer
-    writes to its sink (the sink's file writes and fsyncs release the interpreter).
+    """Reads new entries for a consumer on a thread of its own, up to three batches ahead,
+    and parses them there: Redis prepares the next batch and the reader decodes it while the
+    consumer writes to its sink (the sink's file writes and fsyncs release the interpreter).
 
     Nothing changes for delivery: an entry read ahead is pending in the group like any
     delivered entry, and is acknowledged only after the sink holds it; if the consumer
@@ -292,15 +292,27 @@ class _Reader:
 
     def next(self) -> tuple[list[Row], list[Entry]]:
         """The next batch as (rows, parsed entries); an empty batch when none came within
-        the block time. Raises what the reading thread raised."""
-        item = self.queue.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
+        the block time, or when the reader has stopped (the consumer is stopping). Raises
+        what the reading thread raised."""
+        import queue
 
-    def stop(self) -> None:
+        while True:
+            try:
+                item = self.queue.get(timeout=0.1)
+            except queue.Empty:
+                if self.thread.is_alive():
+                    continue
+                return [], []
+            if isinstance(item, BaseException):
+                raise item
+            return item
+
+    def stop(self, wait: float = 2.0) -> None:
+        """Stop reading; wait up to ``wait`` seconds for the thread (a daemon: one stuck in
+        a Redis call that is retrying must not hold up the consumer's own exit)."""
         self.halt.set()
-        while self.thread.is_alive():
+        deadline = time.monotonic() + wait
+        while self.thread.is_alive() and time.monotonic() < deadline:
             try:  # unblock a reader waiting for room in the queue
                 self.queue.get(timeout=0.05)
             except Exception:
@@ -310,7 +322,7 @@ class _Reader:
         c = self.consumer
         block = 200 if self.follow else 50
         try:
-            while not self.halt.is_set():
+            while not (self.halt.is_set() or c.stopping.is_set()):
                 reply = c.client.xreadgroup(
                     c.group, c.name, {c.keys.output: ">"}, count=c.batch, block=block
                 )

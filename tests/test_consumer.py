@@ -145,3 +145,29 @@ def test_a_sink_behind_its_group_gets_everything_again(redis_server) -> None:  #
     fresh = ListSink()  # as if the export folder had been deleted: it holds nothing
     GroupConsumer(client, "g", fresh).run(follow=False)
     assert [(e[0], len(e[2])) for e in fresh.entries] == recorded(client)
+
+
+def test_a_following_consumer_stops_promptly_and_loses_nothing_read_ahead(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """The reader thread keeps batches ahead of the sink; stopping at any moment must end
+    the run quickly, and whatever was read ahead but not yet held by the sink comes again
+    to the next run, once."""
+    import threading
+    import time
+
+    client = redis_server.client()
+    fill(client, 3000)
+    sink = ListSink()
+    for round_ in range(8):
+        consumer = GroupConsumer(client, "f", sink, consumer="same", batch=50 + 37 * round_,
+                                 flush_events=200, flush_seconds=10**9)
+        runner = threading.Thread(target=consumer.run, kwargs={"follow": True})
+        runner.start()
+        time.sleep(0.02 * round_)
+        began = time.monotonic()
+        consumer.stopping.set()
+        runner.join(timeout=5)
+        assert not runner.is_alive(), f"round {round_}: still running 5 s after stop"
+        assert time.monotonic() - began < 3
+    GroupConsumer(client, "f", sink, consumer="same").run(follow=False)
+    assert [(e[0], len(e[2])) for e in sink.entries] == recorded(client)
+    assert raw(client).xpending(K.output, "f")["pending"] == 0

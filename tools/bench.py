@@ -258,11 +258,12 @@ def bench_e2e(
 
 def _cpu_seconds(redis_pid: int, matcher_pid: int) -> dict[str, float]:
     """CPU time (user + system) used so far by this process (the submitter), the Redis
-    server and the matcher: where an end-to-end command's work goes."""
+    server and the matcher, each with its children once reaped (the matcher's snapshot
+    writers, Redis's rewrites): where an end-to-end command's work goes."""
     def of(pid: int) -> float:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
     own = resource.getrusage(resource.RUSAGE_SELF)
     return {"submitter": own.ru_utime + own.ru_stime, "redis": of(redis_pid),
