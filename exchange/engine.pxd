@@ -25,12 +25,12 @@ cdef class Exchange:
     @cython.locals(out=list, pending=list, kind=str)
     cpdef list apply(self, tuple cmd)
 
-    @cython.locals(side=Side, price="long long", pos=Position, d=list,
+    @cython.locals(level=Level, side=Side, price="long long", pos=Position, d=list,
                    rem="long long", new="long long", x="long long", k="long long", acct=Account)
     cpdef _cancel_order(self, object seq, Order o, long long size, str reason, list out)
 
-    @cython.locals(m=Market, acct=Account, pos=Position, d=list, own=Side, k="long long",
-                   o=Order, lvl=Level, fresh=bint, delayed=bint, crosses=bint)
+    @cython.locals(m=Market, acct=Account, pos=Position, d=list, own=Side, opp=Side,
+                   k="long long", o=Order, lvl=Level, fresh=bint, delayed=bint, crosses=bint)
     cpdef _place(self, tuple cmd, list out)
 
     @cython.locals(opp=Side, own=Side, lvl=Level, pos=Position)

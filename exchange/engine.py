@@ -286,15 +286,16 @@ class Exchange:
         pos.exp = e
         o.remaining = new
         if type(lvl) is Level:
-            lvl.total -= size
+            level = lvl  # known to be a Level here (engine.pxd types it: C field access)
+            level.total -= size
             if not new:
-                lvl.live -= 1
+                level.live -= 1
                 del self._orders[o.id]
-                if not lvl.live:
-                    lvl.queue.clear()  # no order keeps the dropped level alive (no cycles)
+                if not level.live:
+                    level.queue.clear()  # no order keeps the dropped level alive (no cycles)
                     side.remove_level(price)
-                elif len(lvl.queue) > 2 * lvl.live + 8:
-                    lvl.compact()
+                elif len(level.queue) > 2 * level.live + 8:
+                    level.compact()
         elif not new:
             del self._orders[o.id]
         out.append((
@@ -374,12 +375,14 @@ class Exchange:
             sl = pos.sl = pos.sl - stake
             d[i] += stake
             own = m.backs[i]
-            crosses = m.lays[i].best >= price
+            opp = m.lays[i]
+            crosses = opp.best >= price
         else:
             sl = pos.sl
             d[i] -= stake * (price - 100) // 100
             own = m.lays[i]
-            crosses = m.backs[i].best <= price
+            opp = m.backs[i]
+            crosses = opp.best <= price
         k = m.winners
         worst = sl + _least(d, k)
         e = -worst if worst < 0 else 0
@@ -388,9 +391,7 @@ class Exchange:
             self._unreserve(pos, side, i, price, stake)
             return self._reject(out, seq, "place", INSUFFICIENT_FUNDS, account, market_id, ref)
         delayed = m.delay and m.in_play
-        if tif == "FOK" and not delayed and not self._fillable(
-            m.lays[i] if side == "BACK" else m.backs[i], price, stake
-        ):
+        if tif == "FOK" and not delayed and not self._fillable(opp, price, stake):
             self._unreserve(pos, side, i, price, stake)
             return self._reject(out, seq, "place", FOK_NOT_FILLED, account, market_id, ref)
         if fresh:
