@@ -14,7 +14,6 @@ acknowledged and what the newest snapshot needs.
 
 from __future__ import annotations
 
-import gc
 import os
 import socket
 import threading
@@ -25,6 +24,7 @@ from typing import Any, Protocol
 
 import redis
 
+from .collector import collector_paused
 from .keys import Keys
 from .runner import last_id, stream_items
 from .snapshots import SnapshotStore
@@ -186,13 +186,8 @@ class GroupConsumer:
         The cyclic garbage collector is off meanwhile (as in the matcher): a buffer of many
         thousands of event maps would otherwise be rescanned again and again (it cost 40%
         of the export's speed), and the decoded events hold no cycles."""
-        was_on = gc.isenabled()
-        gc.disable()
-        try:
+        with collector_paused():
             return self._run(follow)
-        finally:
-            if was_on:
-                gc.enable()
 
     def _run(self, follow: bool) -> ConsumerProgress:
         self.ensure_group()

@@ -8,7 +8,6 @@ correctness after any crash.
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import redis
 from exchange import Exchange
 from exchange.snapshot import SnapshotError, state_hash
 
+from .collector import collector_paused
 from .keys import Keys
 from .runner import last_id, replay_rows
 from .snapshots import SnapshotStore
@@ -102,13 +102,8 @@ def replay(
     The cyclic garbage collector is off meanwhile, as in the matcher: the core makes no
     cyclic garbage, and a collector that walks a state of millions of objects again and
     again only costs time."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         return _replay(client, keys, source, to, verify, on_progress)
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _replay(

@@ -38,6 +38,7 @@ import redis
 from exchange import Exchange
 
 from . import faults
+from .collector import collector_paused
 from .keys import Keys
 from .scripts import script
 from .sequencer import Sequencer
@@ -327,41 +328,40 @@ class Matcher:
     def _follow(self) -> None:
         k = self.keys
         client = self.client
-        gc.disable()
-        self.committer = Committer(self)
-        try:
-            self.progress.state = "running"
-            last_renew = time.monotonic()
-            while not self.stopping.is_set():
-                block = 100 if self.ex.next_wakeup() is not None else 500
-                reply = client.xread(
-                    {k.input: self._follows, k.control: self._control_cursor},
-                    count=self.batch,
-                    block=block,
-                )
-                rows: list[Row] = []
-                for name, entries in stream_items(reply):
-                    if name.endswith(b":control"):
-                        self._control(entries)
-                    else:
-                        rows = entries
-                now = time.monotonic()
-                if self._snapshot_child is not None:
-                    self._wait_snapshot_child(block=False)
-                if rows:
-                    self._process(rows)
-                    last_renew = now
-                else:
-                    if now - last_renew > self.LEASE_MS / 3000:
-                        if not self._lease_op("renew"):
-                            raise LeaseLost(f"lease taken by {self.holder() or 'nobody'}")
+        with collector_paused():
+            self.committer = Committer(self)
+            try:
+                self.progress.state = "running"
+                last_renew = time.monotonic()
+                while not self.stopping.is_set():
+                    block = 100 if self.ex.next_wakeup() is not None else 500
+                    reply = client.xread(
+                        {k.input: self._follows, k.control: self._control_cursor},
+                        count=self.batch,
+                        block=block,
+                    )
+                    rows: list[Row] = []
+                    for name, entries in stream_items(reply):
+                        if name.endswith(b":control"):
+                            self._control(entries)
+                        else:
+                            rows = entries
+                    now = time.monotonic()
+                    if self._snapshot_child is not None:
+                        self._wait_snapshot_child(block=False)
+                    if rows:
+                        self._process(rows)
                         last_renew = now
-                    self._heartbeat_if_due()
-                self._report()
-            self.committer.drain()
-        finally:
-            self.committer.close()
-            gc.enable()
+                    else:
+                        if now - last_renew > self.LEASE_MS / 3000:
+                            if not self._lease_op("renew"):
+                                raise LeaseLost(f"lease taken by {self.holder() or 'nobody'}")
+                            last_renew = now
+                        self._heartbeat_if_due()
+                    self._report()
+                self.committer.drain()
+            finally:
+                self.committer.close()
 
     def _process(self, rows: list[Row]) -> None:
         ex = self.ex

@@ -40,7 +40,6 @@ from __future__ import annotations
 import datetime as _dt
 import errno
 import fcntl
-import gc
 import json
 import os
 import re
@@ -56,6 +55,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from journal.collector import collector_paused
 
 Entry = tuple[int, int, list[dict[str, Any]]]
 
@@ -498,13 +499,8 @@ class ParquetSink:
         self._check_open()
         # The rows are many small tuples and no cycles: the cyclic collector would only
         # rescan them, again and again (it halves the throughput). Off while we build.
-        gc_was_on = gc.isenabled()
-        gc.disable()
-        try:
+        with collector_paused():
             return self._write(entries)
-        finally:
-            if gc_was_on:
-                gc.enable()
 
     def _write(self, entries: Sequence[Entry]) -> int:
         committed = self._committed
