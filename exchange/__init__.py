@@ -18,8 +18,6 @@ from .events import CANCEL_REASONS, EVENT_FIELDS, REJECT_REASONS
 from .invariants import InvariantError
 from .snapshot import SnapshotError
 
-_COMPILED_MODULES = ("book", "accounts", "market", "engine", "commands")
-
 
 def _declarations(folder: str, name: str) -> set[str]:
     """The .pxd files a module's build depends on: its own and those it cimports, through
@@ -47,10 +45,13 @@ def _stale_builds() -> list[str]:
     if not _os.path.exists(_os.path.join(_os.path.dirname(folder), "setup.py")):
         return []
     stale: set[str] = set()
-    for name in _COMPILED_MODULES:
-        built = getattr(_sys.modules.get(f"{__name__}.{name}"), "__file__", None) or ""
-        if not built.endswith(tuple(_EXTENSION_SUFFIXES)):
+    for full_name, module in list(_sys.modules.items()):
+        built = getattr(module, "__file__", None) or ""
+        if not full_name.startswith(__name__ + ".") or not built.endswith(
+            tuple(_EXTENSION_SUFFIXES)
+        ):
             continue
+        name = full_name.rpartition(".")[2]
         when = _os.path.getmtime(built)
         for source in {_os.path.join(folder, name + ".py")} | _declarations(folder, name):
             if _os.path.exists(source) and _os.path.getmtime(source) > when:

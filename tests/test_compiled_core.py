@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import exchange
@@ -22,11 +23,11 @@ from exchange import Exchange
 
 from .conftest import GOLDEN, ROOT
 
-EDGES = """
-def edge_commands():
-    # seqs and times at the top of their range (a stream id is any 64-bit number; times are
-    # below 2**63): the compiled core keeps them as Python integers, as the pure core does,
-    # so that an order's release time (time + bet delay) may pass 2**63 there too
+
+def edge_commands() -> list[tuple]:
+    """Seqs and times at the top of their range (a stream id is any 64-bit number; times are
+    below 2**63): the compiled core keeps them as Python integers, as the pure core does, so
+    that an order's release time (time + bet delay) may pass 2**63 there too."""
     seq = 2**64 - 60
     ts = 2**63 - 1000
     return [
@@ -42,79 +43,66 @@ def edge_commands():
         ("heartbeat", seq + 9, 2**63 - 1),
         ("settle", 2**64 - 1, 2**63 - 1, "m", (1,)),
     ]
-"""
 
-PROBE = EDGES + """
-import hashlib, json, sys
-from pathlib import Path
-import exchange
-from exchange import Exchange
-from exchange.codec import json_event
-from tools.commandfile import read_commands
-from tools.generator import market_day
-from tools.simulate import simulate
-from tools.workload import core_workload
 
-def digest(commands):
+def digest(commands: Iterable[tuple]) -> list[str]:
+    """SHA-256 of every event a fresh exchange makes of ``commands``, and its state hash."""
+    from exchange.codec import json_event
+
     ex = Exchange()
     h = hashlib.sha256()
     for cmd in commands:
         for event in ex.apply(cmd):
             h.update(json.dumps(json_event(event), sort_keys=True).encode())
-    return h.hexdigest(), ex.state_hash()
-
-golden = {}
-for path in sorted(Path(sys.argv[1]).glob("*.in.jsonl")):
-    with path.open(encoding="utf-8") as stream:
-        golden[path.name] = "".join(
-            line + "\\n" for line in simulate(obj for _, obj in read_commands(stream)))
-print(json.dumps({
-    "compiled": exchange.COMPILED,
-    "engine": exchange.engine.__file__,
-    "golden": golden,
-    "market_day": digest(market_day(seed=3, accounts=80, commands=12_000)),
-    "workload": digest(core_workload(30_000, seed=2)),
-    "edges": digest(edge_commands()),
-}))
-"""
+    return [h.hexdigest(), ex.state_hash()]
 
 
-def _digest(commands: object) -> tuple[str, str]:
-    from exchange.codec import json_event
+def findings() -> dict:
+    """What this interpreter's core makes of every probe: run here, and in a fresh
+    interpreter on the pure Python sources (see the test below)."""
+    from tools.commandfile import read_commands
+    from tools.generator import market_day
+    from tools.simulate import simulate
+    from tools.workload import core_workload
 
-    ex = Exchange()
-    h = hashlib.sha256()
-    for cmd in commands:  # type: ignore[attr-defined]
-        for event in ex.apply(cmd):
-            h.update(json.dumps(json_event(event), sort_keys=True).encode())
-    return h.hexdigest(), ex.state_hash()
+    golden = {}
+    for path in sorted(GOLDEN.glob("*.in.jsonl")):
+        with path.open(encoding="utf-8") as stream:
+            golden[path.name] = "".join(
+                line + "\n" for line in simulate(obj for _, obj in read_commands(stream)))
+    return {
+        "compiled": exchange.COMPILED,
+        "engine": exchange.engine.__file__,
+        "golden": golden,
+        "market_day": digest(market_day(seed=3, accounts=80, commands=12_000)),
+        "workload": digest(core_workload(30_000, seed=2)),
+        "edges": digest(edge_commands()),
+    }
+
+
+PROBE = "import json; from tests.test_compiled_core import findings; print(json.dumps(findings()))"
 
 
 def test_pure_python_core_gives_the_same_bytes(tmp_path: Path) -> None:
-    from tools.generator import market_day
-    from tools.workload import core_workload
-
     pure = tmp_path / "exchange"
     pure.mkdir()
     for source in (ROOT / "exchange").glob("*.py"):  # the sources only: no build, no .pxd
         shutil.copy(source, pure / source.name)
     env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}")
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(GOLDEN)], env=env, cwd=tmp_path,
+        [sys.executable, "-c", PROBE], env=env, cwd=tmp_path,
         capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
-    assert found["compiled"] is False and found["engine"].startswith(str(pure))
+    assert found.pop("compiled") is False and found.pop("engine").startswith(str(pure))
+    assert len(found["golden"]) >= 20
     for name, events in found["golden"].items():
         expected = (GOLDEN / name.replace(".in.jsonl", ".out.jsonl")).read_text(encoding="utf-8")
         assert events == expected, f"pure Python core differs from golden {name}"
-    assert len(found["golden"]) >= 20
-    assert tuple(found["market_day"]) == _digest(market_day(seed=3, accounts=80, commands=12_000))
-    assert tuple(found["workload"]) == _digest(core_workload(30_000, seed=2))
-    space: dict = {}
-    exec(EDGES, space)
-    assert tuple(found["edges"]) == _digest(space["edge_commands"]())
+    here = findings()
+    del here["compiled"], here["engine"]
+    assert found == here
 
 
 def test_core_is_compiled_unless_asked_not_to() -> None:
