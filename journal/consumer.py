@@ -15,6 +15,7 @@ acknowledged and what the newest snapshot needs.
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import threading
 import time
@@ -276,8 +277,6 @@ class _Reader:
     stops or dies first, it is delivered again (see ``GroupConsumer.claim_dead``)."""
 
     def __init__(self, consumer: GroupConsumer, follow: bool) -> None:
-        import queue
-
         self.consumer = consumer
         self.follow = follow
         self.queue: queue.Queue = queue.Queue(maxsize=2)
@@ -289,8 +288,6 @@ class _Reader:
         """The next batch as (rows, parsed entries); an empty batch when none came within
         the block time, or when the reader has stopped (the consumer is stopping). Raises
         what the reading thread raised."""
-        import queue
-
         while True:
             try:
                 item = self.queue.get(timeout=0.1)
@@ -329,8 +326,6 @@ class _Reader:
             self._put(e)
 
     def _put(self, item: object) -> None:
-        import queue
-
         while not self.halt.is_set():
             try:
                 self.queue.put(item, timeout=0.1)

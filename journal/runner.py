@@ -25,6 +25,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -130,8 +131,6 @@ class Committer:
     """
 
     def __init__(self, matcher: Matcher, depth: int = 2) -> None:
-        import queue
-
         self.matcher = matcher
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
