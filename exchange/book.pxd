@@ -3,7 +3,9 @@
 # ``long long`` hold only values the engine has checked against a bound far inside 64 bits
 # (a ladder price, one order's stake, counts). Everything else stays a Python integer: sums
 # of money, and ids and times, which come from the journal (a foreign entry may carry any
-# 64-bit id) and must behave exactly as in the pure Python core.
+# 64-bit id) and must behave exactly as in the pure Python core. A level's price is a Python
+# integer too: it goes into every event about the level, and reading a C integer back into
+# an event costs an allocation each time, reading it for arithmetic only a conversion.
 
 cdef class Order:
     cdef public object id
@@ -13,7 +15,7 @@ cdef class Order:
     cdef public bint persist
 
 cdef class Level:
-    cdef public long long price
+    cdef public object price
     cdef public object total
     cdef public long long live
     cdef public object queue
@@ -21,7 +23,7 @@ cdef class Level:
 
 cdef class Pending:
     cdef public Side side
-    cdef public long long price
+    cdef public object price
     cdef public str tif
     cdef public object release
 

@@ -9,6 +9,9 @@ from exchange.market cimport Market
 @cython.locals(w=object, v=object)
 cdef object _least(list d, long long k)
 
+@cython.locals(o=Order)
+cdef Order _new_order(object id, Position pos, long long remaining, bint persist)
+
 @cython.final
 cdef class Exchange:
     cdef public object last_seq
@@ -25,12 +28,15 @@ cdef class Exchange:
     @cython.locals(out=list, pending=list, kind=str)
     cpdef list apply(self, tuple cmd)
 
-    @cython.locals(level=Level, side=Side, price="long long", pos=Position, d=list,
-                   rem="long long", new="long long", x="long long", k="long long", acct=Account)
-    cpdef _cancel_order(self, object seq, Order o, long long size, str reason, list out)
+    @cython.locals(level=Level, side=Side, p="long long", pos=Position, d=list,
+                   rem="long long", cut="long long", new="long long", x="long long",
+                   k="long long", acct=Account)
+    cpdef _cancel_order(self, object seq, Order o, object size, str reason, list out)
 
     @cython.locals(m=Market, acct=Account, pos=Position, d=list, own=Side, opp=Side,
-                   k="long long", o=Order, lvl=Level, fresh=bint, delayed=bint, crosses=bint)
+                   k="long long", o=Order, lvl=Level, fresh=bint, delayed=bint, crosses=bint,
+                   side=str, tif=str, persist=str, p="long long", s="long long",
+                   i=Py_ssize_t)
     cpdef _place(self, tuple cmd, list out)
 
     @cython.locals(opp=Side, own=Side, lvl=Level, pos=Position)
