@@ -99,7 +99,7 @@ def _least(d: list[int], k: int) -> int:
 
 def _new_order(id: int, pos: Position, remaining: int, persist: bool) -> Order:
     """A new live order, not yet in a level. Compiled, this skips the Python-level call of
-    ``Order.__init__`` (argument parsing), a tenth of the cost of a resting placement."""
+    ``Order.__init__`` and its argument parsing, about 5% of a resting placement."""
     o = Order.__new__(Order)
     o.id = id
     o.pos = pos
