@@ -59,11 +59,12 @@ def _stale_builds() -> list[str]:
     return sorted(stale)
 
 
-if COMPILED and _stale_builds():
+_stale = _stale_builds() if COMPILED else []
+if _stale:
     import warnings as _warnings
 
     _warnings.warn(
-        "exchange: compiled core is older than " + ", ".join(_stale_builds())
+        "exchange: compiled core is older than " + ", ".join(_stale)
         + "; rebuild it with `pip install -e .` (or `python setup.py build_ext --inplace`)",
         stacklevel=2,
     )
