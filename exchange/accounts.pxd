@@ -1,4 +1,7 @@
-# C-level declarations for accounts.py (see book.pxd). Money stays in Python integers.
+# C-level declarations for accounts.py (see book.pxd). A position's amounts are 64-bit C
+# integers: limits.MAX_POSITION_STAKE keeps each far inside 64 bits (see limits.py). An
+# account's balance and exposure, which sum over markets without such a bound, stay Python
+# integers.
 from exchange.market cimport Market
 
 cdef class Account:
@@ -10,9 +13,10 @@ cdef class Account:
 cdef class Position:
     cdef public Account acct
     cdef public Market market
-    cdef public list d
-    cdef public object sl
-    cdef public list mw
-    cdef public list ml
-    cdef public object exp
+    cdef public long long[::1] d
+    cdef public long long sl
+    cdef public long long[::1] mw
+    cdef public long long[::1] ml
+    cdef public long long exp
+    cdef public long long staked
     cdef public bint traded

@@ -17,10 +17,15 @@ orders at full liability:
 Matched bets are also kept on their own (``mw``, ``ml``: matched win and lose per runner):
 they are what settlement pays, what a snapshot stores, and what the invariant check sums to
 zero across all accounts of a market (every trade is zero-sum).
+
+``staked`` is the position's stake, matched plus unmatched, which ``limits.MAX_POSITION_STAKE``
+bounds; that bound keeps every amount above inside 64 bits, so the per-runner amounts live in
+arrays of 64-bit integers (C arrays in the compiled core, see accounts.pxd).
 """
 
 from __future__ import annotations
 
+from array import array
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -47,17 +52,19 @@ class Account:
 class Position:
     """One account's stake in one market (see the module docstring for the arithmetic)."""
 
-    __slots__ = ("acct", "market", "d", "sl", "mw", "ml", "exp", "traded")
+    __slots__ = ("acct", "market", "d", "sl", "mw", "ml", "exp", "staked", "traded")
 
     def __init__(self, acct: Account, market: Market) -> None:
         n = len(market.runners)
         self.acct = acct
         self.market = market
-        self.d = [0] * n
+        zeros = array("q", bytes(8 * n))
+        self.d = zeros
         self.sl = 0
-        self.mw = [0] * n
-        self.ml = [0] * n
+        self.mw = array("q", zeros)
+        self.ml = array("q", zeros)
         self.exp = 0
+        self.staked = 0
         self.traded = False
 
     def worst(self) -> int:

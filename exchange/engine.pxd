@@ -1,13 +1,16 @@
 # C-level declarations for engine.py, read by Cython when it compiles the core (see setup.py
-# and book.pxd). C integers only where the engine has checked the value first (a ladder
-# price, one order's stake, counts); seqs, ids, times and money stay Python integers.
+# and book.pxd). C integers only where the engine has checked or bounded the value first (a
+# ladder price, one order's stake, counts, a position's amounts: see accounts.pxd); seqs,
+# ids, times, balances and exposures stay Python integers.
 cimport cython
 from exchange.book cimport Order, Level, Pending, Side
 from exchange.accounts cimport Account, Position
 from exchange.market cimport Market
 
-@cython.locals(w=object, v=object)
-cdef object _least(list d, long long k)
+cdef long long _STAKE_LIMIT
+
+@cython.locals(w="long long", v="long long", j=Py_ssize_t)
+cdef long long _least(long long[::1] d, long long k)
 
 @cython.locals(o=Order)
 cdef Order _new_order(object id, Position pos, long long remaining, bint persist)
@@ -28,15 +31,16 @@ cdef class Exchange:
     @cython.locals(out=list, pending=list, kind=str)
     cpdef list apply(self, tuple cmd)
 
-    @cython.locals(level=Level, side=Side, p="long long", pos=Position, d=list,
+    @cython.locals(level=Level, side=Side, p="long long", pos=Position, d="long long[::1]",
                    rem="long long", cut="long long", new="long long", x="long long",
-                   k="long long", acct=Account)
+                   k="long long", acct=Account, worst="long long", e="long long")
     cpdef _cancel_order(self, object seq, Order o, object size, str reason, list out)
 
-    @cython.locals(m=Market, acct=Account, pos=Position, d=list, own=Side, opp=Side,
+    @cython.locals(m=Market, acct=Account, pos=Position, d="long long[::1]", own=Side, opp=Side,
                    k="long long", o=Order, lvl=Level, fresh=bint, delayed=bint, crosses=bint,
                    side=str, tif=str, persist=str, p="long long", s="long long",
-                   i=Py_ssize_t)
+                   i=Py_ssize_t, sl="long long", worst="long long", e="long long",
+                   staked="long long")
     cpdef _place(self, tuple cmd, list out)
 
     @cython.locals(opp=Side, own=Side, lvl=Level, pos=Position)
@@ -47,7 +51,7 @@ cdef class Exchange:
                    k="long long", best="long long", lvl=Level, x="long long",
                    maker=Order, mrem="long long", size="long long", profit="long long",
                    mpos=Position, bpos=Position, lpos=Position, lay_rem="long long",
-                   lay_x="long long", d=list)
+                   lay_x="long long", d="long long[::1]", worst="long long", e="long long")
     cpdef long long _take(self, object seq, Order taker, bint taker_backs, long long limit,
                           long long qty, Side opp, list out)
 

@@ -22,6 +22,7 @@ rules and runs unchanged without them (see setup.py).
 
 from __future__ import annotations
 
+from array import array
 from heapq import heappop, heappush
 from importlib.machinery import EXTENSION_SUFFIXES
 from typing import Any
@@ -54,6 +55,7 @@ from .events import (
     ORDER_ACCEPTED,
     ORDER_CANCELLED,
     ORDER_REJECTED,
+    POSITION_LIMIT,
     REPLACE,
     SUSPENDED,
     TRADE,
@@ -63,7 +65,15 @@ from .events import (
     USER,
     Event,
 )
-from .limits import MAX_BALANCE, MAX_DELAY_MS, MAX_ID, MAX_INT, MAX_MONEY, MAX_RUNNERS
+from .limits import (
+    MAX_BALANCE,
+    MAX_DELAY_MS,
+    MAX_ID,
+    MAX_INT,
+    MAX_MONEY,
+    MAX_POSITION_STAKE,
+    MAX_RUNNERS,
+)
 from .market import CLOSED, OPEN, SETTLED, VOIDED, Market
 from .market import SUSPENDED as SUSPENDED_STATUS
 from .units import TICK
@@ -77,11 +87,14 @@ SIDES = (BACK, LAY)
 Command = tuple[Any, ...]
 
 
+_STAKE_LIMIT = MAX_POSITION_STAKE
+"""The position limit, which engine.pxd makes a C integer (compared once per placement)."""
+
 _COMPILED = __file__.endswith(tuple(EXTENSION_SUFFIXES))
 """True when this module runs as the Cython-compiled extension (see setup.py)."""
 
 
-def _least(d: list[int], k: int) -> int:
+def _least(d: array[int], k: int) -> int:
     """The sum of the ``k`` smallest values of ``d``: the worst case of a position over every
     set of ``k`` winners (see ``exchange.accounts``). O(n), O(n log n) for ``k`` > 1."""
     if k != 1:
@@ -90,7 +103,8 @@ def _least(d: list[int], k: int) -> int:
         # Calling min() costs compiled code more than this loop, which interpreted code
         # runs far slower than min().
         w = d[0]
-        for v in d:
+        for j in range(1, len(d)):
+            v = d[j]
             if v < w:
                 w = v
         return w
@@ -285,8 +299,8 @@ class Exchange:
         cut = size  # compiled, ``size`` is a Python integer (sums, event), ``cut`` a C one
         new = rem - cut
         if side.side == "BACK":
-            pos.sl += size
-            d[side.ridx] -= size
+            pos.sl += cut
+            d[side.ridx] -= cut
         else:
             p = price
             x = p - 100
@@ -298,6 +312,7 @@ class Exchange:
         acct = pos.acct
         acct.exposure += e - pos.exp
         pos.exp = e
+        pos.staked -= cut
         o.remaining = new
         if type(lvl) is Level:
             level = lvl  # known to be a Level here (engine.pxd types it: C field access)
@@ -387,11 +402,14 @@ class Exchange:
         if pos is None:
             pos = Position(acct, m)
             fresh = True
+        staked = pos.staked + s
+        if staked > _STAKE_LIMIT:
+            return self._reject(out, seq, "place", POSITION_LIMIT, account, market_id, ref)
         # Reserve the order at full liability and check the account can carry it.
         d = pos.d
         if side == "BACK":
-            sl = pos.sl = pos.sl - stake
-            d[i] += stake
+            sl = pos.sl = pos.sl - s
+            d[i] += s
             own = m.backs[i]
             opp = m.lays[i]
             crosses = opp.best >= p
@@ -417,6 +435,7 @@ class Exchange:
             m.positions[account] = pos
         acct.exposure = exposure
         pos.exp = e
+        pos.staked = staked
         out.append((
             ORDER_ACCEPTED, seq, seq, account, market_id, runner, side, price, stake, tif,
             persist, ref,
@@ -500,6 +519,7 @@ class Exchange:
         else:
             pos.d[i] += qty * (price - 100) // 100
         pos.reexpose()
+        pos.staked -= qty
         o.remaining = 0
         out.append((
             ORDER_CANCELLED, seq, o.id, pos.acct.id, m.id, m.runners[i], side, price, qty, 0, IOC,
@@ -540,26 +560,26 @@ class Exchange:
                     continue
                 size = qty if qty < mrem else mrem
                 profit = size * x // 100
-                # The same two amounts as Python integers for the money sums and the event:
-                # compiled, size and profit are C integers, converted here once (engine.pxd).
-                matched, won = size, profit
+                # The size as a Python integer for the level total and the event: compiled,
+                # size is a C integer, converted here once (engine.pxd).
+                matched = size
                 mpos = maker.pos
                 if taker_backs:
                     bpos, lpos, lay_rem, lay_x = tpos, mpos, mrem, x
                 else:
                     bpos, lpos, lay_rem, lay_x = mpos, tpos, qty, limit - 100
                 # Backer: unmatched stake becomes a matched bet winning ``profit``.
-                bpos.d[i] += won
-                bpos.mw[i] += won
-                bpos.ml[i] -= matched
+                bpos.d[i] += profit
+                bpos.mw[i] += profit
+                bpos.ml[i] -= size
                 # Layer: reserved liability shrinks with the unmatched stake, the matched bet
                 # loses ``profit`` if the runner wins and gains ``size`` if it loses.
                 lpos.d[i] += (
                     lay_rem * lay_x // 100 - (lay_rem - size) * lay_x // 100 - profit - size
                 )
-                lpos.sl += matched
-                lpos.mw[i] -= won
-                lpos.ml[i] += matched
+                lpos.sl += size
+                lpos.mw[i] -= profit
+                lpos.ml[i] += size
                 bpos.traded = lpos.traded = True
                 # bpos.reexpose() and lpos.reexpose(), inline: once per trade
                 d = bpos.d
@@ -659,6 +679,7 @@ class Exchange:
         e = self._reserve(pos, side, i, price, rem)
         acct.exposure += e - pos.exp
         pos.exp = e
+        pos.staked += rem  # as much as the cancel released: a replace never passes the limit
         out.append((
             ORDER_ACCEPTED, seq, seq, account, m.id, own.runner, side, price, rem, tif,
             "PERSIST" if persist else "LAPSE", None,

@@ -80,6 +80,7 @@ INVALID_MARKET = "INVALID_MARKET"
 INVALID_AMOUNT = "INVALID_AMOUNT"
 INVALID_STATUS = "INVALID_STATUS"
 INVALID_WINNERS = "INVALID_WINNERS"
+POSITION_LIMIT = "POSITION_LIMIT"
 
 REJECT_REASONS: dict[str, str] = {
     MALFORMED: "not a command: unknown type, a missing field, or a field of the wrong kind",
@@ -96,6 +97,8 @@ REJECT_REASONS: dict[str, str] = {
     "withdrawal",
     DUPLICATE_REF: "this account already used this client ref",
     FOK_NOT_FILLED: "a fill-or-kill order that could not be matched in full; nothing traded",
+    POSITION_LIMIT: "the account's stake in the market, matched plus unmatched, would pass "
+    "10^14 pence (a trillion pounds)",
     DUPLICATE_MARKET: "a market with that id already exists",
     INVALID_MARKET: "a market definition with no runners, repeated runners, or a commission, "
     "minimum stake, number of winners or bet delay out of range",

@@ -19,6 +19,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .book import BACK, NO_BACK, NO_LAY, Level, Pending
+from .limits import MAX_POSITION_STAKE
+from .units import PRICES
 
 if TYPE_CHECKING:
     from .engine import Exchange
@@ -36,17 +38,18 @@ def _require(ok: bool, what: str) -> None:
 def check(ex: Exchange) -> None:
     """Raise ``InvariantError`` naming the first invariant that does not hold."""
     seen: dict[int, object] = {}
-    unmatched: dict[int, tuple[list[int], int]] = {}  # id(position) -> (d delta, sl delta)
+    # id(position) -> (d delta, sl delta, stake) of its unmatched orders
+    unmatched: dict[int, tuple[list[int], int, int]] = {}
 
     def count(o, side: str, i: int, price: int) -> None:
         pos = o.pos
-        d, sl = unmatched.setdefault(id(pos), ([0] * len(pos.d), 0))
+        d, sl, stake = unmatched.setdefault(id(pos), ([0] * len(pos.d), 0, 0))
         if side == BACK:
             d[i] += o.remaining
             sl -= o.remaining
         else:
             d[i] -= o.remaining * (price - 100) // 100
-        unmatched[id(pos)] = (d, sl)
+        unmatched[id(pos)] = (d, sl, stake + o.remaining)
 
     for m in ex._markets.values():
         for i, runner in enumerate(m.runners):
@@ -97,9 +100,21 @@ def check(ex: Exchange) -> None:
         for aid, pos in m.positions.items():
             acct = pos.acct
             _require(acct.id == aid and acct.positions.get(m.id) is pos, f"{aid}/{m.id}: misfiled")
-            du, slu = unmatched.get(id(pos), ([0] * n, 0))
+            du, slu, unmatched_stake = unmatched.get(id(pos), ([0] * n, 0, 0))
             d = [w - lo + x for w, lo, x in zip(pos.mw, pos.ml, du)]
-            _require(pos.d == d, f"{aid}/{m.id}: kept outcomes {pos.d} != recomputed {d}")
+            kept = list(pos.d)
+            _require(kept == d, f"{aid}/{m.id}: kept outcomes {kept} != recomputed {d}")
+            _require(
+                unmatched_stake <= pos.staked <= MAX_POSITION_STAKE,
+                f"{aid}/{m.id}: stake {pos.staked}, unmatched {unmatched_stake}",
+            )
+            # What keeps the amounts inside 64 bits (see limits.MAX_POSITION_STAKE): none
+            # exceeds the stake times the top price.
+            bound = pos.staked * (PRICES[-1] // 100)
+            _require(
+                max(map(abs, (*kept, *pos.mw, *pos.ml, pos.sl))) <= bound,
+                f"{aid}/{m.id}: an amount beyond {bound}",
+            )
             _require(pos.sl == sum(pos.ml) + slu, f"{aid}/{m.id}: kept losses {pos.sl}")
             worst = pos.worst()
             _require(pos.exp == max(0, -worst), f"{aid}/{m.id}: exposure {pos.exp}, worst {worst}")

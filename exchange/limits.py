@@ -22,3 +22,14 @@ MAX_RUNNERS = 200
 
 MAX_DELAY_MS = 600_000
 """Longest in-play bet delay, in milliseconds."""
+
+MAX_POSITION_STAKE = 10**14
+"""Most stake one account may have in one market, matched plus unmatched, in pence (a
+trillion pounds): a placement past it is rejected with ``POSITION_LIMIT``.
+
+Every amount a position keeps (per runner, what it wins or loses) is a sum over its bets of at
+most the stake times the top price, 1000, so this bound keeps each below 10**17, far inside a
+64-bit integer. That is what lets the compiled core hold positions in C integers and compute
+with them exactly; without a bound, a hedged account could grow them past 64 bits by trading
+without end.
+"""

@@ -11,6 +11,7 @@ SHA-256 of those bytes.
 from __future__ import annotations
 
 import hashlib
+from array import array
 from heapq import heapify
 from typing import Any
 
@@ -22,7 +23,7 @@ from .engine import Exchange
 from .market import Market
 
 MAGIC = "exch-state"
-VERSION = 1
+VERSION = 2
 
 
 class SnapshotError(ValueError):
@@ -42,7 +43,7 @@ def dump(ex: Exchange) -> bytes:
     for m in ex._markets.values():
         markets.append([
             m.id, m.runners, m.commission, m.min_stake, m.winners, m.delay, m.status, m.in_play,
-            [[a, p.traded, p.mw, p.ml] for a, p in m.positions.items()],
+            [[a, p.traded, p.staked, list(p.mw), list(p.ml)] for a, p in m.positions.items()],
             [[_orders_of(b), _orders_of(lay)] for b, lay in zip(m.backs, m.lays)],
         ])
     pending = []
@@ -70,6 +71,19 @@ def state_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def readable(data: bytes) -> bool:
+    """Whether ``data`` starts like a snapshot of this version, read without decoding the rest.
+    An older version cannot be read (version 2 added each position's stake), so recovery
+    passes over it and replays the journal from further back instead."""
+    try:
+        unpacker = msgpack.Unpacker()
+        unpacker.feed(data[:64])
+        unpacker.read_array_header()
+        return bool(unpacker.unpack() == MAGIC and unpacker.unpack() == VERSION)
+    except Exception:  # any undecodable bytes
+        return False
+
+
 def load(data: bytes) -> Exchange:
     """Rebuild an exchange from ``dump`` bytes; derived state is recomputed."""
     try:
@@ -90,11 +104,12 @@ def load(data: bytes) -> Exchange:
     ):
         m = ex._markets[mid] = Market(mid, runners, commission, min_stake, winners, delay)
         m.status, m.in_play = status, in_play
-        for aid, traded, mw, ml in poss:
+        for aid, traded, staked, mw, ml in poss:
             acct = ex._accounts[aid]
             pos = Position(acct, m)
-            pos.traded, pos.mw, pos.ml = traded, mw, ml
-            pos.d = [w - lo for w, lo in zip(mw, ml)]
+            pos.traded, pos.staked = traded, staked
+            pos.mw, pos.ml = array("q", mw), array("q", ml)
+            pos.d = array("q", [w - lo for w, lo in zip(mw, ml)])
             pos.sl = sum(ml)
             m.positions[aid] = acct.positions[mid] = pos
         for i, (back_levels, lay_levels) in enumerate(books):

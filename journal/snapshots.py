@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import redis
 
-from exchange.snapshot import state_hash
+from exchange.snapshot import readable, state_hash
 
 from .keys import Keys
 from .wire import field, parse_id, raw
@@ -101,7 +101,8 @@ class SnapshotStore:
         return out
 
     def latest(self, at_most: int | None = None) -> tuple[SnapshotInfo, bytes] | None:
-        """The newest intact snapshot at or below ``at_most`` (any if None), with its bytes."""
+        """The newest intact snapshot of this version at or below ``at_most`` (any if None),
+        with its bytes."""
         top = "+" if at_most is None else f"{at_most}-0"
         for eid, fields in self.client.xrevrange(self.keys.snapshots, max=top):
             info = _info(eid, fields)
@@ -111,7 +112,7 @@ class SnapshotStore:
                     data = zlib.decompress(data)
                 except zlib.error:
                     continue
-            if data is not None and state_hash(data) == info.hash:
+            if data is not None and state_hash(data) == info.hash and readable(data):
                 return info, data
         return None
 

@@ -19,6 +19,9 @@ The rules, in the order the checks are made:
 - An order (or a withdrawal) is accepted only if the balance covers the sum over the account's
   unsettled markets of the worst loss over every set of exactly ``winners`` winners, matched
   bets plus unmatched orders at full liability.
+- An account's stake in a market, matched (every trade it is a side of) plus unmatched, may
+  not pass ``MAX_POSITION_STAKE``: a placement that would take it past is rejected
+  (POSITION_LIMIT), checked before the funds.
 - Settlement pays the matched bets, charges ``floor(pnl * rate / 10000)`` on a positive net
   pnl per account and market to the house, and reports the accounts that traded in the order
   of their first accepted order in the market.
@@ -29,7 +32,15 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any
 
-from exchange.limits import MAX_BALANCE, MAX_DELAY_MS, MAX_ID, MAX_INT, MAX_MONEY, MAX_RUNNERS
+from exchange.limits import (
+    MAX_BALANCE,
+    MAX_DELAY_MS,
+    MAX_ID,
+    MAX_INT,
+    MAX_MONEY,
+    MAX_POSITION_STAKE,
+    MAX_RUNNERS,
+)
 
 # The ladder of DESIGN.md, in hundredths: (from, to, step); each band starts above its "from".
 BANDS = [
@@ -130,6 +141,14 @@ class Model:
                     if o.side == "LAY" and o.runner in winners:
                         total -= profit(o.remaining, o.price)
         return total
+
+    def staked(self, account: str, m: Market) -> int:
+        """The account's stake in the market: every size it traded, on either side (twice for
+        a trade with itself), plus its unmatched orders."""
+        matched = sum(size * ((back == account) + (lay == account))
+                      for _, _, size, back, lay in m.trades)
+        return matched + sum(o.remaining for o in m.orders
+                             if o.account == account and o.remaining > 0)
 
     def exposure(self, account: str) -> int:
         total = 0
@@ -369,6 +388,8 @@ class Model:
             return no("BELOW_MIN_STAKE")
         if account not in self.balances:
             return no("INSUFFICIENT_FUNDS")
+        if self.staked(account, m) + stake > MAX_POSITION_STAKE:
+            return no("POSITION_LIMIT")
         o = Order(seq, account, market, runner, side, price, stake, tif, persist == "PERSIST")
         m.orders.append(o)
         if self.exposure(account) > self.balances[account]:

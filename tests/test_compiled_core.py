@@ -65,6 +65,8 @@ def findings() -> dict:
     from tools.simulate import simulate
     from tools.workload import core_workload
 
+    from .test_position_limit import limit_commands
+
     golden = {}
     for path in sorted(GOLDEN.glob("*.in.jsonl")):
         with path.open(encoding="utf-8") as stream:
@@ -77,6 +79,7 @@ def findings() -> dict:
         "market_day": digest(market_day(seed=3, accounts=80, commands=12_000)),
         "workload": digest(core_workload(30_000, seed=2)),
         "edges": digest(edge_commands()),
+        "position_limit": digest(limit_commands()),
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from exchange import Exchange
+from exchange import Exchange, SnapshotError
 from exchange.commands import decode
 from journal.keys import Keys
 from journal.replay import replay
@@ -293,6 +293,30 @@ def test_a_damaged_snapshot_is_never_trusted(redis_server) -> None:  # type: ign
     assert store.latest()[0].seq == 2000
     blob = client.get(K.snapshot_blob(2000))
     client.set(K.snapshot_blob(2000), blob[:-10] + b"0123456789")  # bit rot
+    info, data = store.latest()
+    assert info == older and Exchange.restore(data).state_hash() == older.hash
+    assert store.get(2000) is None
+
+
+def test_a_snapshot_of_an_older_version_is_passed_over(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """Version 1 snapshots lack the positions' stakes (version 2): intact but unreadable, so
+    recovery takes an older readable one, or replays from the start, rather than failing."""
+    client = redis_server.client()
+    store = SnapshotStore(client)
+    ex = Exchange()
+    cmds = core_workload(2000)
+    for i, c in enumerate(cmds[:1000], 1):
+        ex.apply(c[:1] + (i, 0) + c[3:])
+    older = store.save(1000, ex.snapshot())
+    for i, c in enumerate(cmds[1000:], 1001):
+        ex.apply(c[:1] + (i, 0) + c[3:])
+    state = msgpack.unpackb(ex.snapshot())
+    state[1] = 1
+    old_format = msgpack.packb(state)
+    with pytest.raises(SnapshotError, match="not a version 2 snapshot"):
+        Exchange.restore(old_format)
+    store.save(2000, old_format)
+    assert [s.seq for s in store.list()] == [2000, 1000]
     info, data = store.latest()
     assert info == older and Exchange.restore(data).state_hash() == older.hash
     assert store.get(2000) is None

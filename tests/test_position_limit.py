@@ -1,0 +1,121 @@
+"""The position limit: an account's stake in one market, matched plus unmatched, may not pass
+``limits.MAX_POSITION_STAKE`` (POSITION_LIMIT). The limit is what keeps every amount of a
+position inside 64 bits, which the compiled core relies on; test_compiled_core runs these
+commands through both cores too."""
+
+from __future__ import annotations
+
+import pytest
+
+from exchange import Exchange
+from exchange.invariants import InvariantError
+from exchange.limits import MAX_MONEY, MAX_POSITION_STAKE
+
+from .model import Model
+
+PAIRS = MAX_POSITION_STAKE // (2 * MAX_MONEY) - 1
+"""Self-matched pairs of the largest stake that leave exactly 2 * MAX_MONEY below the limit."""
+
+
+def limit_commands() -> list[tuple]:
+    """Alice fills her position in market "m" to the limit with the largest stakes, mostly
+    matched against herself (which needs no funds), then tries for more."""
+    body: list[tuple] = [
+        ("create_market", "m", (1, 2), 500, 100, 1, 0),
+        ("create_market", "n", (1, 2), 500, 100, 1, 0),
+        ("deposit", "alice", MAX_MONEY),
+        ("deposit", "alice", MAX_MONEY),
+        ("deposit", "bob", MAX_MONEY),
+    ]
+    for _ in range(PAIRS):  # each pair trades MAX_MONEY with herself: 2 * MAX_MONEY staked
+        body.append(("place", "alice", "m", 1, "BACK", 200, MAX_MONEY, "GTC", "LAPSE", None))
+        body.append(("place", "alice", "m", 1, "LAY", 200, MAX_MONEY, "GTC", "LAPSE", None))
+    first = len(body) + 1  # seq (and id) of the next command
+    body += [
+        # two resting orders that do not cross take her exactly to the limit
+        ("place", "alice", "m", 1, "BACK", 300, MAX_MONEY, "GTC", "LAPSE", None),
+        ("place", "alice", "m", 1, "LAY", 150, MAX_MONEY, "GTC", "LAPSE", None),
+        # one penny more is refused, here and for an IOC; elsewhere and for others it is not
+        ("place", "alice", "m", 2, "BACK", 300, 100, "GTC", "LAPSE", None),
+        ("place", "alice", "m", 1, "LAY", 300, 100, "IOC", "LAPSE", None),
+        ("place", "alice", "n", 1, "BACK", 300, 100, "GTC", "LAPSE", None),
+        ("place", "bob", "m", 1, "BACK", 300, 100, "GTC", "LAPSE", None),
+        # a replace keeps the stake the same, so it is never refused for the limit
+        ("replace", "alice", first + 1, 160),
+        # reducing an unmatched order makes room for exactly that much
+        ("cancel", "alice", first, 300),
+        ("place", "alice", "m", 2, "BACK", 300, 300, "GTC", "LAPSE", None),
+        ("place", "alice", "m", 2, "BACK", 300, 100, "GTC", "LAPSE", None),
+        # bob takes 100 of her resting back: matched stake still counts, nothing frees up
+        ("place", "bob", "m", 1, "LAY", 300, 100, "GTC", "LAPSE", None),
+        ("place", "alice", "m", 2, "BACK", 300, 100, "GTC", "LAPSE", None),
+        # settlement ends the position; a new market starts from nothing
+        ("settle", "m", (1,)),
+        ("place", "alice", "n", 2, "BACK", 300, 100, "GTC", "LAPSE", None),
+    ]
+    return [(b[0], seq, 1_000 + seq) + b[1:] for seq, b in enumerate(body, 1)]
+
+
+def test_limit_is_exact_and_both_cores_agree_with_the_model() -> None:
+    cmds = limit_commands()
+    ex, model = Exchange(), Model()
+    reasons = {}
+    for cmd in cmds:
+        events = ex.apply(cmd)
+        assert events == model.apply(cmd), cmd
+        for e in events:
+            if e[0] == "order_rejected":
+                reasons[cmd[1]] = e[-1]
+    ex.check()
+    model.check()
+    first = 5 + 2 * PAIRS + 1
+    assert reasons == {
+        first + 2: "POSITION_LIMIT",  # a penny past the limit
+        first + 3: "POSITION_LIMIT",  # an IOC is counted before it can match
+        first + 9: "POSITION_LIMIT",  # the room a reduction made is used up
+        first + 11: "POSITION_LIMIT",  # a matched stake still counts
+    }
+
+
+def test_limit_positions_snapshot_and_restore() -> None:
+    """The stake is part of the snapshot: a restored exchange refuses exactly what the
+    original refuses."""
+    cmds = limit_commands()
+    cut = 5 + 2 * PAIRS + 2
+    ex = Exchange()
+    for cmd in cmds[:cut]:
+        ex.apply(cmd)
+    copy = Exchange.restore(ex.snapshot())
+    assert copy.state_hash() == ex.state_hash()
+    for cmd in cmds[cut:]:
+        assert copy.apply(cmd) == ex.apply(cmd), cmd
+    assert copy.state_hash() == ex.state_hash()
+    copy.check()
+
+
+def test_invariant_check_holds_positions_to_their_stake() -> None:
+    """``Exchange.check`` finds a position whose stake is off: the bound the compiled core's
+    64-bit amounts rest on is checked, not assumed."""
+    ex = Exchange()
+    for seq, body in enumerate([
+        ("create_market", "m", (1, 2), 500, 100, 1, 0),
+        ("deposit", "alice", 10_000),
+        ("deposit", "bob", 10_000),
+        ("place", "alice", "m", 1, "BACK", 200, 1_000, "GTC", "LAPSE", None),
+        ("place", "bob", "m", 1, "LAY", 200, 600, "GTC", "LAPSE", None),
+    ], 1):
+        ex.apply((body[0], seq, 0) + body[1:])
+    ex.check()
+    acct = ex.account("alice")
+    assert acct is not None
+    pos = acct.positions["m"]
+    assert pos.staked == 1_000  # 600 matched, 400 unmatched
+    pos.staked = 0
+    with pytest.raises(InvariantError, match="stake 0, unmatched 400"):
+        ex.check()
+    pos.staked = 400
+    ex.check()
+    pos.d[0] += 400_001 - pos.mw[0]  # matched winnings 400 staked could never reach
+    pos.mw[0] = 400_001
+    with pytest.raises(InvariantError, match="an amount beyond 400000"):
+        ex.check()
