@@ -394,14 +394,20 @@ class Exchange:
         # Checked, so the compiled core may hold them in C integers (engine.pxd).
         p = price
         s = stake
-        acct = self._accounts.get(account)
-        if acct is None:
-            return self._reject(out, seq, "place", INSUFFICIENT_FUNDS, account, market_id, ref)
-        pos = acct.positions.get(market_id)
+        # The market's positions, not the account's: one dict per market stays in cache, one
+        # per account would not (the account is then reached from its position).
+        pos = m.positions.get(account)
         fresh = False
         if pos is None:
+            acct = self._accounts.get(account)
+            if acct is None:
+                return self._reject(
+                    out, seq, "place", INSUFFICIENT_FUNDS, account, market_id, ref
+                )
             pos = Position(acct, m)
             fresh = True
+        else:
+            acct = pos.acct
         staked = pos.staked + s
         if staked > _STAKE_LIMIT:
             return self._reject(out, seq, "place", POSITION_LIMIT, account, market_id, ref)
