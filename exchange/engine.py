@@ -310,8 +310,9 @@ class Exchange:
         worst = pos.sl + _least(d, k)
         e = -worst if worst < 0 else 0
         acct = pos.acct
-        acct.exposure += e - pos.exp
-        pos.exp = e
+        if e != pos.exp:  # compiled, the account's exposure is the one Python integer here
+            acct.exposure += e - pos.exp
+            pos.exp = e
         pos.staked -= cut
         o.remaining = new
         if type(lvl) is Level:
@@ -428,7 +429,7 @@ class Exchange:
         k = m.winners
         worst = sl + _least(d, k)
         e = -worst if worst < 0 else 0
-        exposure = acct.exposure - pos.exp + e
+        exposure = acct.exposure + (e - pos.exp)  # one Python addition, compiled
         if acct.balance < exposure:
             self._unreserve(pos, side, i, price, stake)
             return self._reject(out, seq, "place", INSUFFICIENT_FUNDS, account, market_id, ref)
@@ -591,14 +592,16 @@ class Exchange:
                 d = bpos.d
                 worst = bpos.sl + _least(d, k)
                 e = -worst if worst < 0 else 0
-                bpos.acct.exposure += e - bpos.exp
-                bpos.exp = e
+                if e != bpos.exp:
+                    bpos.acct.exposure += e - bpos.exp
+                    bpos.exp = e
                 if lpos is not bpos:
                     d = lpos.d
                     worst = lpos.sl + _least(d, k)
                     e = -worst if worst < 0 else 0
-                    lpos.acct.exposure += e - lpos.exp
-                    lpos.exp = e
+                    if e != lpos.exp:
+                        lpos.acct.exposure += e - lpos.exp
+                        lpos.exp = e
                 if taker_backs:
                     out.append((
                         TRADE, seq, f"{seq}-{len(out)}", mid, runner, lvl.price, matched, tid,
