@@ -10,7 +10,7 @@ from exchange.market cimport Market
 cdef long long _STAKE_LIMIT
 
 @cython.locals(w="long long", v="long long", j=Py_ssize_t)
-cdef long long _least(long long[::1] d, long long k)
+cdef long long _least(Position pos, long long k)
 
 @cython.locals(o=Order)
 cdef Order _new_order(object id, Position pos, long long remaining, bint persist)
@@ -31,12 +31,12 @@ cdef class Exchange:
     @cython.locals(out=list, pending=list, kind=str)
     cpdef list apply(self, tuple cmd)
 
-    @cython.locals(level=Level, side=Side, p="long long", pos=Position, d="long long[::1]",
+    @cython.locals(level=Level, side=Side, p="long long", pos=Position,
                    rem="long long", cut="long long", new="long long", x="long long",
                    k="long long", acct=Account, worst="long long", e="long long")
     cpdef _cancel_order(self, object seq, Order o, object size, str reason, list out)
 
-    @cython.locals(m=Market, acct=Account, pos=Position, d="long long[::1]", own=Side, opp=Side,
+    @cython.locals(m=Market, acct=Account, pos=Position, own=Side, opp=Side,
                    k="long long", o=Order, lvl=Level, fresh=bint, delayed=bint, crosses=bint,
                    side=str, tif=str, persist=str, p="long long", s="long long",
                    i=Py_ssize_t, sl="long long", worst="long long", e="long long",
@@ -51,7 +51,7 @@ cdef class Exchange:
                    k="long long", best="long long", lvl=Level, x="long long",
                    maker=Order, mrem="long long", size="long long", profit="long long",
                    mpos=Position, bpos=Position, lpos=Position, lay_rem="long long",
-                   lay_x="long long", d="long long[::1]", worst="long long", e="long long")
+                   lay_x="long long", worst="long long", e="long long")
     cpdef long long _take(self, object seq, Order taker, bint taker_backs, long long limit,
                           long long qty, Side opp, list out)
 

@@ -22,7 +22,6 @@ rules and runs unchanged without them (see setup.py).
 
 from __future__ import annotations
 
-from array import array
 from heapq import heappop, heappush
 from importlib.machinery import EXTENSION_SUFFIXES
 from typing import Any
@@ -94,21 +93,21 @@ _COMPILED = __file__.endswith(tuple(EXTENSION_SUFFIXES))
 """True when this module runs as the Cython-compiled extension (see setup.py)."""
 
 
-def _least(d: array[int], k: int) -> int:
-    """The sum of the ``k`` smallest values of ``d``: the worst case of a position over every
-    set of ``k`` winners (see ``exchange.accounts``). O(n), O(n log n) for ``k`` > 1."""
+def _least(pos: Position, k: int) -> int:
+    """The sum of the ``k`` smallest values of ``pos.d``: the worst case of a position over
+    every set of ``k`` winners (see ``exchange.accounts``). O(n), O(n log n) for ``k`` > 1."""
     if k != 1:
-        return sum(sorted(d)[:k])
+        return sum(sorted(pos.d)[:k])
     if _COMPILED:
         # Calling min() costs compiled code more than this loop, which interpreted code
-        # runs far slower than min().
-        w = d[0]
-        for j in range(1, len(d)):
-            v = d[j]
+        # runs far slower than min(). Compiled, ``pos.d[j]`` reads the C array in place.
+        w = pos.d[0]
+        for j in range(1, len(pos.d)):
+            v = pos.d[j]
             if v < w:
                 w = v
         return w
-    return min(d)
+    return min(pos.d)
 
 
 def _new_order(id: int, pos: Position, remaining: int, persist: bool) -> Order:
@@ -294,20 +293,19 @@ class Exchange:
         side = lvl.side
         price = lvl.price
         pos = o.pos
-        d = pos.d
         rem = o.remaining
         cut = size  # compiled, ``size`` is a Python integer (sums, event), ``cut`` a C one
         new = rem - cut
         if side.side == "BACK":
             pos.sl += cut
-            d[side.ridx] -= cut
+            pos.d[side.ridx] -= cut
         else:
             p = price
             x = p - 100
-            d[side.ridx] += rem * x // 100 - new * x // 100
+            pos.d[side.ridx] += rem * x // 100 - new * x // 100
         # pos.reexpose(), inline: this is the cancel hot path
         k = pos.market.winners
-        worst = pos.sl + _least(d, k)
+        worst = pos.sl + _least(pos, k)
         e = -worst if worst < 0 else 0
         acct = pos.acct
         if e != pos.exp:  # compiled, the account's exposure is the one Python integer here
@@ -348,14 +346,13 @@ class Exchange:
     def _reserve(self, pos: Position, side: str, i: int, price: int, stake: int) -> int:
         """Count a new unmatched order at full liability; return the market exposure it would
         bring (the position's ``exp`` is left for the caller to commit or ``_unreserve``)."""
-        d = pos.d
         if side == BACK:
             pos.sl -= stake
-            d[i] += stake
+            pos.d[i] += stake
         else:
-            d[i] -= stake * (price - 100) // 100
+            pos.d[i] -= stake * (price - 100) // 100
         k = pos.market.winners
-        worst = pos.sl + _least(d, k)
+        worst = pos.sl + _least(pos, k)
         return -worst if worst < 0 else 0
 
     @staticmethod
@@ -413,21 +410,20 @@ class Exchange:
         if staked > _STAKE_LIMIT:
             return self._reject(out, seq, "place", POSITION_LIMIT, account, market_id, ref)
         # Reserve the order at full liability and check the account can carry it.
-        d = pos.d
         if side == "BACK":
             sl = pos.sl = pos.sl - s
-            d[i] += s
+            pos.d[i] += s
             own = m.backs[i]
             opp = m.lays[i]
             crosses = opp.best >= p
         else:
             sl = pos.sl
-            d[i] -= s * (p - 100) // 100
+            pos.d[i] -= s * (p - 100) // 100
             own = m.lays[i]
             opp = m.backs[i]
             crosses = opp.best <= p
         k = m.winners
-        worst = sl + _least(d, k)
+        worst = sl + _least(pos, k)
         e = -worst if worst < 0 else 0
         exposure = acct.exposure + (e - pos.exp)  # one Python addition, compiled
         if acct.balance < exposure:
@@ -589,15 +585,13 @@ class Exchange:
                 lpos.ml[i] += size
                 bpos.traded = lpos.traded = True
                 # bpos.reexpose() and lpos.reexpose(), inline: once per trade
-                d = bpos.d
-                worst = bpos.sl + _least(d, k)
+                worst = bpos.sl + _least(bpos, k)
                 e = -worst if worst < 0 else 0
                 if e != bpos.exp:
                     bpos.acct.exposure += e - bpos.exp
                     bpos.exp = e
                 if lpos is not bpos:
-                    d = lpos.d
-                    worst = lpos.sl + _least(d, k)
+                    worst = lpos.sl + _least(lpos, k)
                     e = -worst if worst < 0 else 0
                     if e != lpos.exp:
                         lpos.acct.exposure += e - lpos.exp
