@@ -52,16 +52,22 @@ class SnapshotStore:
     def save(self, seq: int, data: bytes) -> SnapshotInfo:
         """Store ``data`` as the snapshot after ``seq``. Snapshots are saved in seq order (one
         matcher holds the lease); saving again at a stored seq keeps the stored one, which is
-        the same state: the matcher is deterministic."""
+        the same state: the matcher is deterministic. A stored one that cannot be read (damaged,
+        or of an older version) is replaced."""
         k = self.keys
         newest = self.client.xrevrange(k.snapshots, count=1)
+        eid = f"{seq}-0"
         if newest:
-            newest_seq = parse_id(newest[0][0])[0]
+            newest_seq, n = parse_id(newest[0][0])
             if newest_seq == seq:
                 stored = self.get(seq)
                 if stored is not None:
                     return stored[0]
-            if newest_seq >= seq:
+                # The one stored at this seq is damaged or of an older version: this one
+                # replaces it, under the next id (a stream never takes an id twice).
+                self.client.xdel(k.snapshots, newest[0][0])
+                eid = f"{seq}-{n + 1}"
+            elif newest_seq > seq:
                 raise ValueError(f"snapshot at {seq} would go before the newest, at {newest_seq}")
         digest = state_hash(data)
         created = int(time.time() * 1000)
@@ -80,7 +86,7 @@ class SnapshotStore:
             k.snapshots,
             {"hash": digest, "size": len(data), "key": blob, "created": created,
              "encoding": "zlib"},
-            id=f"{seq}-0",
+            id=eid,
         )
         pipe.execute()
         self._prune()
@@ -103,7 +109,7 @@ class SnapshotStore:
     def latest(self, at_most: int | None = None) -> tuple[SnapshotInfo, bytes] | None:
         """The newest intact snapshot of this version at or below ``at_most`` (any if None),
         with its bytes."""
-        top = "+" if at_most is None else f"{at_most}-0"
+        top = "+" if at_most is None else str(at_most)  # every entry of that seq
         for eid, fields in self.client.xrevrange(self.keys.snapshots, max=top):
             info = _info(eid, fields)
             data = self.client.get(self.keys.snapshot_blob(info.seq))

@@ -269,6 +269,8 @@ def compare_state(ex: Exchange, model: Model) -> None:
         em = ex.market(mid)
         assert em is not None and (em.status, em.in_play) == (m.status, m.in_play), mid
         assert ex.ladder(mid, depth=len(LADDER)) == model.ladder(mid), mid
+        for account, pos in em.positions.items():  # the stake the position limit counts
+            assert pos.staked == model.staked(account, m), (mid, account)
 
 
 WEIGHTS = {

@@ -320,3 +320,13 @@ def test_a_snapshot_of_an_older_version_is_passed_over(redis_server) -> None:  #
     info, data = store.latest()
     assert info == older and Exchange.restore(data).state_hash() == older.hash
     assert store.get(2000) is None
+    # the matcher, rebuilt to the same seq, saves its own snapshot there: it replaces the old
+    saved = store.save(2000, ex.snapshot())
+    assert saved.hash == ex.state_hash() and [s.seq for s in store.list()] == [2000, 1000]
+    assert store.latest()[0] == saved and store.get(2000)[0] == saved
+    assert store.save(2000, ex.snapshot()) == saved  # and is kept from then on
+    newer = list(range(3000, 3000 + SnapshotStore.KEEP - 1))
+    for seq in newer:  # pruning drops the oldest entries, and leaves the replacement intact
+        store.save(seq, ex.snapshot())
+    assert [s.seq for s in store.list()] == [*reversed(newer), 2000]
+    assert all(store.get(s.seq) is not None for s in store.list())
