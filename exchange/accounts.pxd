@@ -1,13 +1,14 @@
 # C-level declarations for accounts.py (see book.pxd). A position's amounts are 64-bit C
 # integers: limits.MAX_POSITION_STAKE keeps each far inside 64 bits (see limits.py). An
-# account's balance and exposure, which sum over markets without such a bound, stay Python
-# integers.
+# account's exposure and cover are bounded by limits.MAX_EXPOSURE; its balance, which
+# winnings can grow without bound, stays a Python integer.
 from exchange.market cimport Market
 
 cdef class Account:
+    cdef public long long exposure
+    cdef public long long cover
     cdef public str id
     cdef public object balance
-    cdef public object exposure
     cdef public dict positions
 
 cdef class Position:

@@ -28,18 +28,32 @@ from __future__ import annotations
 from array import array
 from typing import TYPE_CHECKING
 
+from .limits import MAX_EXPOSURE
+
 if TYPE_CHECKING:
     from .market import Market
 
 
-class Account:
-    """A customer's money: ``balance`` in pence and the sum of its markets' exposures."""
+def cover(balance: int) -> int:
+    """How much exposure ``balance`` covers: all of it, up to ``limits.MAX_EXPOSURE``."""
+    return balance if balance < MAX_EXPOSURE else MAX_EXPOSURE
 
-    __slots__ = ("id", "balance", "exposure", "positions")
+
+class Account:
+    """A customer's money: ``balance`` in pence and the sum of its markets' exposures.
+
+    ``cover`` is ``cover(balance)``, kept beside the balance wherever it changes: the one
+    number an order's exposure is checked against. Exposure never passes it, so both are
+    64-bit integers (C integers in the compiled core) while the balance, which winnings can
+    grow without bound, stays a Python integer.
+    """
+
+    __slots__ = ("exposure", "cover", "id", "balance", "positions")
 
     def __init__(self, id: str, balance: int = 0) -> None:
         self.id = id
         self.balance = balance
+        self.cover = cover(balance)
         self.exposure = 0
         self.positions: dict[str, Position] = {}
 

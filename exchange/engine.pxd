@@ -1,7 +1,7 @@
 # C-level declarations for engine.py, read by Cython when it compiles the core (see setup.py
 # and book.pxd). C integers only where the engine has checked or bounded the value first (a
-# ladder price, one order's stake, counts, a position's amounts: see accounts.pxd); seqs,
-# ids, times, balances and exposures stay Python integers.
+# ladder price, one order's stake, counts, a position's amounts and an account's exposure:
+# see accounts.pxd); seqs, ids, times and balances stay Python integers.
 cimport cython
 from exchange.book cimport Order, Level, Pending, Side
 from exchange.accounts cimport Account, Position
@@ -40,7 +40,7 @@ cdef class Exchange:
                    k="long long", o=Order, lvl=Level, fresh=bint, delayed=bint, crosses=bint,
                    side=str, tif=str, persist=str, p="long long", s="long long",
                    i=Py_ssize_t, sl="long long", worst="long long", e="long long",
-                   staked="long long")
+                   staked="long long", exposure="long long")
     cpdef _place(self, tuple cmd, list out)
 
     @cython.locals(opp=Side, own=Side, lvl=Level, pos=Position)

@@ -26,13 +26,14 @@ from heapq import heappop, heappush
 from importlib.machinery import EXTENSION_SUFFIXES
 from typing import Any
 
-from .accounts import Account, Position
+from .accounts import Account, Position, cover
 from .book import BACK, LAY, NO_BACK, NO_LAY, Level, Order, Pending, Side
 from .events import (
     ACCOUNT_SETTLED,
     BELOW_MIN_STAKE,
     DUPLICATE_MARKET,
     DUPLICATE_REF,
+    EXPOSURE_LIMIT,
     FOK,
     FOK_NOT_FILLED,
     FUNDS_CHANGED,
@@ -356,6 +357,11 @@ class Exchange:
         return -worst if worst < 0 else 0
 
     @staticmethod
+    def _short(acct: Account, exposure: int) -> str:
+        """Why ``exposure`` is more than the account's cover: its balance, or the limit."""
+        return INSUFFICIENT_FUNDS if acct.balance < exposure else EXPOSURE_LIMIT
+
+    @staticmethod
     def _unreserve(pos: Position, side: str, i: int, price: int, stake: int) -> None:
         """Undo ``_reserve``."""
         if side == BACK:
@@ -425,10 +431,11 @@ class Exchange:
         k = m.winners
         worst = sl + _least(pos, k)
         e = -worst if worst < 0 else 0
-        exposure = acct.exposure + (e - pos.exp)  # one Python addition, compiled
-        if acct.balance < exposure:
+        exposure = acct.exposure + (e - pos.exp)
+        if exposure > acct.cover:
             self._unreserve(pos, side, i, price, stake)
-            return self._reject(out, seq, "place", INSUFFICIENT_FUNDS, account, market_id, ref)
+            return self._reject(out, seq, "place", self._short(acct, exposure), account,
+                                market_id, ref)
         delayed = m.delay and m.in_play
         if tif == "FOK" and not delayed and not self._fillable(opp, price, stake):
             self._unreserve(pos, side, i, price, stake)
@@ -668,12 +675,13 @@ class Exchange:
             # A dearer lay risks more: check it as if the old order were already gone.
             self._unreserve(pos, side, i, old_price, rem)
             e = self._reserve(pos, side, i, price, rem)
-            short = acct.balance < acct.exposure - pos.exp + e
+            exposure = acct.exposure - pos.exp + e
             self._unreserve(pos, side, i, price, rem)
             self._reserve(pos, side, i, old_price, rem)
-            if short:
+            if exposure > acct.cover:
                 return self._reject(
-                    out, seq, "replace", INSUFFICIENT_FUNDS, account, m.id, None, order_id
+                    out, seq, "replace", self._short(acct, exposure), account, m.id, None,
+                    order_id,
                 )
         persist = o.persist
         # A resting order is GTC; one still waiting out the bet delay keeps its own tif.
@@ -704,6 +712,7 @@ class Exchange:
         if acct is None:
             acct = self._accounts[account] = Account(account)
         acct.balance += amount
+        acct.cover = cover(acct.balance)
         self.net_deposits += amount
         out.append((FUNDS_CHANGED, seq, account, amount, acct.balance))
 
@@ -715,6 +724,7 @@ class Exchange:
         if acct is None or acct.balance - acct.exposure < amount:
             return self._reject(out, seq, "withdraw", INSUFFICIENT_FUNDS, account)
         acct.balance -= amount
+        acct.cover = cover(acct.balance)
         self.net_deposits -= amount
         out.append((FUNDS_CHANGED, seq, account, -amount, acct.balance))
 
@@ -831,6 +841,7 @@ class Exchange:
             commission = pnl * rate // 10000 if pnl > 0 else 0
             total += commission
             acct.balance += pnl - commission
+            acct.cover = cover(acct.balance)
             acct.exposure -= pos.exp
             del acct.positions[m.id]
             if pos.traded:

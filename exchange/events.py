@@ -81,6 +81,7 @@ INVALID_AMOUNT = "INVALID_AMOUNT"
 INVALID_STATUS = "INVALID_STATUS"
 INVALID_WINNERS = "INVALID_WINNERS"
 POSITION_LIMIT = "POSITION_LIMIT"
+EXPOSURE_LIMIT = "EXPOSURE_LIMIT"
 
 REJECT_REASONS: dict[str, str] = {
     MALFORMED: "not a command: unknown type, a missing field, or a field of the wrong kind",
@@ -99,6 +100,8 @@ REJECT_REASONS: dict[str, str] = {
     FOK_NOT_FILLED: "a fill-or-kill order that could not be matched in full; nothing traded",
     POSITION_LIMIT: "the account's stake in the market, matched plus unmatched, would pass "
     "10^14 pence (a trillion pounds)",
+    EXPOSURE_LIMIT: "the account's worst-case loss over all its markets would pass 10^15 pence "
+    "(ten trillion pounds), however large its balance",
     DUPLICATE_MARKET: "a market with that id already exists",
     INVALID_MARKET: "a market definition with no runners, repeated runners, or a commission, "
     "minimum stake, number of winners or bet delay out of range",

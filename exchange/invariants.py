@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .accounts import cover
 from .book import BACK, NO_BACK, NO_LAY, Level, Pending
 from .limits import MAX_POSITION_STAKE
 from .units import PRICES
@@ -135,7 +136,8 @@ def check(ex: Exchange) -> None:
             sum(p.exp for p in acct.positions.values()) == acct.exposure,
             f"{acct.id}: exposure is not the sum over its markets",
         )
-        _require(0 <= acct.exposure <= acct.balance, f"{acct.id}: exposure beyond balance")
+        _require(acct.cover == cover(acct.balance), f"{acct.id}: cover {acct.cover}")
+        _require(0 <= acct.exposure <= acct.cover, f"{acct.id}: exposure beyond cover")
         balances += acct.balance
     _require(
         balances + ex.house == ex.net_deposits,

@@ -23,6 +23,12 @@ MAX_RUNNERS = 200
 MAX_DELAY_MS = 600_000
 """Longest in-play bet delay, in milliseconds."""
 
+MAX_EXPOSURE = 10**15
+"""Most an account may have at risk over all its markets, in pence (ten trillion pounds, the
+most deposits can bring a balance to): an order or replace past it is rejected with
+``EXPOSURE_LIMIT``, however large the balance has grown by winnings. It keeps an account's
+exposure a 64-bit integer, which the compiled core compares in C on every placement."""
+
 MAX_POSITION_STAKE = 10**14
 """Most stake one account may have in one market, matched plus unmatched, in pence (a
 trillion pounds): a placement past it is rejected with ``POSITION_LIMIT``.

@@ -18,7 +18,9 @@ The rules, in the order the checks are made:
   that; an unmatched BACK risks its stake, an unmatched LAY ``floor(stake * (price - 1))``.
 - An order (or a withdrawal) is accepted only if the balance covers the sum over the account's
   unsettled markets of the worst loss over every set of exactly ``winners`` winners, matched
-  bets plus unmatched orders at full liability.
+  bets plus unmatched orders at full liability, and that sum does not pass ``MAX_EXPOSURE``
+  however large the balance (EXPOSURE_LIMIT; funds are checked first). A replace is checked
+  the same way.
 - An account's stake in a market, matched (every trade it is a side of) plus unmatched, may
   not pass ``MAX_POSITION_STAKE``: a placement that would take it past is rejected
   (POSITION_LIMIT), checked before the funds.
@@ -35,6 +37,7 @@ from typing import Any
 from exchange.limits import (
     MAX_BALANCE,
     MAX_DELAY_MS,
+    MAX_EXPOSURE,
     MAX_ID,
     MAX_INT,
     MAX_MONEY,
@@ -149,6 +152,15 @@ class Model:
                       for _, _, size, back, lay in m.trades)
         return matched + sum(o.remaining for o in m.orders
                              if o.account == account and o.remaining > 0)
+
+    def short(self, account: str) -> str | None:
+        """Why the account's exposure is too much, if it is: funds first, then the limit."""
+        x = self.exposure(account)
+        if x > self.balances[account]:
+            return "INSUFFICIENT_FUNDS"
+        if x > MAX_EXPOSURE:
+            return "EXPOSURE_LIMIT"
+        return None
 
     def exposure(self, account: str) -> int:
         total = 0
@@ -392,9 +404,10 @@ class Model:
             return no("POSITION_LIMIT")
         o = Order(seq, account, market, runner, side, price, stake, tif, persist == "PERSIST")
         m.orders.append(o)
-        if self.exposure(account) > self.balances[account]:
+        short = self.short(account)
+        if short:
             m.orders.remove(o)
-            return no("INSUFFICIENT_FUNDS")
+            return no(short)
         delayed = m.in_play and m.delay > 0
         if tif == "FOK" and not delayed and self.available_to(o) < stake:
             m.orders.remove(o)
@@ -437,11 +450,10 @@ class Model:
             return self.reject(out, seq, "replace", "INVALID_PRICE", account, m.id, order=order)
         old_price = o.price
         o.price = price  # what if it were already at the new price?
-        short = self.exposure(account) > self.balances[account]
+        short = self.short(account)
         o.price = old_price
         if short:
-            return self.reject(out, seq, "replace", "INSUFFICIENT_FUNDS", account, m.id,
-                               order=order)
+            return self.reject(out, seq, "replace", short, account, m.id, order=order)
         rem = o.remaining
         self.cancel_order(seq, o, rem, "REPLACE", out)
         persist = "PERSIST" if o.persist else "LAPSE"

@@ -65,7 +65,7 @@ def findings() -> dict:
     from tools.simulate import simulate
     from tools.workload import core_workload
 
-    from .test_position_limit import limit_commands
+    from .test_position_limit import exposure_commands, limit_commands
 
     golden = {}
     for path in sorted(GOLDEN.glob("*.in.jsonl")):
@@ -80,6 +80,7 @@ def findings() -> dict:
         "workload": digest(core_workload(30_000, seed=2)),
         "edges": digest(edge_commands()),
         "position_limit": digest(limit_commands()),
+        "exposure_limit": digest(exposure_commands()),
     }
 
 

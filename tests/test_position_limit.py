@@ -1,7 +1,8 @@
-"""The position limit: an account's stake in one market, matched plus unmatched, may not pass
-``limits.MAX_POSITION_STAKE`` (POSITION_LIMIT). The limit is what keeps every amount of a
-position inside 64 bits, which the compiled core relies on; test_compiled_core runs these
-commands through both cores too."""
+"""The limits that keep the core's amounts inside 64 bits, which the compiled core relies on:
+an account's stake in one market, matched plus unmatched, may not pass
+``limits.MAX_POSITION_STAKE`` (POSITION_LIMIT), and its exposure over all markets may not pass
+``limits.MAX_EXPOSURE`` (EXPOSURE_LIMIT), however large its balance. test_compiled_core runs
+these commands through both cores too."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from exchange import Exchange
 from exchange.invariants import InvariantError
-from exchange.limits import MAX_MONEY, MAX_POSITION_STAKE
+from exchange.limits import MAX_BALANCE, MAX_EXPOSURE, MAX_MONEY, MAX_POSITION_STAKE
 
 from .model import Model
 
@@ -119,3 +120,63 @@ def test_invariant_check_holds_positions_to_their_stake() -> None:
     pos.mw[0] = 400_001
     with pytest.raises(InvariantError, match="an amount beyond 400000"):
         ex.check()
+
+
+def exposure_commands() -> list[tuple]:
+    """Alice wins her way past the most deposits can bring (MAX_BALANCE) and then lays: her
+    balance covers more than MAX_EXPOSURE, the limit does not."""
+    top = 100_000  # 1000.00, the top of the ladder
+    fill = MAX_BALANCE // MAX_MONEY
+    body: list[tuple] = [("create_market", "m", (1, 2), 0, 100, 1, 0)]
+    body += [("deposit", "alice", MAX_MONEY)] * fill
+    body += [("deposit", "bob", MAX_MONEY)] * fill
+    body += [
+        # alice backs at 1000 and wins 999 times her stake from bob
+        ("place", "alice", "m", 1, "BACK", top, MAX_MONEY, "GTC", "LAPSE", None),
+        ("place", "bob", "m", 1, "LAY", top, MAX_MONEY, "GTC", "LAPSE", None),
+        ("settle", "m", (1,)),
+        ("create_market", "n", (1, 2), 0, 100, 1, 0),
+        # a lay at 1000 risks 999 times its stake: 9.99e14, inside the limit
+        ("place", "alice", "n", 1, "LAY", top, MAX_MONEY, "GTC", "LAPSE", None),
+        # another would take her to 1.998e15: her balance covers it, the limit does not
+        ("place", "alice", "n", 1, "LAY", top, MAX_MONEY, "GTC", "LAPSE", None),
+        # what is left below the limit can still be laid, to the penny
+        ("place", "alice", "n", 1, "LAY", 200, MAX_EXPOSURE - 999 * MAX_MONEY, "GTC",
+         "LAPSE", None),
+        ("place", "alice", "n", 1, "LAY", 200, 100, "GTC", "LAPSE", None),
+        # a dearer replace that would pass it is refused too; a cheaper one is not
+        ("replace", "alice", None, 300),
+        ("replace", "alice", None, 150),
+        # bob has 1e12 left: for him, funds run out first
+        ("place", "bob", "n", 1, "LAY", top, MAX_MONEY, "GTC", "LAPSE", None),
+    ]
+    cmds = [(b[0], seq, 1_000 + seq) + b[1:] for seq, b in enumerate(body, 1)]
+    small_lay = cmds[-5][1]  # the order the replaces are of
+    return [c[:4] + (small_lay,) + c[5:] if c[0] == "replace" else c for c in cmds]
+
+
+def test_exposure_limit_holds_however_large_the_balance() -> None:
+    cmds = exposure_commands()
+    ex, model = Exchange(), Model()
+    reasons = {}
+    highest = 0
+    for cmd in cmds:
+        events = ex.apply(cmd)
+        assert events == model.apply(cmd), cmd
+        for e in events:
+            if e[0] == "order_rejected":
+                reasons[cmd[1]] = e[-1]
+        alice = ex.account("alice")
+        highest = max(highest, alice.exposure if alice is not None else 0)
+    ex.check()
+    model.check()
+    alice = ex.account("alice")
+    assert alice is not None and alice.balance == MAX_BALANCE + 999 * MAX_MONEY
+    assert highest == MAX_EXPOSURE  # reached exactly, never passed
+    last = cmds[-1][1]
+    assert reasons == {
+        last - 5: "EXPOSURE_LIMIT",  # the second lay at 1000
+        last - 3: "EXPOSURE_LIMIT",  # a penny's liability past the limit
+        last - 2: "EXPOSURE_LIMIT",  # the dearer replace
+        last: "INSUFFICIENT_FUNDS",  # bob
+    }
