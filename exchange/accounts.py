@@ -59,7 +59,8 @@ class Account:
 
     @property
     def available(self) -> int:
-        """What the account can still risk or withdraw, in pence."""
+        """What the account can still withdraw, in pence. (What it can still risk is
+        ``cover - exposure``: the same unless winnings took its balance past the limit.)"""
         return self.balance - self.exposure
 
 

@@ -8,7 +8,8 @@ keeps incrementally and compares:
   BACK is priced above every resting LAY of the same runner);
 - positions: the unmatched liabilities and worst-case exposure recomputed from the matched
   bets and the live orders equal the kept ones; each account's exposure is the sum over its
-  markets and never exceeds its balance;
+  markets and never exceeds its cover (its balance, up to the exposure limit); each
+  position's stake is within the position limit and bounds its amounts;
 - zero sum: in every market and for every runner, the matched bets of all accounts sum to zero
   (what one side wins the other loses);
 - money: the balances plus the exchange's commission equal deposits minus withdrawals.

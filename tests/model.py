@@ -192,7 +192,7 @@ class Model:
         """The model's own view of the invariants (independent of ``exchange.invariants``)."""
         assert sum(self.balances.values()) + self.house == self.net_deposits
         for a, balance in self.balances.items():
-            assert 0 <= self.exposure(a) <= balance, a
+            assert 0 <= self.exposure(a) <= min(balance, MAX_EXPOSURE), a
         for m in self.markets.values():
             for r in m.runners:
                 backs = [o.price for o in m.orders if o.resting and o.runner == r

@@ -6,9 +6,10 @@ these commands through both cores too."""
 
 from __future__ import annotations
 
+import msgpack  # type: ignore[import-untyped]
 import pytest
 
-from exchange import Exchange
+from exchange import Exchange, SnapshotError
 from exchange.invariants import InvariantError
 from exchange.limits import MAX_BALANCE, MAX_EXPOSURE, MAX_MONEY, MAX_POSITION_STAKE
 
@@ -180,3 +181,28 @@ def test_exposure_limit_holds_however_large_the_balance() -> None:
         last - 2: "EXPOSURE_LIMIT",  # the dearer replace
         last: "INSUFFICIENT_FUNDS",  # bob
     }
+
+
+def test_a_snapshot_past_the_limits_is_refused_by_both_cores() -> None:
+    """Snapshots of real states never pass the limits; a hand-made one that does is a
+    SnapshotError, never an overflow in the compiled core or a silent load in the pure one
+    (test_compiled_core runs this module's commands in both; this checks the refusal)."""
+    ex = Exchange()
+    for seq, body in enumerate([
+        ("create_market", "m", (1, 2), 500, 100, 1, 0),
+        ("deposit", "alice", 10_000),
+        ("deposit", "bob", 10_000),
+        ("place", "alice", "m", 1, "BACK", 200, 1_000, "GTC", "LAPSE", None),
+        ("place", "bob", "m", 1, "LAY", 200, 1_000, "GTC", "LAPSE", None),
+    ], 1):
+        ex.apply((body[0], seq, 0) + body[1:])
+    state = msgpack.unpackb(ex.snapshot())
+    alice = state[7][0][8][0]  # market m, its first position: [account, traded, staked, mw, ml]
+    assert alice[0] == "alice"
+    for mw, ml, why in [
+        ([2**63, 0], [-1_000, 0], "OverflowError"),  # past 64 bits
+        ([1_000, 0], [-10**6, 0], "exposed beyond its cover"),  # more than her balance
+    ]:
+        alice[3], alice[4] = mw, ml
+        with pytest.raises(SnapshotError, match=why):
+            Exchange.restore(msgpack.packb(state))
