@@ -309,7 +309,7 @@ class Exchange:
         worst = pos.sl + _least(pos, k)
         e = -worst if worst < 0 else 0
         acct = pos.acct
-        if e != pos.exp:  # compiled, the account's exposure is the one Python integer here
+        if e != pos.exp:
             acct.exposure += e - pos.exp
             pos.exp = e
         pos.staked -= cut
