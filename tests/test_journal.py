@@ -12,7 +12,7 @@ from journal.replay import replay
 from journal.runner import last_id
 from journal.scripts import script
 from journal.sequencer import Sequencer
-from journal.snapshots import SnapshotStore
+from journal.snapshots import SnapshotInfo, SnapshotStore
 from journal.status import status
 from journal.wire import decode_events, parse_id, raw
 from tools.workload import core_workload
@@ -279,9 +279,8 @@ def test_snapshot_on_request_is_taken_in_the_background(redis_server) -> None:  
     assert replay(client, source="3000", verify=True).verified
 
 
-def test_a_damaged_snapshot_is_never_trusted(redis_server) -> None:  # type: ignore[no-untyped-def]
-    client = redis_server.client()
-    store = SnapshotStore(client)
+def saved_at_1000_then_2000_applied(store: SnapshotStore) -> tuple[Exchange, SnapshotInfo]:
+    """An exchange that applied 2,000 workload commands, with a snapshot saved at 1,000."""
     ex = Exchange()
     cmds = core_workload(2000)
     for i, c in enumerate(cmds[:1000], 1):
@@ -289,6 +288,13 @@ def test_a_damaged_snapshot_is_never_trusted(redis_server) -> None:  # type: ign
     older = store.save(1000, ex.snapshot())
     for i, c in enumerate(cmds[1000:], 1001):
         ex.apply(c[:1] + (i, 0) + c[3:])
+    return ex, older
+
+
+def test_a_damaged_snapshot_is_never_trusted(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    store = SnapshotStore(client)
+    ex, older = saved_at_1000_then_2000_applied(store)
     store.save(2000, ex.snapshot())
     assert store.latest()[0].seq == 2000
     blob = client.get(K.snapshot_blob(2000))
@@ -303,13 +309,7 @@ def test_a_snapshot_of_an_older_version_is_passed_over(redis_server) -> None:  #
     recovery takes an older readable one, or replays from the start, rather than failing."""
     client = redis_server.client()
     store = SnapshotStore(client)
-    ex = Exchange()
-    cmds = core_workload(2000)
-    for i, c in enumerate(cmds[:1000], 1):
-        ex.apply(c[:1] + (i, 0) + c[3:])
-    older = store.save(1000, ex.snapshot())
-    for i, c in enumerate(cmds[1000:], 1001):
-        ex.apply(c[:1] + (i, 0) + c[3:])
+    ex, older = saved_at_1000_then_2000_applied(store)
     state = msgpack.unpackb(ex.snapshot())
     state[1] = 1
     old_format = msgpack.packb(state)

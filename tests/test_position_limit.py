@@ -95,18 +95,24 @@ def test_limit_positions_snapshot_and_restore() -> None:
     copy.check()
 
 
-def test_invariant_check_holds_positions_to_their_stake() -> None:
-    """``Exchange.check`` finds a position whose stake is off: the bound the compiled core's
-    64-bit amounts rest on is checked, not assumed."""
+def alice_backs_bob_lays(lay: int) -> Exchange:
+    """Alice backs 1,000 at 2.0 in market "m"; Bob lays ``lay`` of it."""
     ex = Exchange()
     for seq, body in enumerate([
         ("create_market", "m", (1, 2), 500, 100, 1, 0),
         ("deposit", "alice", 10_000),
         ("deposit", "bob", 10_000),
         ("place", "alice", "m", 1, "BACK", 200, 1_000, "GTC", "LAPSE", None),
-        ("place", "bob", "m", 1, "LAY", 200, 600, "GTC", "LAPSE", None),
+        ("place", "bob", "m", 1, "LAY", 200, lay, "GTC", "LAPSE", None),
     ], 1):
         ex.apply((body[0], seq, 0) + body[1:])
+    return ex
+
+
+def test_invariant_check_holds_positions_to_their_stake() -> None:
+    """``Exchange.check`` finds a position whose stake is off: the bound the compiled core's
+    64-bit amounts rest on is checked, not assumed."""
+    ex = alice_backs_bob_lays(600)
     ex.check()
     acct = ex.account("alice")
     assert acct is not None
@@ -187,15 +193,7 @@ def test_a_snapshot_past_the_limits_is_refused_by_both_cores() -> None:
     """Snapshots of real states never pass the limits; a hand-made one that does is a
     SnapshotError, never an overflow in the compiled core or a silent load in the pure one
     (test_compiled_core runs this module's commands in both; this checks the refusal)."""
-    ex = Exchange()
-    for seq, body in enumerate([
-        ("create_market", "m", (1, 2), 500, 100, 1, 0),
-        ("deposit", "alice", 10_000),
-        ("deposit", "bob", 10_000),
-        ("place", "alice", "m", 1, "BACK", 200, 1_000, "GTC", "LAPSE", None),
-        ("place", "bob", "m", 1, "LAY", 200, 1_000, "GTC", "LAPSE", None),
-    ], 1):
-        ex.apply((body[0], seq, 0) + body[1:])
+    ex = alice_backs_bob_lays(1_000)
     state = msgpack.unpackb(ex.snapshot())
     alice = state[7][0][8][0]  # market m, its first position: [account, traded, staked, mw, ml]
     assert alice[0] == "alice"
