@@ -13,10 +13,9 @@ from importlib.machinery import EXTENSION_SUFFIXES as _EXTENSION_SUFFIXES
 
 from .commands import COMMANDS, decode, problem
 from .engine import _COMPILED as COMPILED
-from .engine import Exchange, SequenceError
+from .engine import Exchange
+from .errors import ExchError, InputError, InvariantError, SequenceError, SnapshotError
 from .events import CANCEL_REASONS, EVENT_FIELDS, REJECT_REASONS
-from .invariants import InvariantError
-from .snapshot import SnapshotError
 
 
 def _declarations(folder: str, name: str) -> set[str]:
@@ -76,6 +75,8 @@ __all__ = [
     "EVENT_FIELDS",
     "REJECT_REASONS",
     "Exchange",
+    "ExchError",
+    "InputError",
     "InvariantError",
     "SequenceError",
     "SnapshotError",

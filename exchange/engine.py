@@ -28,6 +28,7 @@ from typing import Any
 
 from .accounts import Account, Position, cover
 from .book import BACK, LAY, NO_BACK, NO_LAY, Level, Order, Pending, Side
+from .errors import SequenceError
 from .events import (
     ACCOUNT_SETTLED,
     BELOW_MIN_STAKE,
@@ -121,11 +122,6 @@ def _new_order(id: int, pos: Position, remaining: int, persist: bool) -> Order:
     o.remaining = remaining
     o.persist = persist
     return o
-
-
-class SequenceError(ValueError):
-    """A command whose sequence number is not above the last one applied: the journal is
-    broken or the commands are being fed twice. Not an input error: nothing is changed."""
 
 
 def _is_id(x: object) -> bool:

@@ -21,15 +21,12 @@ from typing import TYPE_CHECKING
 
 from .accounts import cover
 from .book import BACK, NO_BACK, NO_LAY, Level, Pending
+from .errors import InvariantError
 from .limits import MAX_POSITION_STAKE
 from .units import PRICES
 
 if TYPE_CHECKING:
     from .engine import Exchange
-
-
-class InvariantError(AssertionError):
-    """The state broke an invariant: a bug in the core, never a consequence of input."""
 
 
 def _require(ok: bool, what: str) -> None:

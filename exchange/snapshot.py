@@ -20,14 +20,11 @@ import msgpack  # type: ignore[import-untyped]
 from .accounts import Account, Position
 from .book import BACK, Order, Pending
 from .engine import Exchange
+from .errors import SnapshotError
 from .market import Market
 
 MAGIC = "exch-state"
 VERSION = 2
-
-
-class SnapshotError(ValueError):
-    """Bytes that are not a snapshot this version can read."""
 
 
 def _orders_of(side: Any) -> list[list[Any]]:

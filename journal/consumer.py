@@ -21,18 +21,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import redis
 
 from .collector import collector_paused
 from .keys import Keys
-from .runner import last_id, stream_items
 from .snapshots import SnapshotStore
-from .wire import Row, decode_events, field, parse_id, raw
-
-Entry = tuple[int, int, list[dict[str, Any]]]
-"""(seq, envelope time in ms, the events as stream-form maps)."""
+from .streams import Row, last_id, parse_id, raw, stream_items
+from .wire import Entry, parse_entry
 
 
 class Sink(Protocol):
@@ -62,17 +59,6 @@ class ConsumerProgress:
     @property
     def lag(self) -> int:
         return max(self.output_seq - self.committed_seq, 0)
-
-
-def parse_entry(eid: bytes, fields: list[bytes]) -> Entry:
-    """An output entry as (seq, ts, events)."""
-    seq = int(eid[:-2]) if eid[-2:] == b"-0" else parse_id(eid)[0]
-    if len(fields) == 4 and fields[0] == b"ts" and fields[2] == b"e":
-        ts_raw, payload = fields[1], fields[3]
-    else:
-        ts_raw, payload = field(fields, b"ts"), field(fields, b"e")
-    ts = int(ts_raw) if ts_raw is not None and ts_raw.isdigit() else 0
-    return seq, ts, decode_events(payload) if payload is not None else []
 
 
 class GroupConsumer:

@@ -16,19 +16,17 @@ from pathlib import Path
 import redis
 
 from exchange import Exchange
+from exchange.errors import ReplayError
 from exchange.snapshot import SnapshotError, state_hash
 
 from .collector import collector_paused
 from .keys import Keys
-from .runner import last_id, replay_rows
+from .runner import replay_rows
 from .snapshots import SnapshotStore
-from .wire import decode_events, field, parse_id, raw
+from .streams import field, last_id, parse_id, raw
+from .wire import decode_events
 
 CHUNK = 10_000
-
-
-class ReplayError(RuntimeError):
-    """The requested snapshot or range does not exist."""
 
 
 @dataclass

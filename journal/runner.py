@@ -37,6 +37,7 @@ import msgpack  # type: ignore[import-untyped]
 import redis
 
 from exchange import Exchange
+from exchange.errors import Fenced, LeaseLost
 
 from . import faults
 from .collector import collector_paused
@@ -44,17 +45,10 @@ from .keys import Keys
 from .scripts import script
 from .sequencer import Sequencer
 from .snapshots import SnapshotStore
-from .wire import Row, decode_input, encode_events, foreign_events, parse_id, raw
+from .streams import Row, last_id, parse_id, raw, stream_items
+from .wire import decode_input, encode_events, foreign_events
 
 log = logging.getLogger("exch.run")
-
-
-class LeaseLost(RuntimeError):
-    """Another matcher holds the lease now: stop writing."""
-
-
-class Fenced(RuntimeError):
-    """The output does not end where this matcher thought: someone else wrote it."""
 
 
 @dataclass
@@ -78,16 +72,6 @@ class Progress:
         return max(self.last_input_seq - self.last_seq, 0)
 
 
-def last_id(client: redis.Redis, key: str) -> str:
-    """The last-generated id of a stream ("0-0" if it does not exist)."""
-    try:
-        info = client.xinfo_stream(key)
-    except redis.ResponseError:
-        return "0-0"
-    value = info["last-generated-id"]
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def replay_rows(
     ex: Exchange, rows: list[Row], ts: int, emit: bool
 ) -> tuple[int, int, list[tuple[bytes, int, bytes]]]:
@@ -109,16 +93,6 @@ def replay_rows(
         if emit:
             append((eid, ts, encode_events(events)))
     return ts, n, out
-
-
-def stream_items(reply: object) -> list[tuple[bytes, list[Row]]]:
-    """(stream name, rows) pairs of a raw XREAD/XREADGROUP reply, RESP2 (a list of pairs)
-    or RESP3 (a map)."""
-    if not reply:
-        return []
-    if isinstance(reply, dict):
-        return list(reply.items())
-    return [(name, rows) for name, rows in reply]  # type: ignore[attr-defined]
 
 
 class Committer:

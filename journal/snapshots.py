@@ -23,7 +23,7 @@ import redis
 from exchange.snapshot import readable, state_hash
 
 from .keys import Keys
-from .wire import field, parse_id, raw
+from .streams import field, parse_id, raw
 
 
 @dataclass(frozen=True)

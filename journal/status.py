@@ -8,9 +8,8 @@ from typing import Any
 import redis
 
 from .keys import Keys
-from .runner import last_id
 from .snapshots import SnapshotStore
-from .wire import parse_id
+from .streams import last_id, parse_id
 
 
 @dataclass

@@ -5,8 +5,7 @@ An input entry ``<seq>-0`` holds ``ts`` (envelope time, ms, stamped by the seque
 same id holds ``ts`` and ``e``: a msgpack array of the command's events, each a map keyed by
 the event's field names (see ``exchange.codec``).
 
-Stream reads here use raw replies (nested lists of bytes straight from hiredis): redis-py's
-per-entry conversion to dicts costs more than decoding the command itself.
+Bytes in, values out: reading the streams themselves is ``journal.streams``.
 """
 
 from __future__ import annotations
@@ -15,43 +14,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
-import redis
 
 from exchange.commands import decode
 from exchange.events import EVENT_FIELDS, MALFORMED, Event
 
-RAW_COMMANDS = ("XRANGE", "XREVRANGE", "XREAD", "XREADGROUP", "XAUTOCLAIM", "XCLAIM")
-
-Row = tuple[bytes, list[bytes]]
-"""A raw stream entry: (id, [field, value, field, value, ...])."""
-
-
-def raw(client: redis.Redis) -> redis.Redis:
-    """The same client with raw replies for stream reads (nested lists of bytes)."""
-    for command in RAW_COMMANDS:
-        client.set_response_callback(command, _identity)
-    return client
-
-
-def _identity(response: Any, **options: Any) -> Any:
-    return response
-
-
-def parse_id(entry_id: bytes | str) -> tuple[int, int]:
-    """``b"12-0"`` -> (12, 0)."""
-    if isinstance(entry_id, bytes):
-        entry_id = entry_id.decode()
-    ms, _, sub = entry_id.partition("-")
-    return int(ms), int(sub or 0)
-
-
-def field(fields: list[bytes], name: bytes) -> bytes | None:
-    """The value of ``name`` in a raw field list, or None."""
-    for i in range(0, len(fields) - 1, 2):
-        if fields[i] == name:
-            return fields[i + 1]
-    return None
-
+from .streams import field, parse_id
 
 _unpackb = msgpack.unpackb
 
@@ -114,3 +81,18 @@ def decode_events(payload: bytes) -> list[dict[str, Any]]:
     """The events of an output entry, as stream-form maps."""
     events = _unpackb(payload, strict_map_key=False)
     return events if isinstance(events, list) else []
+
+
+Entry = tuple[int, int, list[dict[str, Any]]]
+"""An output entry decoded: (seq, envelope time in ms, the events as stream-form maps)."""
+
+
+def parse_entry(eid: bytes, fields: list[bytes]) -> Entry:
+    """An output entry as (seq, ts, events)."""
+    seq = int(eid[:-2]) if eid[-2:] == b"-0" else parse_id(eid)[0]
+    if len(fields) == 4 and fields[0] == b"ts" and fields[2] == b"e":
+        ts_raw, payload = fields[1], fields[3]
+    else:
+        ts_raw, payload = field(fields, b"ts"), field(fields, b"e")
+    ts = int(ts_raw) if ts_raw is not None and ts_raw.isdigit() else 0
+    return seq, ts, decode_events(payload) if payload is not None else []

@@ -64,7 +64,7 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def client(self, **kwargs):  # type: ignore[no-untyped-def]
-        from journal.server import connect
+        from journal.connection import connect
 
         return connect(self.url, **kwargs)
 

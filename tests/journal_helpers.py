@@ -11,8 +11,9 @@ import redis
 
 from exchange.codec import dumps_line, json_from_wire
 from journal.keys import Keys
-from journal.runner import Matcher, last_id
-from journal.wire import decode_events, parse_id, raw
+from journal.runner import Matcher
+from journal.streams import last_id, parse_id, raw
+from journal.wire import decode_events
 
 
 @contextmanager

@@ -24,7 +24,8 @@ import pytest
 
 from exchange import Exchange, decode, problem
 from exchange.units import parse_fixed
-from tools.betfair import (
+from tools.simulate import simulate
+from tools.sources.betfair import (
     ACCOUNTS,
     compare_volume,
     convert,
@@ -32,8 +33,7 @@ from tools.betfair import (
     matched_volume,
     replay,
 )
-from tools.commandfile import read_commands
-from tools.simulate import simulate
+from tools.sources.commandfile import read_commands
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "betfair"
 if not DATA.is_dir():  # the shared data folder beside the repository

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from journal.replay import replay
-from tools.betfair import convert, matched_volume
+from tools.sources.betfair import convert, matched_volume
 
 from .journal_helpers import matcher_thread, output_lines, wait_caught_up
 

@@ -60,10 +60,10 @@ def digest(commands: Iterable[tuple]) -> list[str]:
 def findings() -> dict:
     """What this interpreter's core makes of every probe: run here, and in a fresh
     interpreter on the pure Python sources (see the test below)."""
-    from tools.commandfile import read_commands
-    from tools.generator import market_day
     from tools.simulate import simulate
-    from tools.workload import core_workload
+    from tools.sources.commandfile import read_commands
+    from tools.sources.market_day import market_day
+    from tools.sources.workload import core_workload
 
     from .test_position_limit import exposure_commands, limit_commands
 

@@ -9,8 +9,8 @@ from journal.keys import Keys
 from journal.sequencer import Sequencer
 from journal.snapshots import SnapshotStore
 from journal.status import status
-from journal.wire import raw
-from tools.workload import core_workload
+from journal.streams import raw
+from tools.sources.workload import core_workload
 
 from .journal_helpers import matcher_thread, wait_caught_up
 
@@ -122,7 +122,7 @@ def test_compact_trims_only_what_nobody_needs(redis_server) -> None:  # type: ig
     slow_consumer.ensure_group()
     # the slow group has read up to 1000 only
     reply = raw(client).xreadgroup("slow", "s", {K.output: ">"}, count=1000)
-    from journal.runner import stream_items
+    from journal.streams import stream_items
 
     rows = [r for _, rs in stream_items(reply) for r in rs]
     raw(client).xack(K.output, "slow", *[r[0] for r in rows[:800]])

@@ -31,9 +31,9 @@ from exchange import Exchange, decode, problem
 from exchange.codec import dumps_line, json_event, wire_event
 from exchange.commands import COMMANDS, to_json, to_wire
 from exchange.limits import MAX_BALANCE, MAX_MONEY
-from tools.commandfile import read_commands
 from tools.simulate import envelope_ts
-from tools.workload import core_workload
+from tools.sources.commandfile import read_commands
+from tools.sources.workload import core_workload
 
 from .conftest import GOLDEN
 from .model import LADDER, Model

@@ -15,8 +15,8 @@ import pytest
 from journal.consumer import parse_entry
 from journal.keys import Keys
 from journal.sequencer import Sequencer
-from journal.wire import raw
-from tools.export.service import Exporter
+from journal.streams import raw
+from tools.services.export.service import Exporter
 
 from .journal_helpers import matcher_thread, submitting, wait_caught_up
 from .test_faults import start_matcher, stop, workload

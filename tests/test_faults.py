@@ -19,11 +19,10 @@ import pytest
 
 from journal.keys import Keys
 from journal.replay import replay
-from journal.runner import last_id
 from journal.scripts import source
 from journal.sequencer import Sequencer
-from journal.wire import raw
-from tools.workload import core_workload
+from journal.streams import last_id, raw
+from tools.sources.workload import core_workload
 
 from .flaky_proxy import FlakyProxy
 from .journal_helpers import submitting, wait_caught_up
@@ -197,7 +196,7 @@ def test_connection_dropped_mid_commit_and_mid_sequencing(redis_server, tmp_path
         time.sleep(1.0)
         proxy.drop_after(commit_sha, sequence_sha, times=6)
         cmds = workload(10_000, seed=11)
-        from journal.server import connect
+        from journal.connection import connect
 
         seq = Sequencer(connect(proxy.url))
         got = []

@@ -10,8 +10,8 @@ import pytest
 from exchange import Exchange
 from exchange.commands import decode, problem, to_json, to_wire
 from exchange.events import event_dict
-from tools.generator import GeneratorStats, market_day, minimum_commands
-from tools.load import OrderIds
+from tools.sources.load import OrderIds
+from tools.sources.market_day import GeneratorStats, market_day, minimum_commands
 
 N = 20_000
 

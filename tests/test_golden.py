@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.commandfile import read_commands
 from tools.simulate import simulate
+from tools.sources.commandfile import read_commands
 
 from .conftest import GOLDEN
 

@@ -9,13 +9,13 @@ from exchange import Exchange, SnapshotError
 from exchange.commands import decode
 from journal.keys import Keys
 from journal.replay import replay
-from journal.runner import last_id
 from journal.scripts import script
 from journal.sequencer import Sequencer
 from journal.snapshots import SnapshotInfo, SnapshotStore
 from journal.status import status
-from journal.wire import decode_events, parse_id, raw
-from tools.workload import core_workload
+from journal.streams import last_id, parse_id, raw
+from journal.wire import decode_events
+from tools.sources.workload import core_workload
 
 from .journal_helpers import matcher_thread, output_lines, wait_caught_up
 

@@ -14,7 +14,7 @@ import pytest
 
 from exchange.commands import decode
 from journal.sequencer import Sequencer
-from tools.commandfile import read_commands
+from tools.sources.commandfile import read_commands
 
 from .conftest import GOLDEN
 from .journal_helpers import matcher_thread, output_lines, wait_caught_up
@@ -57,8 +57,7 @@ def _append_foreign(client, obj) -> int:  # type: ignore[no-untyped-def]
     import msgpack
 
     from journal.keys import Keys
-    from journal.runner import last_id
-    from journal.wire import parse_id
+    from journal.streams import last_id, parse_id
 
     seq = parse_id(last_id(client, Keys().input))[0] + 1
     client.xadd(Keys().input, {"ts": 0, "c": msgpack.packb(obj)}, id=f"{seq}-0")

@@ -1,7 +1,7 @@
 """The analytics notebook (tools/notebooks/analytics.ipynb) runs, draws its figures and prints
 headline numbers that agree with the events.
 
-Each data set is made here: a seeded market day (``tools.generator.market_day``) through the
+Each data set is made here: a seeded market day (``tools.sources.market_day``) through the
 core (``exchange.Exchange``), its events in stream form (``wire_event``), written by the Parquet
 sink in batches, one entry per command with the command's seq and ts. The notebook is then
 executed by nbclient in a fresh ``python3`` kernel (this interpreter: jupyter_client starts the
@@ -24,8 +24,8 @@ from nbclient import NotebookClient
 
 from exchange import Exchange
 from exchange.codec import wire_event
-from tools.export.parquet import ParquetSink
-from tools.generator import market_day
+from tools.services.export.parquet import ParquetSink
+from tools.sources.market_day import market_day
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "tools" / "notebooks" / "analytics.ipynb"

@@ -23,9 +23,8 @@ import pytest
 from exchange import Exchange, decode
 from exchange.codec import wire_event
 from exchange.events import EVENT_FIELDS
-from tools.commandfile import read_commands
-from tools.export import parquet as P
-from tools.export.parquet import (
+from tools.services.export import parquet as P
+from tools.services.export.parquet import (
     COLUMNS,
     SCHEMAS,
     TABLES,
@@ -35,7 +34,8 @@ from tools.export.parquet import (
     read_events,
     read_table,
 )
-from tools.workload import core_workload
+from tools.sources.commandfile import read_commands
+from tools.sources.workload import core_workload
 
 from .conftest import GOLDEN, ROOT
 

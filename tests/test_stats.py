@@ -7,10 +7,10 @@ import random
 
 from exchange import Exchange, decode
 from exchange.codec import wire_event
-from tools.commandfile import read_commands
+from tools.services.stats import StatsSink, read_view
 from tools.simulate import envelope_ts
-from tools.stats import StatsSink, read_view
-from tools.workload import core_workload
+from tools.sources.commandfile import read_commands
+from tools.sources.workload import core_workload
 
 from .conftest import GOLDEN
 

@@ -3,7 +3,7 @@ minute, leaving nothing running.
 
 1. a private redis-server (append-only) in ``OUT/redis``, fresh;
 2. ``exch run`` as its own process;
-3. a realistic market day (``tools.generator``) sent through the sequencer as fast as it
+3. a realistic market day (``tools.sources.market_day``) sent through the sequencer as fast as it
    goes, in-play bet delays scaled down so that orders wait them out within the demo's time;
 4. ``exch replay --verify`` from scratch: the output reproduced byte for byte;
 5. the Parquet export to ``OUT/parquet`` and the live statistics;
@@ -23,17 +23,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from journal.connection import connect
 from journal.keys import Keys
 from journal.replay import replay
-from journal.runner import last_id
 from journal.sequencer import Sequencer
-from journal.server import connect, start_server, stop_pid
-from journal.wire import parse_id
-
-from .export.service import Exporter
-from .generator import GeneratorStats, market_day
-from .load import scale_delays, send
-from .stats import StatsService, read_markets, read_view
+from journal.server import start_server, stop_pid
+from journal.streams import last_id, parse_id
+from tools.services.export.service import Exporter
+from tools.services.stats import StatsService, read_markets, read_view
+from tools.sources.load import scale_delays, send
+from tools.sources.market_day import GeneratorStats, market_day
 
 DELAY_SCALE = 20
 """In-play bet delays are divided by this in the demo: 1-5 s become 50-250 ms of journal time,

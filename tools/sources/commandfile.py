@@ -2,6 +2,11 @@
 
 Blank lines and lines starting with ``#`` are comments, so a scenario can explain itself.
 JSON numbers are read as exact decimals (``Decimal``), never through a binary float.
+
+This is also the edge of ``exch submit``: every line is checked before anything is sent. A
+line that is not JSON, or a JSON object that is not a valid command (judged without the
+exchange's state: see ``exchange.commands.problem``), is reported with its line number and
+why (``check_file``); unless told to skip such lines, nothing is sent.
 """
 
 from __future__ import annotations
@@ -9,19 +14,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
-
-class BadLine(ValueError):
-    """A line of a command file that is not JSON text; says where and why."""
-
-    def __init__(self, source: str, line: int, why: str) -> None:
-        super().__init__(f"{source}:{line}: {why}")
-        self.source = source
-        self.line = line
-        self.why = why
+from exchange.commands import decode, problem
+from exchange.errors import BadLine
 
 
 def parse_line(text: str) -> Any:
@@ -63,3 +62,48 @@ def open_source(path: str) -> TextIO:
     if path == "-":
         return sys.stdin
     return Path(path).open(encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- the edge
+
+
+@dataclass(frozen=True)
+class LineProblem:
+    """What is wrong with one line."""
+
+    source: str
+    line: int
+    reason: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: {self.reason}: {self.message}"
+
+
+def _lines(path: str) -> Iterator[tuple[int, Any, LineProblem | None]]:
+    """(line number, JSON value or None, problem or None) for every command line."""
+    with open_source(path) as stream:
+        for number, obj in iter_lines(stream, path):
+            if isinstance(obj, BadLine):
+                yield number, None, LineProblem(path, number, "MALFORMED", obj.why)
+                continue
+            found = problem(obj)
+            yield number, obj, (LineProblem(path, number, *found) if found else None)
+
+
+def check_file(path: str) -> tuple[int, list[LineProblem]]:
+    """How many command lines the file has, and what is wrong with which."""
+    count = 0
+    problems = []
+    for _, _, bad in _lines(path):
+        count += 1
+        if bad is not None:
+            problems.append(bad)
+    return count, problems
+
+
+def valid_commands(path: str) -> Iterator[tuple]:
+    """The file's valid commands as core tuples (seq and ts 0: the journal gives both)."""
+    for _, obj, bad in _lines(path):
+        if bad is None:
+            yield decode(obj, 0, 0)

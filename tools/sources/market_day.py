@@ -55,9 +55,9 @@ sets how often they are used). The generator applies every command to its model 
 Feeding the stream to a journal that numbers commands itself: order ids are the seq of the
 placing command, so cancels and replaces name the generator's seqs. Start at the journal's
 next seq with ``seq0``, and if anything else is sequenced in between (heartbeats), translate
-with ``tools.load.OrderIds`` (``tools.load.send`` does it all). ``ts`` is replaced by the
-journal's clock, so in-play releases happen at other moments there and a few cancels may find
-their order already gone.
+with ``tools.sources.load.OrderIds`` (``tools.sources.load.send`` does it all). ``ts`` is
+replaced by the journal's clock, so in-play releases happen at other moments there and a few
+cancels may find their order already gone.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Exporters: consumers of the output stream that store the events elsewhere.
 
 ``ParquetSink`` writes decoded output-stream entries to date-partitioned Parquet tables,
-exactly once across crashes (see ``tools.export.parquet`` and docs/parquet.md).
+exactly once across crashes (see ``tools.services.export.parquet`` and docs/parquet.md).
 """
 
 from .parquet import (

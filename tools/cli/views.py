@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from typing import Any
 
+import typer
+from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -123,3 +128,48 @@ def market_lines(views: list[dict[str, Any]]) -> Table:
         t.add_row(v["market"], status, str(len(v["runners"])), f"{volume:,.2f}",
                   ", ".join(map(str, v["winners"])) or "-")
     return t
+
+
+class RunView:
+    """The matcher's progress: a live panel on a terminal, a log line every 5 s otherwise."""
+
+    def __init__(self) -> None:
+        self.live: Live | None = None
+        self.last_line = 0.0
+        if sys.stderr.isatty():
+            self.live = Live(console=Console(stderr=True), refresh_per_second=4)
+
+    def __enter__(self) -> RunView:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def update(self, p: Any) -> None:
+        """Show a ``journal.runner.Progress``."""
+        if self.live is not None:
+            t = Table(show_header=False, box=None, title=f"exch run: {p.state}")
+            t.add_row("seq", f"{p.last_seq:,}")
+            t.add_row("input seq", f"{p.last_input_seq:,}")
+            t.add_row("lag", f"{p.lag:,}")
+            t.add_row("commands/s", f"{p.rate:,.0f}")
+            t.add_row("commands, events", f"{p.commands:,}, {p.events:,}")
+            t.add_row("snapshot at", f"{p.snapshot_seq:,}")
+            if p.state == "standby":
+                t.add_row("lease held by", p.holder)
+            if p.state == "recovering":
+                t.add_row("replayed", f"{p.replayed:,}")
+            self.live.update(t)
+            return
+        now = time.monotonic()
+        if now - self.last_line >= 5 or p.state in ("recovering", "stopped"):
+            self.last_line = now
+            typer.echo(
+                f"{p.state} seq={p.last_seq} lag={p.lag} rate={p.rate:.0f}/s "
+                f"commands={p.commands} events={p.events} snapshot={p.snapshot_seq}"
+                + (f" holder={p.holder}" if p.state == "standby" else ""),
+                err=True,
+            )

@@ -56,6 +56,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from exchange.errors import SinkError
 from journal.collector import collector_paused
 
 Entry = tuple[int, int, list[dict[str, Any]]]
@@ -209,10 +210,6 @@ def _type_name(t: pa.DataType) -> str:
 
 
 # ----------------------------------------------------------------------------- errors, report
-
-
-class SinkError(RuntimeError):
-    """The output folder is not in a state this sink can safely continue from."""
 
 
 @dataclass(frozen=True)
@@ -816,7 +813,7 @@ def synthetic_entries(events: int, *, seed: int = 1) -> list[Entry]:
     events in stream form, until at least ``events`` events."""
     from exchange import Exchange
     from exchange.codec import wire_event
-    from tools.workload import iter_core_workload
+    from tools.sources.workload import iter_core_workload
 
     ex = Exchange()
     out: list[Entry] = []

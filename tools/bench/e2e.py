@@ -1,130 +1,19 @@
-"""``exch bench``: throughput and memory, measured the same way every time.
-
-Each benchmark takes the median of several runs. Generating the workload is never timed;
-the cyclic garbage collector is off while the matcher runs, as it is in ``exch run`` (the core
-leaves no cyclic garbage, see tests/test_core_properties.py, so nothing accumulates).
-"""
+"""``exch bench e2e``: the whole system on this machine, with its yardstick measured in the
+same run (raw pipelined XADD of the same payloads)."""
 
 from __future__ import annotations
 
-import gc
-import json
 import os
-import random
 import resource
-import statistics
 import subprocess
 import sys
 import time
 from typing import Any
 
-from exchange import COMPILED, Exchange
-from exchange.units import PRICES
+from exchange import COMPILED
+from tools.sources.workload import core_workload
 
-from .workload import core_workload
-
-
-def rss_bytes() -> int:
-    """Resident memory of this process now."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process so far."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def bench_core(commands: int = 1_000_000, runs: int = 3, seed: int = 1) -> dict[str, Any]:
-    """Apply the seeded core workload to a fresh exchange ``runs`` times; every event built.
-
-    A first, untimed pass counts the events by type (and warms up). Returns the medians of
-    the timed runs (commands and events per second), the counts, and memory: the growth of
-    resident memory over a run divided by the orders left resting at its end.
-    """
-    cmds = core_workload(commands, seed=seed)
-    counts: dict[str, int] = {}
-    ex = Exchange()
-    for cmd in cmds:
-        for event in ex.apply(cmd):
-            counts[event[0]] = counts.get(event[0], 0) + 1
-    resting = ex.live_orders
-    del ex
-    rates, event_rates = [], []
-    for _ in range(runs):
-        ex = Exchange()
-        apply = ex.apply
-        gc.collect()
-        gc.disable()
-        events = 0
-        start = time.perf_counter()
-        for cmd in cmds:
-            events += len(apply(cmd))
-        elapsed = time.perf_counter() - start
-        gc.enable()
-        rates.append(len(cmds) / elapsed)
-        event_rates.append(events / elapsed)
-        del ex
-    memory = resting_order_memory(min(commands, 1_000_000))
-    return {
-        "benchmark": "core",
-        "compiled_core": COMPILED,
-        "commands": len(cmds),
-        "runs": runs,
-        "commands_per_sec": round(statistics.median(rates)),
-        "events_per_sec": round(statistics.median(event_rates)),
-        "events": sum(counts.values()),
-        "trades": counts.get("trade", 0),
-        "accepted": counts.get("order_accepted", 0),
-        "cancelled": counts.get("order_cancelled", 0),
-        "rejected": counts.get("order_rejected", 0),
-        "resting_orders": resting,
-        "bytes_per_resting_order": memory["bytes_per_resting_order"],
-        "peak_rss_bytes": peak_rss_bytes(),
-    }
-
-
-def resting_order_memory(orders: int) -> dict[str, Any]:
-    """Resident memory per resting order, measured in a fresh interpreter that places
-    ``orders`` orders that all rest (8 markets of 6 runners, 1000 accounts, 40 prices a side)
-    and divides the growth of its resident memory by their number."""
-    code = f"from tools.bench import _memory_child; _memory_child({int(orders)})"
-    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    return json.loads(done.stdout)
-
-
-def _memory_child(orders: int) -> None:
-    ex = Exchange()
-    seq = 0
-    for m in range(8):
-        seq += 1
-        ex.apply(("create_market", seq, 0, f"m{m}", tuple(range(1, 7)), 500, 100, 1, 0))
-    for a in range(1000):
-        seq += 1
-        ex.apply(("deposit", seq, 0, f"acct-{a:04d}", 10**12))
-    rng = random.Random(7)
-    names = [f"acct-{a:04d}" for a in range(1000)]
-    mids = [f"m{m}" for m in range(8)]
-    gc.collect()
-    gc.disable()
-    before = rss_bytes()
-    for k in range(orders):
-        seq += 1
-        back = k & 1
-        tick = 200 + rng.randrange(40) if back else 150 - rng.randrange(40)
-        ex.apply((
-            "place", seq, 0, names[rng.randrange(1000)], mids[rng.randrange(8)],
-            1 + rng.randrange(6), "BACK" if back else "LAY", PRICES[tick],
-            100 + rng.randrange(5000), "GTC", "LAPSE", None,
-        ))
-    grown = rss_bytes() - before
-    print(json.dumps({
-        "resting_orders": ex.live_orders,
-        "bytes_per_resting_order": round(grown / max(ex.live_orders, 1)),
-    }))
-
-
-# ----------------------------------------------------------------------------- end to end
+from .memory import peak_rss_bytes
 
 
 def bench_e2e(
@@ -152,13 +41,13 @@ def bench_e2e(
     import msgpack
 
     from exchange.commands import to_wire
+    from journal.connection import connect
     from journal.keys import Keys
     from journal.replay import replay
-    from journal.runner import last_id
     from journal.sequencer import Sequencer
-    from journal.server import connect, start_server, stop_pid
+    from journal.server import start_server, stop_pid
     from journal.snapshots import SnapshotStore
-    from journal.wire import parse_id, raw
+    from journal.streams import last_id, parse_id, raw
 
     def phase(name: str) -> None:
         if on_phase is not None:
@@ -279,9 +168,8 @@ def _latency(
     import os
     import threading
 
-    from journal.runner import last_id
-    from journal.server import connect
-    from journal.wire import parse_id
+    from journal.connection import connect
+    from journal.streams import last_id, parse_id
 
     per_tick = max(rate // 200, 1)
     ticks = int(seconds * 200)
@@ -293,7 +181,7 @@ def _latency(
     stop = threading.Event()
 
     def follow() -> None:
-        from journal.wire import raw
+        from journal.streams import raw
 
         reader = raw(connect(url))
         cursor = f"{first - 1}-0"
@@ -344,57 +232,4 @@ def _latency(
         "latency_p99_ms": round(lat[int(len(lat) * 0.99)], 2),
         "latency_max_ms": round(lat[-1], 2),
         "latency_samples": len(lat),
-    }
-
-
-# ----------------------------------------------------------------------------- export
-
-
-def bench_export(commands: int = 1_000_000, *, runs: int = 3, seed: int = 1) -> dict[str, Any]:
-    """Events per second from the output stream to Parquet: the core workload's events are
-    written to a private Redis's output stream (as the matcher writes them), then the
-    exporter reads them through its consumer group into a fresh folder, ``runs`` times."""
-    import tempfile
-    from pathlib import Path
-
-    from exchange import Exchange
-    from journal.keys import Keys
-    from journal.server import connect, start_server, stop_pid
-    from journal.wire import encode_events
-
-    from .export.service import Exporter
-
-    cmds = core_workload(commands, seed=seed)
-    with tempfile.TemporaryDirectory(prefix="exch-bench-") as tmp:
-        server = start_server(Path(tmp) / "redis", daemonize=False)
-        client = connect(f"unix://{server.socket}")
-        keys = Keys("bench")
-        try:
-            ex = Exchange()
-            events = 0
-            pipe = client.pipeline(transaction=False)
-            for i, cmd in enumerate(cmds, 1):
-                out = ex.apply(cmd[:1] + (i,) + cmd[2:])
-                events += len(out)
-                pipe.xadd(keys.output, {"ts": cmd[2], "e": encode_events(out)}, id=f"{i}-0")
-                if i % 1000 == 0:
-                    pipe.execute()
-            pipe.execute()
-            rates = []
-            for run in range(runs):
-                folder = Path(tmp) / f"parquet-{run}"
-                start = time.perf_counter()
-                progress = Exporter(client, folder, keys).run(follow=False)
-                rates.append(progress.events / (time.perf_counter() - start))
-                assert progress.committed_seq == len(cmds)
-        finally:
-            client.close()
-            stop_pid(server.pid)
-    return {
-        "benchmark": "export",
-        "commands": len(cmds),
-        "events": events,
-        "runs": runs,
-        "events_per_sec": round(statistics.median(rates)),
-        "peak_rss_bytes": peak_rss_bytes(),
     }

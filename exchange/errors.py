@@ -1,0 +1,102 @@
+"""Every error ``exch`` raises on purpose, in one tree.
+
+Input the exchange can judge never raises: a bad command becomes an ``order_rejected`` event
+with a stable reason code. What is left are the errors below: a journal or a file that is not
+what it should be, a service that cannot go on, a request that makes no sense. Each carries
+the exit code the command line gives it: 1 for a check that failed, 2 for bad usage or input.
+The tree (the module that raises each one in brackets)::
+
+    ExchError                      exit 1: a check failed, or something cannot go on
+    ├── InputError                 exit 2: bad usage or bad input
+    │   ├── BadLine                a line of a command file that is not JSON [tools.sources]
+    │   └── ReplayError            no such snapshot, or a range that does not exist [journal]
+    ├── SequenceError              a seq that does not follow the last one: a broken journal
+    │                              [exchange.engine]
+    ├── InvariantError             the state broke an invariant: a bug in the core
+    │                              [exchange.invariants]
+    ├── SnapshotError              bytes that are not a snapshot this version can read
+    │                              [exchange.snapshot]
+    ├── ServerError                the embedded Redis could not be found, started or reached
+    │                              [journal.server]
+    ├── LeaseLost                  another process holds the lease now: stop writing [journal]
+    ├── Fenced                     the output does not end where this matcher thought [journal]
+    └── SinkError                  an export folder this sink cannot safely continue from
+                                   [tools.services.export]
+
+Each also derives from the built-in error it used to be (``ValueError``, ``RuntimeError``,
+``AssertionError``), so code that caught those still does. Nothing here does I/O: the core
+defines them all so that every layer can import them.
+"""
+
+from __future__ import annotations
+
+
+class ExchError(Exception):
+    """The root of every error ``exch`` raises on purpose."""
+
+    exit_code = 1
+    """What the command line exits with: 1, a failed check."""
+
+
+class InputError(ExchError):
+    """Bad usage or bad input: the request cannot be carried out as given."""
+
+    exit_code = 2
+
+
+class SequenceError(ExchError, ValueError):
+    """A command whose sequence number is not above the last one applied: the journal is
+    broken or the commands are being fed twice. Not an input error: nothing is changed."""
+
+
+class InvariantError(ExchError, AssertionError):
+    """The state broke an invariant: a bug in the core, never a consequence of input."""
+
+
+class SnapshotError(ExchError, ValueError):
+    """Bytes that are not a snapshot this version can read."""
+
+
+class BadLine(InputError, ValueError):
+    """A line of a command file that is not JSON text; says where and why."""
+
+    def __init__(self, source: str, line: int, why: str) -> None:
+        super().__init__(f"{source}:{line}: {why}")
+        self.source = source
+        self.line = line
+        self.why = why
+
+
+class ReplayError(InputError, RuntimeError):
+    """The requested snapshot or range does not exist."""
+
+
+class ServerError(ExchError, RuntimeError):
+    """The embedded Redis server could not be found, started or reached."""
+
+
+class LeaseLost(ExchError, RuntimeError):
+    """Another process holds the lease now: stop writing."""
+
+
+class Fenced(ExchError, RuntimeError):
+    """The output does not end where this matcher thought: someone else wrote it."""
+
+
+class SinkError(ExchError, RuntimeError):
+    """The output folder is not in a state this sink can safely continue from."""
+
+
+__all__ = [
+    "BadLine",
+    "ExchError",
+    "Fenced",
+    "InputError",
+    "InvariantError",
+    "LeaseLost",
+    "ReplayError",
+    "SequenceError",
+    "ServerError",
+    "SinkError",
+    "SnapshotError",
+]

@@ -1,0 +1,19 @@
+"""``exch bench``: throughput and memory, measured the same way every time.
+
+Each benchmark takes the median of several runs. Generating the workload is never timed;
+the cyclic garbage collector is off while the matcher runs, as it is in ``exch run`` (the core
+leaves no cyclic garbage, see tests/test_core_properties.py, so nothing accumulates).
+
+- ``core``: the matching core alone, in-process;
+- ``e2e``: the whole system (sequencer, ``exch run``, Redis with append-only persistence);
+- ``export``: the Parquet exporter, from the output stream through its consumer group.
+"""
+
+from __future__ import annotations
+
+from .core import bench_core
+from .e2e import bench_e2e
+from .export import bench_export
+from .memory import peak_rss_bytes, rss_bytes
+
+__all__ = ["bench_core", "bench_e2e", "bench_export", "peak_rss_bytes", "rss_bytes"]

@@ -1,0 +1,59 @@
+"""The ``exch`` command line.
+
+Each command is a thin shell: it parses options (every one with help, and an ``EXCH_*``
+environment variable where it names a place or a size), calls one function from ``exchange``,
+``journal`` or ``tools``, and reports. Commands are grouped by what they touch, one module
+each: ``journal`` (submit, run, replay, snapshot, status, compact, tail), ``markets`` (book,
+stats), ``data`` (simulate, load, import, export, demo), ``bench`` and ``server``.
+
+Exit codes: 0 success, 1 a check failed, 2 bad usage or bad input. Every error ``exch``
+raises on purpose belongs to one tree (``exchange.errors``) and carries its exit code; the
+group below maps it to a one-line message, so no command catches errors of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from exchange.errors import ExchError
+
+from . import bench, data, journal, markets, server
+from .common import exit_for
+
+
+class _ExchGroup(TyperGroup):
+    """The root group: an error of the tree becomes its message and exit code."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ExchError as e:
+            raise exit_for(e) from None
+
+
+app = typer.Typer(
+    name="exch",
+    cls=_ExchGroup,
+    help="An event-sourced, deterministic betting exchange.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(journal.app)
+app.add_typer(markets.app)
+app.add_typer(data.app)
+app.add_typer(data.export_app, name="export")
+app.add_typer(data.import_app, name="import")
+app.add_typer(server.app, name="server")
+app.add_typer(bench.app, name="bench")
+
+
+def main() -> None:
+    """Entry point of the ``exch`` console script."""
+    app()
+
+
+__all__ = ["app", "main"]

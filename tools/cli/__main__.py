@@ -1,0 +1,5 @@
+"""``python -m tools.cli``: the same as the ``exch`` console script."""
+
+from . import main
+
+main()

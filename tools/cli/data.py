@@ -1,0 +1,258 @@
+"""Commands in and events out: simulate, load, import, export, and the demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from .common import Partition, RedisUrl, busy, fail, keys_for, progress, redis_client, report
+
+app = typer.Typer()
+export_app = typer.Typer(help="Export the output stream for analytics.", no_args_is_help=True)
+import_app = typer.Typer(help="Turn other formats into commands.", no_args_is_help=True)
+
+
+@app.command()
+def simulate(
+    file: Annotated[str, typer.Argument(help="Command file (JSON lines), or - for stdin.")],
+) -> None:
+    """Run commands through the core in-process, no Redis: events as JSON lines on stdout.
+
+    Command i gets seq i (from 1) and the ts of its line, or else the previous one. A line
+    that is not JSON stops it (exit 2); a JSON object that is not a valid command becomes an
+    order_rejected event, as the matcher would journal it.
+    """
+    from tools.simulate import simulate as run
+    from tools.sources.commandfile import open_source, read_commands
+
+    try:
+        with open_source(file) as stream:
+            write = sys.stdout.write
+            for line in run(obj for _, obj in read_commands(stream, file)):
+                write(line)
+                write("\n")
+    except OSError as e:
+        raise fail(f"{file}: {e.strerror}") from None
+
+
+ExportDir = Annotated[
+    str, typer.Option("--out", envvar="EXCH_EXPORT_DIR", help="Folder of the Parquet tables.")
+]
+
+
+@export_app.command("parquet")
+def export_parquet(
+    out: ExportDir = "out/parquet",
+    follow: Annotated[
+        bool,
+        typer.Option("--follow/--until-caught-up",
+                     help="Keep exporting as events arrive, or stop once caught up."),
+    ] = False,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Export the output stream to Parquet tables (trades, orders, markets, settlements,
+    funds), partitioned by date, exactly once: a crash never leaves a partial or duplicate
+    file, and a restart resumes after the last committed seq."""
+    import signal
+
+    from journal.streams import last_id, parse_id
+    from tools.services.export.service import Exporter
+
+    client = redis_client(redis_url)
+    keys = keys_for(partition)
+    target = parse_id(last_id(client, keys.output))[0]
+    with progress("exporting", None, quiet=follow) as advance:
+        seen = [0]
+
+        def on_progress(p: Any) -> None:
+            advance(p.entries - seen[0])
+            seen[0] = p.entries
+
+        exporter = Exporter(client, out, keys, on_progress=on_progress)
+        signal.signal(signal.SIGTERM, lambda *_: exporter.stop())
+        try:
+            done = exporter.run(follow=follow)
+        except KeyboardInterrupt:
+            exporter.stop()
+            raise typer.Exit(0) from None
+    typer.echo(f"exported up to seq {done.committed_seq:,} "
+               f"({done.events:,} events this run) to {out}"
+               + ("" if follow or done.committed_seq >= target else " (output still growing)"))
+
+
+@export_app.command("compact")
+def export_compact(out: ExportDir = "out/parquet") -> None:
+    """Merge the small Parquet files of each date into large ones; the rows do not change."""
+    from tools.services.export.parquet import ParquetSink
+
+    with ParquetSink(out) as sink:
+        merged = sink.compact()
+    typer.echo(f"{merged.files_before} files -> {merged.files_after} "
+               f"({merged.rows_rewritten:,} rows rewritten in {merged.seconds:.1f} s)")
+
+
+@app.command()
+def demo(
+    commands: Annotated[int, typer.Option(help="Commands in the generated market day.",
+                                          envvar="EXCH_DEMO_COMMANDS", min=1000)] = 50_000,
+    markets: Annotated[int, typer.Option(help="Markets in the day.", min=1)] = 4,
+    accounts: Annotated[int, typer.Option(help="Betting accounts.", min=2)] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of the generated day.")] = 1,
+    out: Annotated[str, typer.Option(help="Folder for the demo's Redis data and Parquet.",
+                                     envvar="EXCH_DEMO_DIR")] = "out/demo",
+) -> None:
+    """The whole system on a realistic, generated market day, in about a minute.
+
+    Starts a private Redis and the matcher, sends the day's orders through the sequencer,
+    proves the output by replaying it, exports Parquet, computes market statistics, prints a
+    summary, and stops everything it started.
+    """
+    from contextlib import ExitStack
+
+    from tools.demo import run_demo
+    from tools.sources.market_day import minimum_commands
+
+    if commands < minimum_commands(markets, accounts):
+        raise fail(f"{markets} markets and {accounts} accounts need at least "
+                   f"{minimum_commands(markets, accounts):,} commands")
+    with ExitStack() as stack:
+        advance = stack.enter_context(progress("sending", commands))
+        status = stack.enter_context(busy("exch demo", False))
+
+        def on_step(name: str) -> None:
+            if status is not None and hasattr(status, "update"):
+                status.update(name)
+            else:
+                typer.echo(f"· {name}", err=True)
+
+        result = run_demo(out, commands=commands, markets=markets, accounts=accounts, seed=seed,
+                          on_step=on_step, on_sent=advance)
+    _demo_summary(result)
+    if not result.verified:
+        raise typer.Exit(1)
+
+
+def _demo_summary(r: Any) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .views import market_lines
+
+    console = Console()
+    t = Table(show_header=False, box=None, title="exch demo", title_justify="left")
+    t.add_row("commands", f"{r.commands:,} sent, journaled as seq 1..{r.last_seq:,}")
+    t.add_row("throughput", f"{r.rate:,.0f} commands/s through sequencer, matcher and Redis "
+                            f"({r.seconds:.1f} s)")
+    t.add_row("trades", f"{r.trades:,}")
+    t.add_row("matched volume", f"£{r.matched:,.2f}")
+    t.add_row("commission", f"£{r.commission:,.2f}")
+    t.add_row("replay --verify", ("output reproduced byte for byte" if r.verified else
+                                  "DIVERGED") + f", state hash {r.replay_hash[:16]}…, "
+                                  f"{r.replay_rate:,.0f} commands/s")
+    t.add_row("parquet", f"{r.parquet}/  (trades, orders, markets, settlements, funds)")
+    t.add_row("notebook", escape(f"EXCH_PARQUET={r.parquet} .venv/bin/jupyter notebook "
+                                 "tools/notebooks/analytics.ipynb  (after .venv/bin/pip install "
+                                 "-e '.[notebook]')"))
+    console.print(t)
+    if r.markets:
+        console.print(market_lines(r.markets))
+
+
+@app.command()
+def load(
+    commands: Annotated[int, typer.Option(help="Commands to send.", min=1000)] = 100_000,
+    rate: Annotated[float | None, typer.Option(help="Commands per second (default: as fast "
+                                                    "as possible).", min=1)] = None,
+    markets: Annotated[int, typer.Option(help="Markets in the generated flow.", min=1)] = 4,
+    accounts: Annotated[int, typer.Option(help="Betting accounts.", min=2)] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of the generated flow.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Send a seeded, realistic order flow (a generated market day) to a running system, at
+    a chosen rate or as fast as possible, and report what was sent. Market ids and client
+    refs are made unique per run, so loads can be repeated into the same journal."""
+    from journal.sequencer import Sequencer
+    from journal.streams import last_id, parse_id
+    from tools.sources.load import send
+    from tools.sources.market_day import GeneratorStats, market_day, minimum_commands
+
+    if commands < minimum_commands(markets, accounts):
+        raise fail(f"{markets} markets and {accounts} accounts need at least "
+                   f"{minimum_commands(markets, accounts):,} commands")
+    if markets > 1000:
+        raise fail("at most 1000 markets per load")
+    client = redis_client(redis_url)
+    keys = keys_for(partition)
+    base = parse_id(last_id(client, keys.input))[0]
+    stats = GeneratorStats()
+    flow = market_day(seed=seed, markets=markets, accounts=accounts, commands=commands,
+                      market_base=2_000_001 + base * 1000, ref_prefix=f"L{base}-", stats=stats)
+    with progress("sending", commands, quiet=as_json) as advance:
+        done = [0]
+
+        def on_batch(sofar: Any) -> None:
+            advance(sofar.sent - done[0])
+            done[0] = sofar.sent
+
+        sent = send(flow, Sequencer(client, keys), rate=rate, on_batch=on_batch)
+    result = sent.as_dict()
+    result["markets"] = [m.id for m in stats.markets]
+    report(result, as_json)
+
+
+@import_app.command("betfair")
+def import_betfair(
+    files: Annotated[list[str], typer.Argument(help="Betfair Exchange Stream recordings.")],
+    out: Annotated[str | None, typer.Option(help="Write the commands to this file (JSON lines)."
+                                            )] = None,
+    submit: Annotated[bool, typer.Option(help="Send the commands to the running system.")] = False,
+    speed: Annotated[float, typer.Option(
+        help="With --submit: replay the recording this many times faster than it happened "
+             "(bet delays scaled alike); 0 = as fast as possible.", min=0)] = 100.0,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Convert Betfair stream recordings into commands: market definitions, status changes,
+    the book as resting orders of liquidity accounts, traded volume as crossing orders, and
+    the winners as a settlement. JSON lines on stdout unless --out or --submit."""
+    from exchange.commands import decode
+    from tools.sources.betfair import convert, dump_commands
+
+    try:
+        commands, converted = convert(files)
+    except OSError as e:
+        raise fail(f"{e.filename}: {e.strerror}") from None
+    except ValueError as e:
+        raise fail(str(e)) from None
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            n = dump_commands(commands, f)
+        typer.echo(f"wrote {n:,} commands to {out}", err=True)
+    elif not submit:
+        dump_commands(commands, sys.stdout)
+    if submit:
+        from journal.sequencer import Sequencer
+        from tools.sources.load import scale_delays, send
+
+        tuples = [decode(c, i, c.get("ts", 0)) for i, c in enumerate(commands, 1)]
+        flow = scale_delays(tuples, speed) if speed else tuples
+        with progress("submitting", len(tuples)) as advance:
+            done = [0]
+
+            def on_batch(r: Any) -> None:
+                advance(r.sent - done[0])
+                done[0] = r.sent
+
+            sent = send(flow, Sequencer(redis_client(redis_url), keys_for(partition)),
+                        speed=speed or None, on_batch=on_batch)
+        typer.echo(f"sequenced {sent.sequenced:,} commands: seq {sent.first_seq}..{sent.last_seq}",
+                   err=True)
+    summary = converted.to_dict()
+    typer.echo(json.dumps({k: v for k, v in summary.items() if k != "markets"}), err=True)

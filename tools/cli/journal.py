@@ -1,0 +1,311 @@
+"""The journal: submit commands, run the matcher, prove the output, look at where it stands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from .common import Partition, RedisUrl, fail, keys_for, progress, redis_client, report
+
+app = typer.Typer()
+
+
+@app.command()
+def submit(
+    file: Annotated[str, typer.Argument(help="Command file (JSON lines), or - for stdin.")],
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Send the valid lines even if some are not; report the rest.")
+    ] = False,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Validate a command file, then sequence its commands into the input journal.
+
+    Every line is checked first: a bad line is reported with its number and why, and nothing
+    is sent (exit 2) unless --skip-invalid. A place whose (account, ref) was sequenced before
+    is not sequenced again.
+    """
+    from journal.sequencer import Sequencer
+    from tools.sources.commandfile import check_file, valid_commands
+
+    if file == "-":
+        # the file is read twice (checked, then sent): keep stdin in a temporary copy
+        import os
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as tmp:
+            tmp.write(sys.stdin.read())
+        try:
+            return submit(tmp.name, skip_invalid, redis_url, partition)
+        finally:
+            os.unlink(tmp.name)
+    try:
+        count, problems = check_file(file)
+    except OSError as e:
+        raise fail(f"{file}: {e.strerror}") from None
+    for p in problems[:20]:
+        typer.secho(str(p), err=True, fg=typer.colors.YELLOW)
+    if len(problems) > 20:
+        typer.secho(f"... and {len(problems) - 20} more", err=True, fg=typer.colors.YELLOW)
+    if problems and not skip_invalid:
+        raise fail(f"{len(problems)} of {count} lines are not valid commands; nothing sent")
+    client = redis_client(redis_url)
+    sequencer = Sequencer(client, keys_for(partition))
+    valid = count - len(problems)
+    with progress("submitting", valid) as advance:
+        from journal.sequencer import Submitted
+
+        result = Submitted()
+        for seqs in sequencer.submit_iter(valid_commands(file)):
+            result.add(seqs)
+            advance(len(seqs))
+    if result.sequenced:
+        typer.echo(
+            f"sequenced {result.sequenced:,} commands: seq {result.first_seq}..{result.last_seq}"
+        )
+    else:
+        typer.echo("sequenced nothing")
+    if result.duplicates:
+        typer.echo(f"skipped {result.duplicates:,} with an (account, ref) already sequenced")
+    if problems:
+        typer.echo(f"skipped {len(problems):,} invalid lines")
+
+
+@app.command()
+def run(
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+    snapshot_every: Annotated[
+        int,
+        typer.Option(help="Take a snapshot every N commands.", envvar="EXCH_SNAPSHOT_EVERY",
+                     min=1),
+    ] = 100_000,
+    batch: Annotated[int, typer.Option(help="Most commands read and committed at once.",
+                                       min=1)] = 2000,
+) -> None:
+    """The matcher: follow the input journal and commit the events to the output stream.
+
+    Waits as a standby while another matcher holds the partition's lease; takes over within a
+    few seconds of its death. Stops cleanly (snapshot, lease released) on Ctrl-C or SIGTERM.
+    """
+    import logging
+    import signal
+
+    from journal.runner import Matcher
+
+    from .views import RunView
+
+    client = redis_client(redis_url)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        stream=sys.stderr)
+    view = RunView()
+    matcher = Matcher(client, keys_for(partition), snapshot_every=snapshot_every, batch=batch,
+                      on_progress=view.update)
+
+    def stop(signum, frame):  # type: ignore[no-untyped-def]
+        matcher.stopping.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    with view:
+        matcher.run()
+    typer.echo(f"stopped at seq {matcher.progress.last_seq:,}", err=True)
+
+
+@app.command()
+def replay(
+    from_snapshot: Annotated[
+        str,
+        typer.Option("--from-snapshot",
+                     help="latest, a seq, a snapshot file, or none (from the first command)."),
+    ] = "latest",
+    to: Annotated[int | None, typer.Option(help="Stop after this seq (default: the last "
+                                                "output entry).", min=0)] = None,
+    verify: Annotated[
+        bool, typer.Option(help="Compare every regenerated event with the recorded output.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Rebuild the state from a snapshot and the journal; with --verify, prove the output.
+
+    Exit 0 with the state hash when everything matches, 1 at the first divergence.
+    """
+    from journal.replay import replay as run_replay
+
+    client = redis_client(redis_url)
+    with progress("replaying", None, quiet=as_json) as advance:
+        done = [0]
+
+        def on_progress(commands: int, _: int) -> None:
+            advance(commands - done[0])
+            done[0] = commands
+
+        result = run_replay(client, keys_for(partition), source=from_snapshot, to=to,
+                            verify=verify, on_progress=on_progress)
+    summary = {
+        "snapshot": result.snapshot,
+        "from_seq": result.from_seq,
+        "to_seq": result.to_seq,
+        "commands": result.commands,
+        "commands_per_sec": round(result.rate),
+        "state_hash": result.state_hash,
+        "verified": result.verified,
+    }
+    if result.divergence is not None:
+        d = result.divergence
+        summary["divergence"] = {"entry": d.entry, "why": d.why, "recorded": d.recorded,
+                                 "replayed": d.replayed}
+    report(summary, as_json)
+    if result.divergence is not None:
+        if not as_json:
+            typer.secho(f"DIVERGED at {d.entry}: {d.why}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1)
+    if verify and not as_json:
+        typer.secho(f"verified: output matches the journal up to seq {result.to_seq}",
+                    fg=typer.colors.GREEN)
+
+
+@app.command()
+def snapshot(
+    list_: Annotated[bool, typer.Option("--list", help="List stored snapshots instead.")] = False,
+    save: Annotated[
+        str | None, typer.Option(help="Also write the snapshot's bytes to this file.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the matcher.")] = 30,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Ask the running matcher for a snapshot now, or list the stored ones."""
+    from journal.runner import request_snapshot
+    from journal.snapshots import SnapshotStore
+
+    client = redis_client(redis_url)
+    keys = keys_for(partition)
+    store = SnapshotStore(client, keys)
+    if list_:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("seq", "state hash", "bytes", "taken (UTC)")
+        import datetime as dt
+
+        for s in store.list():
+            when = dt.datetime.fromtimestamp(s.created_ms / 1000, dt.timezone.utc)
+            table.add_row(f"{s.seq:,}", s.hash[:16], f"{s.size:,}", when.strftime("%F %T"))
+        Console().print(table)
+        return
+    try:
+        seq = request_snapshot(client, keys, timeout=timeout)
+    except TimeoutError as e:
+        raise fail(str(e), 1) from None
+    found = store.get(seq)
+    if found is None:
+        raise fail(f"the matcher reported a snapshot at {seq} that is not stored", 1)
+    typer.echo(f"snapshot at seq {seq:,}: {found[0].hash} ({found[0].size:,} bytes)")
+    if save:
+        from pathlib import Path
+
+        Path(save).write_bytes(found[1])
+        typer.echo(f"saved to {save}")
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Last input and output seqs, lag, the matcher, snapshots and consumer groups."""
+    from journal.status import status as read_status
+
+    st = read_status(redis_client(redis_url), keys_for(partition))
+    if as_json:
+        print(json.dumps(st.as_dict()))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = Table(show_header=False, box=None)
+    t.add_row("partition", st.partition)
+    t.add_row("last input seq", f"{st.last_input_seq:,}")
+    t.add_row("last output seq", f"{st.last_output_seq:,}")
+    t.add_row("matcher lag", f"{st.lag:,}")
+    t.add_row("matcher", st.matcher or "(none running)")
+    t.add_row("snapshots", ", ".join(f"{s['seq']:,}" for s in st.snapshots) or "(none)")
+    console.print(t)
+    if st.groups:
+        g = Table("consumer group", "consumers", "pending", "last delivered", "lag")
+        for grp in st.groups:
+            g.add_row(grp.name, str(grp.consumers), f"{grp.pending:,}", grp.last_delivered,
+                      f"{grp.lag:,}")
+        console.print(g)
+
+
+@app.command()
+def compact(
+    dry_run: Annotated[bool, typer.Option(help="Only say what would be trimmed.")] = False,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Trim the output stream below what every consumer group has acknowledged and what the
+    newest snapshot needs. Never automatic, never anything still needed; the input journal
+    is never trimmed."""
+    from journal.consumer import compact as run_compact
+
+    plan = run_compact(redis_client(redis_url), keys_for(partition), dry_run=dry_run)
+    if dry_run:
+        typer.echo(f"would trim the output below {plan.trim_below}; limited by "
+                   f"{plan.limited_by}; it holds {plan.entries_before:,} entries")
+    else:
+        typer.echo(f"trimmed the output below {plan.trim_below}: "
+                   f"{plan.entries_before - plan.entries_after:,} entries removed, "
+                   f"{plan.entries_after:,} left; limited by {plan.limited_by}")
+
+
+@app.command()
+def tail(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines (the public form).")] = False,
+    from_seq: Annotated[int | None, typer.Option("--from", help="Start after this seq (default:"
+                                                " only new events).", min=0)] = None,
+    follow: Annotated[bool, typer.Option(help="Keep following (default); --no-follow stops at "
+                                              "the end.")] = True,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Follow the output stream and print its events as they are committed."""
+    from exchange.codec import dumps_line, json_from_wire
+    from journal.streams import field, last_id, parse_id, raw, stream_items
+    from journal.wire import decode_events
+
+    from .views import event_line
+
+    client = raw(redis_client(redis_url))
+    keys = keys_for(partition)
+    cursor = f"{from_seq}-0" if from_seq is not None else last_id(client, keys.output)
+    try:
+        while True:
+            reply = client.xread({keys.output: cursor}, count=1000, block=1000 if follow else None)
+            rows = [r for _, rs in stream_items(reply) for r in rs]
+            if not rows and not follow:
+                return
+            for eid, fields in rows:
+                seq = parse_id(eid)[0]
+                payload = field(fields, b"e")
+                for ev in decode_events(payload) if payload else []:
+                    j = json_from_wire(ev)
+                    print(dumps_line(j) if as_json else event_line(seq, j), flush=False)
+                cursor = eid.decode()
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+
+
+ExportDir = Annotated[
+    str, typer.Option("--out", envvar="EXCH_EXPORT_DIR", help="Folder of the Parquet tables.")
+]

@@ -1,0 +1,43 @@
+"""The embedded Redis server used when no --redis-url is given."""
+
+from __future__ import annotations
+
+import typer
+
+from .common import fail
+
+app = typer.Typer(
+    help="The embedded Redis server used when no --redis-url is given.", no_args_is_help=True
+)
+
+
+@app.command("start")
+def server_start() -> None:
+    """Start the embedded Redis server (if it is not running) and say where it listens."""
+    from journal.server import ServerError, ensure_embedded
+
+    try:
+        info = ensure_embedded()
+    except ServerError as e:
+        raise fail(str(e), 1) from None
+    typer.echo(f"running: pid {info.pid}, {info.url}, unix://{info.socket}, data in {info.folder}")
+
+
+@app.command("stop")
+def server_stop() -> None:
+    """Stop the embedded Redis server; its data stays for the next start."""
+    from journal.server import stop_embedded
+
+    typer.echo("stopped" if stop_embedded() else "not running")
+
+
+@app.command("status")
+def server_status() -> None:
+    """Whether the embedded Redis server is running, and where."""
+    from journal.server import embedded_folder, embedded_status
+
+    info = embedded_status()
+    if info is None:
+        typer.echo(f"not running (data folder {embedded_folder()})")
+        raise typer.Exit(1)
+    typer.echo(f"running: pid {info.pid}, {info.url}, unix://{info.socket}, data in {info.folder}")
