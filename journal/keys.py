@@ -62,11 +62,29 @@ class Keys:
         """Where the matcher answers a control request."""
         return self._k(f"reply:{request_id}")
 
+    # The statistics consumer's keys. Market ids are any text (colons included), so each kind
+    # of key has a prefix of its own and the consumer's own keys are not under "stats:": no
+    # market id can make one key name another (a market named "cursor", or "x:state").
+
     def stats(self, market: str) -> str:
-        """Live statistics of one market (written by ``exch stats``)."""
+        """Live statistics of one market, as JSON (written by ``exch stats``)."""
         return self._k(f"stats:{market}")
 
     @property
     def stats_index(self) -> str:
         """The markets that have live statistics."""
         return self._k("stats")
+
+    def stats_state(self, market: str) -> str:
+        """The statistics consumer's own state of one market (msgpack), to resume from."""
+        return self._k(f"stats-state:{market}")
+
+    @property
+    def stats_cursor(self) -> str:
+        """The last seq the statistics include (written with them, in one transaction)."""
+        return self._k("stats-cursor")
+
+    @property
+    def stats_lease(self) -> str:
+        """Which process runs the statistics consumer (token, with an expiry)."""
+        return self._k("stats-lease")

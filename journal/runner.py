@@ -26,7 +26,6 @@ import gc
 import logging
 import os
 import queue
-import socket
 import threading
 import time
 import uuid
@@ -42,6 +41,7 @@ from exchange.errors import Fenced, LeaseLost
 from . import faults
 from .collector import collector_paused
 from .keys import Keys
+from .lease import Lease
 from .scripts import script
 from .sequencer import Sequencer
 from .snapshots import SnapshotStore
@@ -181,11 +181,11 @@ class Matcher:
         self.keys = keys or Keys()
         self.snapshot_every = snapshot_every
         self.batch = batch or self.BATCH
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease = Lease(self.client, self.keys.lease, self.LEASE_MS)
+        self.token = self.lease.token
         self.snapshots = SnapshotStore(self.client, self.keys)
         self.sequencer = Sequencer(self.client, self.keys)
         self._commit = script(self.client, "commit")
-        self._lease = script(self.client, "lease")
         self.progress = Progress(holder=self.token)
         self.on_progress = on_progress
         self.progress_every = progress_every
@@ -201,24 +201,17 @@ class Matcher:
 
     # ---------------------------------------------------------------- lease
 
-    def _lease_op(self, op: str) -> bool:
-        return bool(self._lease(keys=[self.keys.lease], args=[op, self.token, self.LEASE_MS]))
-
     def acquire(self) -> bool:
         """Take the lease if it is free (or ours)."""
-        return self._lease_op("acquire")
+        return self.lease.acquire()
 
     def release(self) -> None:
         """Give the lease up (only if it is still ours)."""
-        try:
-            self._lease_op("release")
-        except redis.RedisError:
-            pass
+        self.lease.release()
 
     def holder(self) -> str:
         """Who holds the lease now ("" if nobody)."""
-        v = self.client.get(self.keys.lease)
-        return v.decode() if v else ""
+        return self.lease.holder()
 
     # ---------------------------------------------------------------- recovery
 
@@ -252,7 +245,7 @@ class Matcher:
                     faults.reached("recovering")
                 # a long replay must not let the lease lapse, or a standby would take over
                 # (safely: fencing holds) and the two would keep displacing each other
-                if not self._lease_op("renew"):
+                if not self.lease.renew():
                     raise LeaseLost(f"lease taken by {self.holder() or 'nobody'} while recovering")
                 start = "(" + rows[-1][0].decode()
                 self.progress.replayed = replayed
@@ -293,7 +286,7 @@ class Matcher:
 
     def _shutdown(self) -> None:
         try:
-            if self._lease_op("renew"):
+            if self.lease.renew():
                 self.take_snapshot()
         finally:
             self.release()
@@ -327,7 +320,7 @@ class Matcher:
                         last_renew = now
                     else:
                         if now - last_renew > self.LEASE_MS / 3000:
-                            if not self._lease_op("renew"):
+                            if not self.lease.renew():
                                 raise LeaseLost(f"lease taken by {self.holder() or 'nobody'}")
                             last_renew = now
                         self._heartbeat_if_due()

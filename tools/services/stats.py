@@ -8,15 +8,21 @@ matcher, until an entry's time reaches its release. Everything it keeps is in Re
 
 - ``exch:{p}:stats:<market>``: the market's statistics as JSON (decimal strings, the public
   form), for any process in any language;
-- ``exch:{p}:stats:<market>:state``: the consumer's own state of that market (msgpack), and
-  ``exch:{p}:stats:cursor``, the last seq applied, written in the same transaction, so that
+- ``exch:{p}:stats-state:<market>``: the consumer's own state of that market (msgpack), and
+  ``exch:{p}:stats-cursor``, the last seq applied, written in the same transaction, so that
   a restarted consumer continues exactly where the last one committed.
+
+One process keeps the statistics: the one holding the lease ``exch:{p}:stats-lease`` (the
+journal's lease script, as for the matcher). Its writes are fenced by the lease: each
+transaction watches the lease key and checks its token first, so a consumer that lost the
+lease (paused past its expiry, say) cannot write over its successor.
 """
 
 from __future__ import annotations
 
 import heapq
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,9 +31,12 @@ import msgpack  # type: ignore[import-untyped]
 import redis
 from sortedcontainers import SortedDict  # type: ignore[import-untyped]
 
+from exchange.errors import LeaseLost
 from exchange.units import format_money, format_price
-from journal.consumer import Entry
+from journal.consumer import GroupConsumer
 from journal.keys import Keys
+from journal.lease import Lease
+from journal.wire import Entry
 
 GROUP = "stats"
 
@@ -59,6 +68,24 @@ class RunnerStats:
         return (self.value + self.volume // 2) // self.volume if self.volume else None
 
 
+class LiveOrder:
+    """An order the statistics still count: resting, or waiting out the bet delay."""
+
+    __slots__ = ("runner", "side", "price", "remaining", "release")
+
+    def __init__(self, runner: int, side: str, price: int, remaining: int, release: int) -> None:
+        self.runner = runner
+        self.side = side
+        self.price = price
+        self.remaining = remaining
+        self.release = release
+        """Envelope time at which it reaches the book; 0 once it is there."""
+
+    def fields(self) -> list[Any]:
+        """As stored: ``[runner, side, price, remaining, release]``."""
+        return [self.runner, self.side, self.price, self.remaining, self.release]
+
+
 @dataclass
 class MarketStats:
     """One market: definition, status and per-runner statistics, plus its live orders."""
@@ -71,8 +98,7 @@ class MarketStats:
     winners: list[int] = field(default_factory=list)
     seq: int = 0
     by_runner: dict[int, RunnerStats] = field(default_factory=dict)
-    # order id -> [runner, side, price, remaining, release ts (0 once in the book)]
-    orders: dict[int, list[Any]] = field(default_factory=dict)
+    orders: dict[int, LiveOrder] = field(default_factory=dict)
     waiting: list[tuple[int, int]] = field(default_factory=list)  # heap of (release, order)
 
     def __post_init__(self) -> None:
@@ -98,16 +124,16 @@ class MarketStats:
         while self.waiting and self.waiting[0][0] <= ts:
             _, oid = heapq.heappop(self.waiting)
             o = self.orders.get(oid)
-            if o is not None and o[4]:
-                o[4] = 0
-                self._move(o[0], o[1], o[2], o[3])
+            if o is not None and o.release:
+                o.release = 0
+                self._move(o.runner, o.side, o.price, o.remaining)
 
     def apply(self, ev: dict[str, Any], ts: int) -> None:
         kind = ev["type"]
         if kind == "order_accepted":
             runner, side, price, stake = ev["runner"], ev["side"], ev["price"], ev["stake"]
             release = ts + self.delay if self.in_play and self.delay else 0
-            self.orders[ev["order"]] = [runner, side, price, stake, release]
+            self.orders[ev["order"]] = LiveOrder(runner, side, price, stake, release)
             rs = self.by_runner[runner]
             rs.orders += 1
             rs.placed += 1
@@ -143,12 +169,12 @@ class MarketStats:
         o = self.orders.get(oid)
         if o is None:
             return
-        o[3] -= size
-        if not o[4]:
-            self._move(o[0], o[1], o[2], -size)
-        if o[3] <= 0:
+        o.remaining -= size
+        if not o.release:
+            self._move(o.runner, o.side, o.price, -size)
+        if o.remaining <= 0:
             del self.orders[oid]
-            self.by_runner[o[0]].orders -= 1
+            self.by_runner[o.runner].orders -= 1
 
     # ------------------------------------------------------------------ forms
 
@@ -181,7 +207,7 @@ class MarketStats:
             self.seq,
             [[r, list(rs.backs.items()), list(rs.lays.items()), list(rs.traded.items()), rs.ltp,
               rs.volume, rs.value, rs.orders, rs.placed] for r, rs in self.by_runner.items()],
-            [[oid, *o] for oid, o in self.orders.items()],
+            [[oid, *o.fields()] for oid, o in self.orders.items()],
             self.waiting,
         ])
 
@@ -193,7 +219,7 @@ class MarketStats:
         for r, backs, lays, traded, ltp, volume, value, n, placed in by_runner:
             m.by_runner[r] = RunnerStats(SortedDict(backs), SortedDict(lays), dict(traded), ltp,
                                          volume, value, n, placed)
-        m.orders = {o[0]: list(o[1:]) for o in orders}
+        m.orders = {oid: LiveOrder(*fields) for oid, *fields in orders}
         m.waiting = [tuple(w) for w in waiting]  # type: ignore[misc]
         heapq.heapify(m.waiting)
         return m
@@ -201,29 +227,23 @@ class MarketStats:
 
 class StatsSink:
     """The statistics consumer's sink: applies entries, then writes the changed markets and
-    the cursor to Redis in one transaction (idempotent by seq)."""
+    the cursor to Redis in one transaction (idempotent by seq). With a ``lease``, every
+    transaction is fenced by it: it raises ``LeaseLost``, writing nothing, once the lease is
+    no longer ours."""
 
-    def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys | None = None, lease: Lease | None = None
+    ) -> None:
         self.client = client
         self.keys = keys or Keys()
+        self.lease = lease
         self.markets: dict[str, MarketStats] = {}
-        for mid in sorted(self._members()):
-            data = client.get(self._state_key(mid))
+        for mid in read_markets(client, self.keys):
+            data = client.get(self.keys.stats_state(mid))
             if data is not None:
                 self.markets[mid] = MarketStats.load(data)
-        cursor = client.get(self._cursor_key)
+        cursor = client.get(self.keys.stats_cursor)
         self.cursor = int(cursor) if cursor else 0
-
-    @property
-    def _cursor_key(self) -> str:
-        return self.keys.stats("") + "cursor"
-
-    def _state_key(self, market: str) -> str:
-        return self.keys.stats(market) + ":state"
-
-    def _members(self) -> list[str]:
-        return [m.decode() if isinstance(m, bytes) else m
-                for m in self.client.smembers(self.keys.stats_index)]
 
     def committed_seq(self) -> int:
         return self.cursor
@@ -248,15 +268,32 @@ class StatsSink:
                 m.seq = seq
                 dirty.add(mid)
             self.cursor = seq
-        pipe = self.client.pipeline(transaction=True)
-        for mid in sorted(dirty):
-            m = self.markets[mid]
-            pipe.set(self.keys.stats(mid), json.dumps(m.view()))
-            pipe.set(self._state_key(mid), m.dump())
-            pipe.sadd(self.keys.stats_index, mid)
-        pipe.set(self._cursor_key, self.cursor)
-        pipe.execute()
+        self._commit(sorted(dirty))
         return self.cursor
+
+    def _commit(self, dirty: list[str]) -> None:
+        """The changed markets and the cursor in one transaction, fenced by the lease."""
+        k = self.keys
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    if self.lease is not None:
+                        pipe.watch(k.stats_lease)
+                        holder = pipe.get(k.stats_lease)
+                        if holder != self.lease.token.encode():
+                            who = holder.decode() if holder else "nobody"
+                            raise LeaseLost(f"the statistics lease is held by {who}")
+                    pipe.multi()
+                    for mid in dirty:
+                        m = self.markets[mid]
+                        pipe.set(k.stats(mid), json.dumps(m.view()))
+                        pipe.set(k.stats_state(mid), m.dump())
+                        pipe.sadd(k.stats_index, mid)
+                    pipe.set(k.stats_cursor, self.cursor)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue  # the lease key changed meanwhile: look again
 
 
 def read_view(client: redis.Redis, market: str, keys: Keys | None = None) -> dict | None:
@@ -273,47 +310,34 @@ def read_markets(client: redis.Redis, keys: Keys | None = None) -> list[str]:
 
 
 class StatsService:
-    """Runs the statistics consumer in this process, if no other process runs it.
+    """Runs the statistics consumer in this process while it holds the statistics lease.
 
-    One process keeps the statistics (it holds a short lease, renewed every second); any
-    other ``exch stats`` or ``exch book`` just reads what it keeps.
+    One process keeps the statistics; any other ``exch stats`` or ``exch book`` just reads
+    what it keeps. With ``follow``, a process that does not lead keeps trying for the lease
+    and takes over when the leader is gone (the lease expires ``LEASE_MS`` after the leader's
+    last renewal); a leader that fails to renew stops consuming at once, and its sink's
+    fenced writes could not land anyway.
     """
 
     LEASE_MS = 5000
 
     def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
-        import os
-        import socket
-        import threading
-
-        from journal.consumer import GroupConsumer
-
         self.client = client
         self.keys = keys or Keys()
-        self.lease = self.keys.stats("") + "lease"
-        self.me = f"{socket.gethostname()}:{os.getpid()}"
-        self.leading = bool(client.set(self.lease, self.me, nx=True, px=self.LEASE_MS))
+        self.lease = Lease(client, self.keys.stats_lease, self.LEASE_MS)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.consumer = (
-            # holding the lease, it is the only live consumer of its group: claim at once
-            GroupConsumer(client, GROUP, StatsSink(client, self.keys), self.keys,
-                          flush_events=20_000, flush_seconds=0.5, claim_idle_ms=0)
-            if self.leading else None
-        )
+        self._lock = threading.Lock()
+        self.consumer: GroupConsumer | None = None
+        self.leading = self.lease.acquire()
         if self.leading:
-            self._spawn(self._keep_lease)
+            self.consumer = self._consumer()
 
-    def _spawn(self, target: Any, **kwargs: Any) -> None:
-        import threading
-
-        t = threading.Thread(target=target, kwargs=kwargs, daemon=True)
-        t.start()
-        self._threads.append(t)
-
-    def _keep_lease(self) -> None:
-        while not self._stop.wait(1.0):
-            self.client.set(self.lease, self.me, px=self.LEASE_MS)
+    def _consumer(self) -> GroupConsumer:
+        # Holding the lease, it is the only live consumer of its group: claim at once.
+        sink = StatsSink(self.client, self.keys, self.lease)
+        return GroupConsumer(self.client, GROUP, sink, self.keys,
+                             flush_events=20_000, flush_seconds=0.5, claim_idle_ms=0)
 
     def catch_up(self) -> None:
         """Consume until the statistics include everything committed so far (if leading)."""
@@ -321,16 +345,52 @@ class StatsService:
             self.consumer.run(follow=False)
 
     def follow(self) -> None:
-        """Keep consuming in the background until ``stop`` (if leading)."""
+        """Keep the statistics up to date in the background until ``stop``: consume while
+        leading, renewing the lease; otherwise wait for it."""
+        self._spawn(self._keep)
         if self.consumer is not None:
-            self._spawn(self.consumer.run, follow=True)
+            self._spawn(self._consume, consumer=self.consumer)
+
+    def _spawn(self, target: Any, **kwargs: Any) -> None:
+        t = threading.Thread(target=target, kwargs=kwargs, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _consume(self, consumer: GroupConsumer) -> None:
+        try:
+            consumer.run(follow=True)
+        except LeaseLost:
+            self._demote()
+
+    def _demote(self) -> None:
+        with self._lock:
+            self.leading = False
+            if self.consumer is not None:
+                self.consumer.stopping.set()
+                self.consumer = None
+
+    def _keep(self) -> None:
+        """Renew the lease while leading (a fifth of its time apart); else try to take it."""
+        while not self._stop.wait(self.LEASE_MS / 5000):
+            try:
+                if self.leading:
+                    if not self.lease.renew():
+                        self._demote()
+                elif self.lease.acquire():
+                    with self._lock:
+                        self.leading = True
+                        self.consumer = self._consumer()
+                    self._spawn(self._consume, consumer=self.consumer)
+            except redis.RedisError:
+                continue  # Redis away for a moment: the lease decides when it is back
 
     def stop(self) -> None:
-        """Stop consuming and give the lease up."""
+        """Stop consuming and give the lease up (only if it is still ours)."""
         self._stop.set()
-        if self.consumer is not None:
-            self.consumer.stopping.set()
+        consumer = self.consumer
+        if consumer is not None:
+            consumer.stopping.set()
         for t in self._threads:
             t.join(timeout=10)
-        if self.leading and self.client.get(self.lease) == self.me.encode():
-            self.client.delete(self.lease)
+        if self.leading:
+            self.lease.release()
