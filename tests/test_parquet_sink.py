@@ -22,18 +22,14 @@ import pytest
 
 from exchange import Exchange, decode
 from exchange.codec import wire_event
+from exchange.errors import SinkError
 from exchange.events import EVENT_FIELDS
+from journal.wire import Entry
+from tools.bench.export import bench_parquet
 from tools.services.export import parquet as P
-from tools.services.export.parquet import (
-    COLUMNS,
-    SCHEMAS,
-    TABLES,
-    ParquetSink,
-    SinkError,
-    bench_parquet,
-    read_events,
-    read_table,
-)
+from tools.services.export import tables as T
+from tools.services.export.parquet import ParquetSink, read_events, read_table
+from tools.services.export.tables import COLUMNS, SCHEMAS, TABLES
 from tools.sources.commandfile import read_commands
 from tools.sources.workload import core_workload
 
@@ -50,9 +46,9 @@ def _norm(event: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in event.items()}
 
 
-def golden_entries() -> list[P.Entry]:
+def golden_entries() -> list[Entry]:
     """Every golden scenario, one after another, as one stream (seqs renumbered)."""
-    entries: list[P.Entry] = []
+    entries: list[Entry] = []
     seq = 0
     for path in sorted(GOLDEN.glob("*.in.jsonl")):
         ex = Exchange()
@@ -67,7 +63,7 @@ def golden_entries() -> list[P.Entry]:
     return entries
 
 
-def stream(n: int = 1500, step_ms: int = 150_000) -> list[P.Entry]:
+def stream(n: int = 1500, step_ms: int = 150_000) -> list[Entry]:
     """A busy, multi-day stream: the seeded workload (few accounts, so trades are many),
     then a withdrawal, a suspension, a settlement and a void; every event type occurs."""
     cmds = core_workload(n, markets=3, accounts=40, runners=4)
@@ -92,12 +88,12 @@ def stream(n: int = 1500, step_ms: int = 150_000) -> list[P.Entry]:
     return out
 
 
-def expected(entries: list[P.Entry], upto: int | None = None) -> list[tuple]:
+def expected(entries: list[Entry], upto: int | None = None) -> list[tuple]:
     return [(seq, idx, ts, e) for seq, ts, events in entries if upto is None or seq <= upto
             for idx, e in enumerate(events)]
 
 
-def check_folder(out: Path, entries: list[P.Entry], upto: int | None = None) -> None:
+def check_folder(out: Path, entries: list[Entry], upto: int | None = None) -> None:
     """The files hold exactly the events of the entries (up to ``upto``), each once; the
     ``order_matched`` rows are the trades' two sides; file names match their contents."""
     got = read_events(out)
@@ -137,7 +133,7 @@ def check_folder(out: Path, entries: list[P.Entry], upto: int | None = None) -> 
             assert all(a[1] < b[0] for a, b in zip(rs, rs[1:])), f"overlapping files {rs}"
 
 
-def write_all(sink: ParquetSink, entries: list[P.Entry], sizes: list[int]) -> None:
+def write_all(sink: ParquetSink, entries: list[Entry], sizes: list[int]) -> None:
     i = 0
     k = 0
     while i < len(entries):
@@ -155,27 +151,27 @@ def test_decimals_are_exact() -> None:
     values: list[int | None] = [0, 1, -1, 5, -5, 99, 100, -100, 10**18 - 1, -(10**18 - 1), None]
     values += [rng.randrange(-10**18 + 1, 10**18) for _ in range(1000)]
     values += [rng.randrange(-10**6, 10**6) for _ in range(1000)] + [None] * 7
-    arr = P._decimal(values, P.MONEY)
+    arr = T.decimal_array(values, T.MONEY)
     assert arr.type == pa.decimal128(18, 2)
     assert arr.to_pylist() == [None if v is None else Decimal(v).scaleb(-2) for v in values]
     assert arr.null_count == values.count(None)
-    assert P._ints(arr) == values
+    assert T.decimal_ints(arr) == values
     sliced = arr.slice(3, 50)
-    assert P._ints(sliced) == values[3:53]
-    prices = P._decimal([101, 210, 100000, None], P.PRICE)
+    assert T.decimal_ints(sliced) == values[3:53]
+    prices = T.decimal_array([101, 210, 100000, None], T.PRICE)
     assert [str(v) for v in prices.to_pylist() if v is not None] == ["1.01", "2.10", "1000.00"]
     with pytest.raises(ValueError):
-        P._decimal([10**18], P.MONEY)
+        T.decimal_array([10**18], T.MONEY)
     with pytest.raises(ValueError):
-        P._decimal([-(10**7)], P.PRICE)
+        T.decimal_array([-(10**7)], T.PRICE)
     # the obvious cast is not the reinterpretation: it scales (or refuses)
     assert pa.array([210], pa.int64()).cast(pa.decimal128(38, 2)).to_pylist() == [
         Decimal("210.00")]
 
 
 def test_every_event_type_has_a_table_and_every_field_a_column() -> None:
-    assert set(P.TABLE_OF_EVENT) == set(EVENT_FIELDS)
-    for kind, tables in P.TABLE_OF_EVENT.items():
+    assert set(T.TABLE_OF_EVENT) == set(EVENT_FIELDS)
+    for kind, tables in T.TABLE_OF_EVENT.items():
         cols = {c for c, _, _ in COLUMNS[tables[0]]}
         rename = P._COLUMN_OF.get(kind, {})
         for field in EVENT_FIELDS[kind]:
@@ -188,7 +184,7 @@ def test_every_event_type_has_a_table_and_every_field_a_column() -> None:
 
 def test_docs_show_every_column() -> None:
     doc = (ROOT / "docs" / "parquet.md").read_text(encoding="utf-8")
-    assert P.schema_markdown() in doc, "docs/parquet.md is stale: paste P.schema_markdown()"
+    assert T.schema_markdown() in doc, "docs/parquet.md is stale: paste T.schema_markdown()"
 
 
 # ----------------------------------------------------------------------------- sink
@@ -210,7 +206,7 @@ def test_golden_streams_round_trip(tmp_path: Path) -> None:
 def test_layout_dates_and_names(tmp_path: Path) -> None:
     entries = stream(600, step_ms=600_000)  # 600 commands, 10 minutes apart: 5 dates
     days = sorted({time.strftime("%Y-%m-%d", time.gmtime(ts // 1000)) for _, ts, evs in entries
-                   if any("orders" in P.TABLE_OF_EVENT[e["type"]] for e in evs)})
+                   if any("orders" in T.TABLE_OF_EVENT[e["type"]] for e in evs)})
     assert len(days) >= 4
     with ParquetSink(tmp_path) as sink:
         assert sink.write(entries) == entries[-1][0]
@@ -305,10 +301,10 @@ def test_recovery_deletes_leftovers_and_redundant_files(tmp_path: Path) -> None:
     name = P._part_name(seqs[0].as_py(), seqs[-1].as_py())
     pq.write_table(merged, part / name)
     # an uncommitted batch: renamed, state not written; and temporary files
-    later = [r for r in P._rows(entries[200:], committed)[1]["orders"]
-             if f"date={r[2].date() if hasattr(r[2], 'date') else P._date(r[2] // DAY)}"
+    later = [r for r in T.table_rows(entries[200:], committed)[1]["orders"]
+             if f"date={r[2].date() if hasattr(r[2], 'date') else T.date_text(r[2] // DAY)}"
              == part.name]
-    pq.write_table(P._table("orders", later), part / P._part_name(later[0][0], later[-1][0]))
+    pq.write_table(T.arrow_table("orders", later), part / P._part_name(later[0][0], later[-1][0]))
     (part / ".part-000000000001-000000000002.parquet.tmp").write_bytes(b"junk")
     (tmp_path / "_state.json.tmp").write_text("{}")
     (part / "notes.txt").write_text("not ours")
@@ -329,9 +325,9 @@ def test_a_file_across_the_cursor_is_an_error(tmp_path: Path) -> None:
     with ParquetSink(tmp_path) as sink:
         sink.write(entries[:100])
         committed = sink.committed_seq()
-    rows = P._rows(entries, 0)[1]["orders"]
+    rows = T.table_rows(entries, 0)[1]["orders"]
     part = next((tmp_path / "orders").iterdir())
-    pq.write_table(P._table("orders", rows), part / P._part_name(rows[0][0], rows[-1][0]))
+    pq.write_table(T.arrow_table("orders", rows), part / P._part_name(rows[0][0], rows[-1][0]))
     with pytest.raises(SinkError, match="across the committed cursor"):
         ParquetSink(tmp_path)
     assert committed < rows[-1][0]
@@ -494,7 +490,7 @@ def _committed(out: Path) -> int:
         return 0
 
 
-def _restart_position(entries: list[P.Entry], committed: int, rng: random.Random) -> int:
+def _restart_position(entries: list[Entry], committed: int, rng: random.Random) -> int:
     """Where a consumer might resume: at or before the first uncommitted entry."""
     first_new = next((i for i, e in enumerate(entries) if e[0] > committed), len(entries))
     return max(0, first_new - rng.choice((0, 0, 1, 37, 400, 10_000)))
