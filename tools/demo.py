@@ -3,8 +3,9 @@ minute, leaving nothing running.
 
 1. a private redis-server (append-only) in ``OUT/redis``, fresh;
 2. ``exch run`` as its own process;
-3. a realistic market day (``tools.sources.market_day``) sent through the sequencer as fast as it
-   goes, in-play bet delays scaled down so that orders wait them out within the demo's time;
+3. a realistic market day (``tools.sources.market_day``) sent through the sequencer as fast
+   as it goes, in-play bet delays scaled down so that orders wait them out within the demo's
+   time;
 4. ``exch replay --verify`` from scratch: the output reproduced byte for byte;
 5. the Parquet export to ``OUT/parquet`` and the live statistics;
 6. a summary, then everything it started is stopped.
@@ -13,9 +14,6 @@ minute, leaving nothing running.
 from __future__ import annotations
 
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,12 +21,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from journal.connection import connect
-from journal.keys import Keys
 from journal.replay import replay
 from journal.sequencer import Sequencer
-from journal.server import start_server, stop_pid
 from journal.streams import last_id, parse_id
+from tools.local import LocalSystem
 from tools.services.export.service import Exporter
 from tools.services.stats import StatsService, read_markets, read_view
 from tools.sources.load import scale_delays, send
@@ -73,93 +69,90 @@ def run_demo(
     on_sent: Callable[[int], None] | None = None,
 ) -> DemoResult:
     """Run the demo; see the module docstring."""
-    import pandas as pd
-
-    def step(name: str) -> None:
-        if on_step is not None:
-            on_step(name)
-
+    step = on_step or (lambda name: None)
     out = Path(folder)
     result = DemoResult(folder=out)
     shutil.rmtree(out / "redis", ignore_errors=True)
     shutil.rmtree(out / "parquet", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     step("starting Redis (append-only)")
-    server = start_server(out / "redis", daemonize=False)
-    url = f"unix://{server.socket}"
-    matcher: subprocess.Popen | None = None
-    try:
-        client = connect(url)
-        keys = Keys()
+    with LocalSystem(out / "redis") as system:
         step("starting the matcher (exch run)")
-        matcher = subprocess.Popen(
-            [sys.executable, "-m", "tools.cli", "run", "--redis-url", url],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while not client.exists(keys.lease):
-            if matcher.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the matcher did not start")
-            time.sleep(0.02)
-
+        system.start_matcher()
         step(f"sending a market day: {commands:,} commands")
-        stats = GeneratorStats()
-        flow = scale_delays(
-            market_day(seed=seed, markets=markets, accounts=accounts, commands=commands,
-                       stats=stats),
-            DELAY_SCALE,
-        )
-        sent = [0]
-
-        def progress(report: Any) -> None:
-            if on_sent is not None:
-                on_sent(report.sent - sent[0])
-            sent[0] = report.sent
-
-        start = time.perf_counter()
-        report = send(flow, Sequencer(client, keys), on_batch=progress)
-        result.submit_seconds = time.perf_counter() - start
-        target = f"{report.last_seq}-0"
-        step("waiting for the matcher to catch up")
-        while last_id(client, keys.output) != target:
-            time.sleep(0.01)
-        result.seconds = time.perf_counter() - start
-        result.commands = report.sent
-        result.last_seq = parse_id(target)[0]
-
+        send_day(system, result, commands=commands, markets=markets, accounts=accounts,
+                 seed=seed, on_sent=on_sent)
         step("proving the output: replay --verify from the first command")
-        proof = replay(client, keys, source="none", verify=True)
-        result.verified = proof.verified
-        result.replay_hash = proof.state_hash
-        result.replay_rate = proof.rate
-
+        prove(system, result)
         step("exporting Parquet")
-        parquet = out / "parquet"
-        Exporter(client, parquet, keys).run(follow=False)
-        result.parquet = parquet
-        trades = pd.read_parquet(parquet / "trades", columns=["size"])
-        result.trades = len(trades)
-        result.matched = sum(trades["size"], Decimal(0))
-        settlements = pd.read_parquet(parquet / "settlements", columns=["commission"]) if (
-            parquet / "settlements").exists() else None
-        if settlements is not None:
-            result.commission = sum(settlements["commission"], Decimal(0))
-
+        export(system, result, out / "parquet")
         step("computing market statistics")
-        service = StatsService(client, keys)
-        try:
-            service.catch_up()
-        finally:
-            service.stop()
-        result.markets = [v for m in read_markets(client, keys) if (v := read_view(client, m))]
-        client.close()
-    finally:
-        if matcher is not None and matcher.poll() is None:
-            matcher.send_signal(signal.SIGTERM)
-            try:
-                matcher.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                matcher.kill()
-                matcher.wait()
-        stop_pid(server.pid)
+        statistics(system, result)
     return result
+
+
+def send_day(
+    system: LocalSystem, result: DemoResult, *, commands: int, markets: int, accounts: int,
+    seed: int, on_sent: Callable[[int], None] | None,
+) -> None:
+    """Send the generated day through the sequencer as fast as it goes; wait until the
+    matcher has answered its last command."""
+    client, keys = system.client, system.keys
+    assert client is not None
+    flow = scale_delays(
+        market_day(seed=seed, markets=markets, accounts=accounts, commands=commands,
+                   stats=GeneratorStats()),
+        DELAY_SCALE,
+    )
+    sent = [0]
+
+    def progress(report: Any) -> None:
+        if on_sent is not None:
+            on_sent(report.sent - sent[0])
+        sent[0] = report.sent
+
+    start = time.perf_counter()
+    report = send(flow, Sequencer(client, keys), on_batch=progress)
+    result.submit_seconds = time.perf_counter() - start
+    target = f"{report.last_seq}-0"
+    while last_id(client, keys.output) != target:
+        time.sleep(0.01)
+    result.seconds = time.perf_counter() - start
+    result.commands = report.sent
+    result.last_seq = parse_id(target)[0]
+
+
+def prove(system: LocalSystem, result: DemoResult) -> None:
+    """Replay the whole journal from the first command, comparing every output entry."""
+    assert system.client is not None
+    proof = replay(system.client, system.keys, source="none", verify=True)
+    result.verified = proof.verified
+    result.replay_hash = proof.state_hash
+    result.replay_rate = proof.rate
+
+
+def export(system: LocalSystem, result: DemoResult, parquet: Path) -> None:
+    """Export the output to Parquet, then read back the trades and the commission."""
+    import pandas as pd
+
+    assert system.client is not None
+    Exporter(system.client, parquet, system.keys).run(follow=False)
+    result.parquet = parquet
+    trades = pd.read_parquet(parquet / "trades", columns=["size"])
+    result.trades = len(trades)
+    result.matched = sum(trades["size"], Decimal(0))
+    if (parquet / "settlements").exists():
+        settlements = pd.read_parquet(parquet / "settlements", columns=["commission"])
+        result.commission = sum(settlements["commission"], Decimal(0))
+
+
+def statistics(system: LocalSystem, result: DemoResult) -> None:
+    """Bring the live market statistics up to date and keep their views for the summary."""
+    client, keys = system.client, system.keys
+    assert client is not None
+    service = StatsService(client, keys)
+    try:
+        service.catch_up()
+    finally:
+        service.stop()
+    result.markets = [v for m in read_markets(client, keys) if (v := read_view(client, m, keys))]

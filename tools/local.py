@@ -1,0 +1,95 @@
+"""A whole exchange on this machine, for the demo and the benchmarks: a private redis-server
+with append-only persistence, and the services as their own processes (``exch run``), each
+stopped cleanly when done.
+
+Tests start their own parts (they kill them); this is for jobs that need the system up, used,
+and gone again, leaving nothing running.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+from exchange.errors import ServerError
+from journal.connection import connect
+from journal.keys import Keys
+from journal.server import ServerInfo, start_server, stop_pid
+
+
+class LocalSystem:
+    """Redis in ``folder`` and a matcher for ``keys``' partition; a context manager.
+
+    ``client`` is a connection to that Redis; ``url`` its unix socket, for other processes.
+    """
+
+    STARTUP_SECONDS = 30.0
+    """How long a service may take to start before it counts as failed."""
+
+    def __init__(
+        self, folder: str | Path, keys: Keys | None = None, *, snapshot_every: int | None = None,
+        redis_options: list[str] | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        self.keys = keys or Keys()
+        self.snapshot_every = snapshot_every
+        self.redis_options = redis_options or []
+        self.server: ServerInfo | None = None
+        self.client: redis.Redis | None = None
+        self.matcher: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None, "not started"
+        return f"unix://{self.server.socket}"
+
+    def __enter__(self) -> LocalSystem:
+        self.server = start_server(self.folder, daemonize=False, extra=self.redis_options)
+        self.client = connect(self.url)
+        return self
+
+    def start_matcher(self) -> None:
+        """``exch run`` as its own process; returns once it holds the partition's lease."""
+        assert self.client is not None, "not started"
+        args = [sys.executable, "-m", "tools.cli", "run", "--redis-url", self.url,
+                "--partition", self.keys.partition]
+        if self.snapshot_every is not None:
+            args += ["--snapshot-every", str(self.snapshot_every)]
+        self.matcher = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + self.STARTUP_SECONDS
+        while not self.client.exists(self.keys.lease):
+            if self.matcher.poll() is not None or time.monotonic() > deadline:
+                raise ServerError("the matcher (exch run) did not start")
+            time.sleep(0.01)
+
+    def stop_matcher(self) -> None:
+        """Stop the matcher cleanly (it snapshots and releases its lease), if it runs."""
+        m = self.matcher
+        self.matcher = None
+        if m is None or m.poll() is not None:
+            return
+        m.send_signal(signal.SIGTERM)
+        try:
+            m.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            m.kill()
+            m.wait()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        try:
+            self.stop_matcher()
+        finally:
+            if self.client is not None:
+                self.client.close()
+            if self.server is not None:
+                stop_pid(self.server.pid)
