@@ -35,13 +35,10 @@ from tools.sources.betfair import (
 )
 from tools.sources.commandfile import read_commands
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "betfair"
-if not DATA.is_dir():  # the shared data folder beside the repository
-    DATA = Path("/work/shared/data/betfair")
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "betfair"  # the shared data folder beside the repo
 FILES = ["1.197931750", "1.197931751", "1.200806927"]
 CASES = [[f] for f in FILES] + [FILES]
-
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="Betfair recordings not available")
 
 
 # ---------------------------------------------------------------- the recordings, read here
