@@ -171,8 +171,8 @@ class GroupConsumer:
         delivered to the group so far is in the sink.
 
         The cyclic garbage collector is off meanwhile (as in the matcher): a buffer of many
-        thousands of event maps would otherwise be rescanned again and again (it cost 40%
-        of the export's speed), and the decoded events hold no cycles."""
+        thousands of event maps would otherwise be rescanned again and again (the README's
+        export figures say what it cost), and the decoded events hold no cycles."""
         with collector_paused():
             return self._run(follow)
 

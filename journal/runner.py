@@ -390,7 +390,7 @@ class Matcher:
         self._since_snapshot = 0
         # No collection here: with the collector off, every object made since recovery is
         # "young", so even gc.collect(1) would walk the whole state (and, after a fork, copy
-        # every page it touches): a second's stall measured on 400,000 orders. The core makes
+        # every page it touches): a stall the README's figures measure. The core makes
         # no cyclic garbage (tests/test_core_properties.py), so there is nothing to collect.
         return seq
 
