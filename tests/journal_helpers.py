@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import redis
@@ -52,6 +52,17 @@ def submitting(client: redis.Redis, cmds: list[tuple], chunk: int = 1000,
         yield done
     finally:
         t.join()
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60,
+               pause: float = 0.02) -> None:
+    """Poll ``condition`` until it holds; a bounded wait (not a measure of speed): after
+    ``timeout`` seconds it raises ``TimeoutError`` saying ``what`` never happened."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not after {timeout} s")
+        time.sleep(pause)
 
 
 def wait_caught_up(client: redis.Redis, keys: Keys | None = None, timeout: float = 60) -> int:

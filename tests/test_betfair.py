@@ -281,10 +281,11 @@ def test_first_seq_offsets_the_order_ids() -> None:
     assert result.matched_volume == report.recorded_volume
 
 
-def test_conversion_is_fast(converted: dict) -> None:
-    _, report, seconds = converted[("1.200806927",)]
+def test_the_long_recording_is_read_whole(converted: dict) -> None:
+    # the 6-day recording, every message of it (its speed is a figure in
+    # docs/betfair-import.md, not something a test can judge on a shared machine)
+    _, report, _ = converted[("1.200806927",)]
     assert report.messages == 18529
-    assert seconds < 30
 
 
 # ---------------------------------------------------------------- synthetic recordings

@@ -17,7 +17,7 @@ from journal.streams import last_id, parse_id, raw
 from journal.wire import decode_events
 from tools.sources.workload import core_workload
 
-from .journal_helpers import matcher_thread, output_lines, wait_caught_up
+from .journal_helpers import matcher_thread, output_lines, wait_caught_up, wait_until
 
 K = Keys()
 
@@ -125,12 +125,8 @@ def test_second_matcher_waits_as_standby_and_writes_nothing(redis_server) -> Non
         seq.submit([MARKET, deposit("alice")])
         wait_caught_up(client)
         with matcher_thread(redis_server.client()) as second:
-            import time
-
-            deadline = time.monotonic() + 10
-            while second.progress.state != "standby":
-                assert time.monotonic() < deadline, second.progress.state
-                time.sleep(0.01)
+            wait_until(lambda: second.progress.state == "standby",
+                       "the second matcher never waited as a standby")
             seq.submit([deposit("bob")])
             wait_caught_up(client)
             assert second.progress.state == "standby"
@@ -171,12 +167,8 @@ def test_heartbeat_releases_delayed_orders_and_replays_the_same(redis_server) ->
                     place("bob", "LAY", "3", "5", persistence="PERSIST"),
                     cmd({"type": "turn_in_play", "market": "1.1"}),
                     place("alice", "BACK", "3", "5")])
-        import time
-
-        deadline = time.monotonic() + 10
-        while not any('"trade"' in ln for ln in output_lines(client)):
-            assert time.monotonic() < deadline, "the delayed order never reached the book"
-            time.sleep(0.05)
+        wait_until(lambda: any('"trade"' in ln for ln in output_lines(client)),
+                   "the delayed order never reached the book", pause=0.05)
         wait_caught_up(client)
     rows = raw(client).xrange(K.input)
     kinds = [msgpack.unpackb(dict(zip(f[::2], f[1::2]))[b"c"])["type"] for _, f in rows]
@@ -270,12 +262,8 @@ def test_snapshot_on_request_is_taken_in_the_background(redis_server) -> None:  
         assert stored is not None
         ex = Exchange.restore(stored[1])
         assert ex.last_seq == 3000 and ex.state_hash() == stored[0].hash
-        import time
-
-        deadline = time.monotonic() + 10
-        while m.progress.snapshot_seq != 3000:  # the matcher reaps its child
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(lambda: m.progress.snapshot_seq == 3000,  # the matcher reaps its child
+                   "the matcher never recorded its snapshot at 3000", pause=0.05)
     assert replay(client, source="3000", verify=True).verified
 
 
