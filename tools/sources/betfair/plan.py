@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exchange.units import parse_fixed
+from exchange.units import lay_liability, parse_fixed
 
 from .stream import level_pairs, parse_level, sorted_runners
 
@@ -286,7 +286,7 @@ def _exposure_bound(
     """A generous bound, in pence, on any account's worst case: the largest size ever seen
     at each level at its liability (a LAY's is size × (price − 1), a BACK's its size), plus
     all the traded volume at its price."""
-    bound = sum(s * (p - 100) // 100 for (_, p), s in atb_max.items())
+    bound = sum(lay_liability(s, p) for (_, p), s in atb_max.items())
     bound += sum(atl_max.values())
     bound += sum(s * p // 100 for (_, p), s in peak.items())
     return bound
