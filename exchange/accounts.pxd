@@ -2,6 +2,7 @@
 # integers: limits.MAX_POSITION_STAKE keeps each far inside 64 bits (see limits.py). An
 # account's exposure and cover are bounded by limits.MAX_EXPOSURE; its balance, which
 # winnings can grow without bound, stays a Python integer.
+cimport cython
 from exchange.market cimport Market
 
 cdef class Account:
@@ -23,3 +24,9 @@ cdef class Position:
     cdef public long long[::1] mw
     cdef public long long[::1] ml
     cdef public Market market
+
+    cpdef long long reserve(self, str side, Py_ssize_t i, long long price, long long stake)
+    cpdef unreserve(self, str side, Py_ssize_t i, long long price, long long stake)
+
+@cython.locals(w="long long", v="long long", j=Py_ssize_t)
+cpdef long long least(Position pos, long long k)

@@ -26,6 +26,7 @@ arrays of 64-bit integers (C arrays in the compiled core, see accounts.pxd).
 from __future__ import annotations
 
 from array import array
+from importlib.machinery import EXTENSION_SUFFIXES
 from typing import TYPE_CHECKING
 
 from .limits import MAX_EXPOSURE
@@ -33,10 +34,32 @@ from .limits import MAX_EXPOSURE
 if TYPE_CHECKING:
     from .market import Market
 
+_COMPILED = __file__.endswith(tuple(EXTENSION_SUFFIXES))
+"""True when this module runs as the Cython-compiled extension (see setup.py)."""
+
+BACK = "BACK"
+
 
 def cover(balance: int) -> int:
     """How much exposure ``balance`` covers: all of it, up to ``limits.MAX_EXPOSURE``."""
     return balance if balance < MAX_EXPOSURE else MAX_EXPOSURE
+
+
+def least(pos: Position, k: int) -> int:
+    """The sum of the ``k`` smallest values of ``pos.d``: the worst case of a position over
+    every set of ``k`` winners (see ``exchange.accounts``). O(n), O(n log n) for ``k`` > 1."""
+    if k != 1:
+        return sum(sorted(pos.d)[:k])
+    if _COMPILED:
+        # Calling min() costs compiled code more than this loop, which interpreted code
+        # runs far slower than min(). Compiled, ``pos.d[j]`` reads the C array in place.
+        w = pos.d[0]
+        for j in range(1, len(pos.d)):
+            v = pos.d[j]
+            if v < w:
+                w = v
+        return w
+    return min(pos.d)
 
 
 class Account:
@@ -85,18 +108,36 @@ class Position:
     def worst(self) -> int:
         """Worst-case profit over every winner set, unmatched orders at full liability. O(n),
         O(n log n) for markets with more than one winner."""
-        k = self.market.winners
-        if k == 1:
-            return self.sl + min(self.d)
-        return self.sl + sum(sorted(self.d)[:k])
+        return self.sl + least(self, self.market.winners)
 
     def reexpose(self) -> None:
         """Recompute this market's exposure and carry the change into the account. O(n)."""
-        k = self.market.winners
-        worst = self.sl + (min(self.d) if k == 1 else sum(sorted(self.d)[:k]))
+        worst = self.sl + least(self, self.market.winners)
         e = -worst if worst < 0 else 0
         self.acct.exposure += e - self.exp
         self.exp = e
+
+    def reserve(self, side: str, i: int, price: int, stake: int) -> int:
+        """Count a new unmatched order on runner ``i`` at full liability; return the market
+        exposure the position would then have (``exp`` is left for the caller to commit, or
+        to undo with ``unreserve``). The engine's hot paths inline the same arithmetic. O(n).
+        """
+        if side == BACK:
+            self.sl -= stake
+            self.d[i] += stake
+        else:
+            self.d[i] -= stake * (price - 100) // 100
+        worst = self.sl + least(self, self.market.winners)
+        return -worst if worst < 0 else 0
+
+    def unreserve(self, side: str, i: int, price: int, stake: int) -> None:
+        """Take ``stake`` of an unmatched order on runner ``i`` off the position: the inverse
+        of ``reserve`` (the exposure is left as it was, for the caller). O(1)."""
+        if side == BACK:
+            self.sl += stake
+            self.d[i] -= stake
+        else:
+            self.d[i] += stake * (price - 100) // 100
 
     def matched_pnl(self, winners: list[int]) -> int:
         """Profit and loss of the matched bets when ``winners`` (runner indices) win."""

@@ -34,6 +34,7 @@ from .events import (
     MALFORMED,
 )
 from .limits import MAX_DELAY_MS, MAX_ID, MAX_INT, MAX_MONEY, MAX_RUNNERS
+from .named import NAMED, Invalid
 from .units import INVALID, TICK, format_money, format_price, format_rate, parse_fixed
 
 REQUIRED: Any = object()
@@ -130,7 +131,7 @@ def _invalid(seq: int, ts: int, obj: Any, kind: Any, reason: str = MALFORMED) ->
         v = get(k)
         return v if _text_ok(v) else None
 
-    return (
+    return Invalid(
         "invalid", seq, ts, kind if type(kind) is str and kind in COMMANDS else None,
         text("account"), text("market"), text("ref"), get("order"), reason,
     )
@@ -226,7 +227,8 @@ _NAMES = {kind: frozenset(f.name for f in spec) | set(ENVELOPE) for kind, spec i
 
 
 def decode(obj: Any, seq: int, ts: int, *, wire: bool = False) -> tuple:
-    """A JSON-form (or, with ``wire``, stream-form) object as a command tuple. Never raises.
+    """A JSON-form (or, with ``wire``, stream-form) object as a command tuple (a named one:
+    ``exchange.named``, but for the stream form's fast paths). Never raises.
 
     This is the one place where outside data becomes a command: every field is checked for
     its kind (text ids of 1 to 64 characters, account ids not starting with "@",
@@ -264,13 +266,14 @@ def decode(obj: Any, seq: int, ts: int, *, wire: bool = False) -> tuple:
             if v is _BAD:
                 return _invalid(seq, ts, obj, kind)
             append(v)
-    return tuple(values)
+    return NAMED[kind]._make(values)
 
 
 # Fast paths for the commands the matcher sees most, in the stream form: the same checks as
 # the generic decoder, unrolled. They return None for anything unusual (an unknown field, a
 # value of the wrong kind), and the generic decoder then gives the precise answer; a test
-# checks that both always agree.
+# checks that both always agree. They build the core's plain tuples, not the named ones
+# (exchange.named): the matcher never reads a command by name.
 
 
 def _fast_place(obj: dict, seq: int, ts: int) -> tuple | None:

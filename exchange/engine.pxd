@@ -4,13 +4,10 @@
 # see accounts.pxd); seqs, ids, times and balances stay Python integers.
 cimport cython
 from exchange.book cimport Order, Level, Pending, Side
-from exchange.accounts cimport Account, Position
+from exchange.accounts cimport Account, Position, least
 from exchange.market cimport Market
 
 cdef long long _STAKE_LIMIT
-
-@cython.locals(w="long long", v="long long", j=Py_ssize_t)
-cdef long long _least(Position pos, long long k)
 
 @cython.locals(o=Order)
 cdef Order _new_order(object id, Position pos, long long remaining, bint persist)
@@ -29,7 +26,7 @@ cdef class Exchange:
     cdef public dict _handlers
 
     @cython.locals(out=list, pending=list, kind=str)
-    cpdef list apply(self, tuple cmd)
+    cpdef list apply(self, object cmd)
 
     @cython.locals(level=Level, side=Side, p="long long", pos=Position,
                    rem="long long", cut="long long", new="long long", x="long long",

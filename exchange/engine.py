@@ -22,43 +22,31 @@ rules and runs unchanged without them (see setup.py).
 
 from __future__ import annotations
 
+from functools import partial
 from heapq import heappop, heappush
 from importlib.machinery import EXTENSION_SUFFIXES
 from typing import Any
 
-from .accounts import Account, Position, cover
+from .accounts import Account, Position, least
 from .book import BACK, LAY, NO_BACK, NO_LAY, Level, Order, Pending, Side
 from .errors import SequenceError
 from .events import (
-    ACCOUNT_SETTLED,
     BELOW_MIN_STAKE,
-    DUPLICATE_MARKET,
     DUPLICATE_REF,
     EXPOSURE_LIMIT,
     FOK,
     FOK_NOT_FILLED,
-    FUNDS_CHANGED,
     INSUFFICIENT_FUNDS,
-    INVALID_AMOUNT,
-    INVALID_MARKET,
     INVALID_PRICE,
     INVALID_STAKE,
-    INVALID_STATUS,
-    INVALID_WINNERS,
     IOC,
-    LAPSE,
-    MARKET_CLOSED,
-    MARKET_CREATED,
     MARKET_NOT_OPEN,
-    MARKET_SETTLED,
-    MARKET_STATUS_CHANGED,
     NOT_OWNER,
     ORDER_ACCEPTED,
     ORDER_CANCELLED,
     ORDER_REJECTED,
     POSITION_LIMIT,
     REPLACE,
-    SUSPENDED,
     TRADE,
     UNKNOWN_MARKET,
     UNKNOWN_ORDER,
@@ -66,17 +54,14 @@ from .events import (
     USER,
     Event,
 )
+from .lifecycle import HANDLERS
 from .limits import (
-    MAX_BALANCE,
-    MAX_DELAY_MS,
     MAX_ID,
     MAX_INT,
     MAX_MONEY,
     MAX_POSITION_STAKE,
-    MAX_RUNNERS,
 )
-from .market import CLOSED, OPEN, SETTLED, VOIDED, Market
-from .market import SUSPENDED as SUSPENDED_STATUS
+from .market import OPEN, Market
 from .units import TICK
 
 GTC = "GTC"
@@ -95,26 +80,9 @@ _COMPILED = __file__.endswith(tuple(EXTENSION_SUFFIXES))
 """True when this module runs as the Cython-compiled extension (see setup.py)."""
 
 
-def _least(pos: Position, k: int) -> int:
-    """The sum of the ``k`` smallest values of ``pos.d``: the worst case of a position over
-    every set of ``k`` winners (see ``exchange.accounts``). O(n), O(n log n) for ``k`` > 1."""
-    if k != 1:
-        return sum(sorted(pos.d)[:k])
-    if _COMPILED:
-        # Calling min() costs compiled code more than this loop, which interpreted code
-        # runs far slower than min(). Compiled, ``pos.d[j]`` reads the C array in place.
-        w = pos.d[0]
-        for j in range(1, len(pos.d)):
-            v = pos.d[j]
-            if v < w:
-                w = v
-        return w
-    return min(pos.d)
-
-
 def _new_order(id: int, pos: Position, remaining: int, persist: bool) -> Order:
     """A new live order, not yet in a level. Compiled, this skips the Python-level call of
-    ``Order.__init__`` and its argument parsing, about 5% of a resting placement."""
+    ``Order.__init__`` and its argument parsing (see the README's core figures)."""
     o = Order.__new__(Order)
     o.id = id
     o.pos = pos
@@ -154,18 +122,28 @@ class Exchange:
         self._orders: dict[int, Order] = {}
         self._refs: dict[tuple[str, str], int] = {}
         self._pending: list[tuple[int, int, Order]] = []
-        # Bound once: a dict of bound methods is the cheapest dispatch for the rarer commands.
-        # The price is a reference cycle (the exchange holds its own methods), so a dropped
+        # Bound once: a dict of bound callables is the cheapest dispatch for the rarer
+        # commands (money and market lifecycle rule in exchange.lifecycle). The price is a
+        # reference cycle (the exchange holds callables bound to itself), so a dropped
         # exchange waits for the cyclic collector; the matcher drops one only when it
         # rebuilds, and collects then.
-        self._handlers = {kind: getattr(self, "_" + kind) for kind in COMMAND_KINDS}
+        self._handlers = {
+            kind: partial(HANDLERS[kind], self) if kind in HANDLERS else getattr(self, "_" + kind)
+            for kind in COMMAND_KINDS
+        }
 
     # ------------------------------------------------------------------ the interface
 
     def apply(self, cmd: Command) -> list[Event]:
         """Apply one decoded command; return the events it caused, in order. O(1) for a
         resting placement or a cancel, O(trades) for a crossing order, O(orders) for a
-        market-wide change (close, in-play turn, settlement)."""
+        market-wide change (close, in-play turn, settlement).
+
+        ``cmd`` is a plain tuple (the stream decoder's fast paths) or a named one
+        (``exchange.named``); the handlers work on the plain form, which the compiled core
+        types exactly."""
+        if type(cmd) is not tuple:
+            cmd = tuple(cmd)
         seq = cmd[1]
         if seq <= self.last_seq:
             raise SequenceError(f"seq {seq!r} does not follow {self.last_seq}")
@@ -302,7 +280,7 @@ class Exchange:
             pos.d[side.ridx] += rem * x // 100 - new * x // 100
         # pos.reexpose(), inline: this is the cancel hot path
         k = pos.market.winners
-        worst = pos.sl + _least(pos, k)
+        worst = pos.sl + least(pos, k)
         e = -worst if worst < 0 else 0
         acct = pos.acct
         if e != pos.exp:
@@ -340,31 +318,10 @@ class Exchange:
                 return True
         return False
 
-    def _reserve(self, pos: Position, side: str, i: int, price: int, stake: int) -> int:
-        """Count a new unmatched order at full liability; return the market exposure it would
-        bring (the position's ``exp`` is left for the caller to commit or ``_unreserve``)."""
-        if side == BACK:
-            pos.sl -= stake
-            pos.d[i] += stake
-        else:
-            pos.d[i] -= stake * (price - 100) // 100
-        k = pos.market.winners
-        worst = pos.sl + _least(pos, k)
-        return -worst if worst < 0 else 0
-
     @staticmethod
     def _short(acct: Account, exposure: int) -> str:
         """Why ``exposure`` is more than the account's cover: its balance, or the limit."""
         return INSUFFICIENT_FUNDS if acct.balance < exposure else EXPOSURE_LIMIT
-
-    @staticmethod
-    def _unreserve(pos: Position, side: str, i: int, price: int, stake: int) -> None:
-        """Undo ``_reserve``."""
-        if side == BACK:
-            pos.sl += stake
-            pos.d[i] -= stake
-        else:
-            pos.d[i] += stake * (price - 100) // 100
 
     # ------------------------------------------------------------------ orders
 
@@ -425,16 +382,16 @@ class Exchange:
             opp = m.backs[i]
             crosses = opp.best <= p
         k = m.winners
-        worst = sl + _least(pos, k)
+        worst = sl + least(pos, k)
         e = -worst if worst < 0 else 0
         exposure = acct.exposure + (e - pos.exp)
         if exposure > acct.cover:
-            self._unreserve(pos, side, i, price, stake)
+            pos.unreserve(side, i, price, stake)
             return self._reject(out, seq, "place", self._short(acct, exposure), account,
                                 market_id, ref)
         delayed = m.delay and m.in_play
         if tif == "FOK" and not delayed and not self._fillable(opp, price, stake):
-            self._unreserve(pos, side, i, price, stake)
+            pos.unreserve(side, i, price, stake)
             return self._reject(out, seq, "place", FOK_NOT_FILLED, account, market_id, ref)
         if fresh:
             acct.positions[market_id] = pos
@@ -519,11 +476,7 @@ class Exchange:
         # IOC (or a FOK that was fillable but met a book that changed: cannot happen within
         # one command, kept for safety): release what is left.
         pos = o.pos
-        if side == BACK:
-            pos.sl += qty
-            pos.d[i] -= qty
-        else:
-            pos.d[i] += qty * (price - 100) // 100
+        pos.unreserve(side, i, price, qty)
         pos.reexpose()
         pos.staked -= qty
         o.remaining = 0
@@ -588,13 +541,13 @@ class Exchange:
                 lpos.ml[i] += size
                 bpos.traded = lpos.traded = True
                 # bpos.reexpose() and lpos.reexpose(), inline: once per trade
-                worst = bpos.sl + _least(bpos, k)
+                worst = bpos.sl + least(bpos, k)
                 e = -worst if worst < 0 else 0
                 if e != bpos.exp:
                     bpos.acct.exposure += e - bpos.exp
                     bpos.exp = e
                 if lpos is not bpos:
-                    worst = lpos.sl + _least(lpos, k)
+                    worst = lpos.sl + least(lpos, k)
                     e = -worst if worst < 0 else 0
                     if e != lpos.exp:
                         lpos.acct.exposure += e - lpos.exp
@@ -669,11 +622,11 @@ class Exchange:
         acct = pos.acct
         if side == LAY and price > old_price:
             # A dearer lay risks more: check it as if the old order were already gone.
-            self._unreserve(pos, side, i, old_price, rem)
-            e = self._reserve(pos, side, i, price, rem)
+            pos.unreserve(side, i, old_price, rem)
+            e = pos.reserve(side, i, price, rem)
             exposure = acct.exposure - pos.exp + e
-            self._unreserve(pos, side, i, price, rem)
-            self._reserve(pos, side, i, old_price, rem)
+            pos.unreserve(side, i, price, rem)
+            pos.reserve(side, i, old_price, rem)
             if exposure > acct.cover:
                 return self._reject(
                     out, seq, "replace", self._short(acct, exposure), account, m.id, None,
@@ -683,7 +636,7 @@ class Exchange:
         # A resting order is GTC; one still waiting out the bet delay keeps its own tif.
         tif = o.level.tif if type(o.level) is Pending else GTC
         self._cancel_order(seq, o, rem, REPLACE, out)
-        e = self._reserve(pos, side, i, price, rem)
+        e = pos.reserve(side, i, price, rem)
         acct.exposure += e - pos.exp
         pos.exp = e
         pos.staked += rem  # as much as the cancel released: a replace never passes the limit
@@ -696,157 +649,6 @@ class Exchange:
             self._delay(new, own, price, tif, self.now + m.delay)
         else:
             self._execute(seq, new, side, m, i, price, rem, tif, out)
-
-    # ------------------------------------------------------------------ money
-
-    def _deposit(self, cmd: Command, out: list[Event]) -> None:
-        _, seq, ts, account, amount = cmd
-        acct = self._accounts.get(account)
-        balance = acct.balance if acct is not None else 0
-        if amount <= 0 or amount > MAX_MONEY or balance + amount > MAX_BALANCE:
-            return self._reject(out, seq, "deposit", INVALID_AMOUNT, account)
-        if acct is None:
-            acct = self._accounts[account] = Account(account)
-        acct.balance += amount
-        acct.cover = cover(acct.balance)
-        self.net_deposits += amount
-        out.append((FUNDS_CHANGED, seq, account, amount, acct.balance))
-
-    def _withdraw(self, cmd: Command, out: list[Event]) -> None:
-        _, seq, ts, account, amount = cmd
-        if amount <= 0 or amount > MAX_MONEY:
-            return self._reject(out, seq, "withdraw", INVALID_AMOUNT, account)
-        acct = self._accounts.get(account)
-        if acct is None or acct.balance - acct.exposure < amount:
-            return self._reject(out, seq, "withdraw", INSUFFICIENT_FUNDS, account)
-        acct.balance -= amount
-        acct.cover = cover(acct.balance)
-        self.net_deposits -= amount
-        out.append((FUNDS_CHANGED, seq, account, -amount, acct.balance))
-
-    # ------------------------------------------------------------------ markets
-
-    def _create_market(self, cmd: Command, out: list[Event]) -> None:
-        _, seq, ts, market_id, runners, commission, min_stake, winners, delay = cmd
-        if market_id in self._markets:
-            return self._reject(out, seq, "create_market", DUPLICATE_MARKET, None, market_id)
-        n = len(runners)
-        if (
-            not 2 <= n <= MAX_RUNNERS or len(set(runners)) != n
-            or not 0 <= commission <= 10000 or not 0 < min_stake <= MAX_MONEY
-            or not 1 <= winners < n or not 0 <= delay <= MAX_DELAY_MS
-        ):
-            return self._reject(out, seq, "create_market", INVALID_MARKET, None, market_id)
-        runners = list(runners)
-        self._markets[market_id] = Market(market_id, runners, commission, min_stake, winners, delay)
-        out.append((
-            MARKET_CREATED, seq, market_id, runners, commission, min_stake, winners, delay,
-        ))
-
-    def _market_status(self, cmd: Command, out: list[Event]) -> None:
-        _, seq, ts, market_id, status = cmd
-        m = self._markets.get(market_id)
-        if m is None:
-            return self._reject(out, seq, "market_status", UNKNOWN_MARKET, None, market_id)
-        if status == m.status:
-            return  # already so: nothing happens, nothing to report
-        if m.status == CLOSED or m.settled:
-            return self._reject(out, seq, "market_status", INVALID_STATUS, None, market_id)
-        m.status = status
-        out.append((MARKET_STATUS_CHANGED, seq, market_id, status, m.in_play))
-        if status == SUSPENDED_STATUS:
-            self._cancel_pending(seq, m, SUSPENDED, out)
-        elif status == CLOSED:
-            self._cancel_all(seq, m, MARKET_CLOSED, out)
-
-    def _turn_in_play(self, cmd: Command, out: list[Event]) -> None:
-        _, seq, ts, market_id = cmd
-        m = self._markets.get(market_id)
-        if m is None:
-            return self._reject(out, seq, "turn_in_play", UNKNOWN_MARKET, None, market_id)
-        if m.in_play or m.status == CLOSED or m.settled:
-            return self._reject(out, seq, "turn_in_play", INVALID_STATUS, None, market_id)
-        m.in_play = True
-        out.append((MARKET_STATUS_CHANGED, seq, market_id, m.status, True))
-        for side in m.sides():
-            for p in side.prices():
-                for o in side.levels[p].orders():
-                    if not o.persist:
-                        self._cancel_order(seq, o, o.remaining, LAPSE, out)
-
-    def _cancel_pending(self, seq: int, m: Market, reason: str, out: list[Event]) -> None:
-        """Cancel the market's orders that are waiting out the bet delay, earliest first."""
-        for _, _, o in sorted(self._pending):
-            if o.remaining and o.level.side.market is m:
-                self._cancel_order(seq, o, o.remaining, reason, out)
-
-    def _cancel_all(self, seq: int, m: Market, reason: str, out: list[Event]) -> None:
-        """Cancel every unmatched order of the market: runner by runner, BACK then LAY, best
-        price first, first in first out; then those waiting out the bet delay."""
-        for side in m.sides():
-            for p in side.prices():
-                for o in side.levels[p].orders():
-                    self._cancel_order(seq, o, o.remaining, reason, out)
-        self._cancel_pending(seq, m, reason, out)
-
-    def _close_for_settlement(self, seq: int, m: Market, out: list[Event]) -> None:
-        if m.status != CLOSED:
-            m.status = CLOSED
-            out.append((MARKET_STATUS_CHANGED, seq, m.id, CLOSED, m.in_play))
-            self._cancel_all(seq, m, MARKET_CLOSED, out)
-
-    def _settle(self, cmd: Command, out: list[Event]) -> None:
-        _, seq, ts, market_id, winners = cmd
-        m = self._markets.get(market_id)
-        if m is None:
-            return self._reject(out, seq, "settle", UNKNOWN_MARKET, None, market_id)
-        if m.settled:
-            return self._reject(out, seq, "settle", INVALID_STATUS, None, market_id)
-        index = m.index
-        if any(r not in index for r in winners):
-            return self._reject(out, seq, "settle", UNKNOWN_RUNNER, None, market_id)
-        # Exactly the market's number of winners: risk is the worst case over every set of
-        # that many winners, so fewer could lose an account more than it had to cover.
-        if len(winners) != m.winners or len(set(winners)) != len(winners):
-            return self._reject(out, seq, "settle", INVALID_WINNERS, None, market_id)
-        self._close_for_settlement(seq, m, out)
-        self._pay_out(seq, m, list(winners), [index[r] for r in winners], out)
-
-    def _void(self, cmd: Command, out: list[Event]) -> None:
-        _, seq, ts, market_id = cmd
-        m = self._markets.get(market_id)
-        if m is None:
-            return self._reject(out, seq, "void", UNKNOWN_MARKET, None, market_id)
-        if m.settled:
-            return self._reject(out, seq, "void", INVALID_STATUS, None, market_id)
-        self._close_for_settlement(seq, m, out)
-        self._pay_out(seq, m, [], None, out)
-
-    def _pay_out(
-        self, seq: int, m: Market, winners: list[int], idx: list[int] | None, out: list[Event]
-    ) -> None:
-        """Settle a closed market: pay every matched position (nothing if ``idx`` is None: a
-        void), charge commission on each account's net winnings in the market, release the
-        exposure, and report per account that traded, in order of first order placed."""
-        rate = m.commission
-        settled = []
-        total = 0
-        for account, pos in m.positions.items():
-            acct = pos.acct
-            pnl = pos.matched_pnl(idx) if idx is not None and pos.traded else 0
-            commission = pnl * rate // 10000 if pnl > 0 else 0
-            total += commission
-            acct.balance += pnl - commission
-            acct.cover = cover(acct.balance)
-            acct.exposure -= pos.exp
-            del acct.positions[m.id]
-            if pos.traded:
-                settled.append((ACCOUNT_SETTLED, seq, account, m.id, pnl, commission, acct.balance))
-        self.house += total
-        m.status = SETTLED if idx is not None else VOIDED
-        m.positions = {}
-        out.append((MARKET_SETTLED, seq, m.id, winners, idx is None, total))
-        out.extend(settled)
 
     # ------------------------------------------------------------------ the rest
 

@@ -43,11 +43,13 @@ class Submitted:
                 self.duplicates += 1
 
 
-def dedup_key(cmd: tuple) -> str:
-    """The (account, ref) key of a ``place`` with a client ref, else ""."""
-    if cmd[0] == "place" and cmd[11] is not None:
-        return f"{cmd[3]}\x00{cmd[11]}"
-    return ""
+def dedup_key(wire: dict) -> str:
+    """The (account, ref) key of a ``place`` with a client ref, else "", from the command's
+    stream form (``exchange.commands.to_wire``)."""
+    ref = wire.get("ref")
+    if ref is None or wire["type"] != "place":
+        return ""
+    return f"{wire['account']}\x00{ref}"
 
 
 class Sequencer:
@@ -69,8 +71,9 @@ class Sequencer:
         args: list[object] = [len(cmds)]
         pack = self._pack
         for cmd in cmds:
-            args.append(dedup_key(cmd))
-            args.append(pack(to_wire(cmd)))
+            wire = to_wire(cmd)
+            args.append(dedup_key(wire))
+            args.append(pack(wire))
         return [k.input, k.refs, k.clock, k.batch(batch)], args
 
     def submit_batch(self, cmds: list[tuple]) -> list[int]:

@@ -31,6 +31,7 @@ from exchange import Exchange, decode, problem
 from exchange.codec import dumps_line, json_event, wire_event
 from exchange.commands import COMMANDS, to_json, to_wire
 from exchange.limits import MAX_BALANCE, MAX_MONEY
+from exchange.named import NAMED
 from tools.simulate import envelope_ts
 from tools.sources.commandfile import read_commands
 from tools.sources.workload import core_workload
@@ -583,7 +584,8 @@ def apply_fuzzed(ex: Exchange, obj: Any) -> None:
     for wire in (False, True):
         seq = ex.last_seq + 1
         cmd = decode(obj, seq, ex.now + 7, wire=wire)
-        assert type(cmd) is tuple and cmd[1] == seq
+        # a plain tuple (the stream's fast paths) or the command type's named tuple
+        assert type(cmd) in (tuple, NAMED[cmd[0]]) and cmd[1] == seq
         events = ex.apply(cmd)
         if cmd[0] == "invalid":
             assert len(events) == 1 and events[0][0] == "order_rejected", events

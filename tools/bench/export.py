@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from exchange.named import named
 from journal.wire import Entry
 from tools.services.export.parquet import ParquetSink
 from tools.services.export.tables import TABLES
@@ -40,9 +41,10 @@ def bench_export(commands: int = 1_000_000, *, runs: int = 3, seed: int = 1) -> 
             events = 0
             pipe = client.pipeline(transaction=False)
             for i, cmd in enumerate(cmds, 1):
-                out = ex.apply(cmd[:1] + (i,) + cmd[2:])
+                cmd = named(cmd)._replace(seq=i)
+                out = ex.apply(cmd)
                 events += len(out)
-                pipe.xadd(keys.output, {"ts": cmd[2], "e": encode_events(out)}, id=f"{i}-0")
+                pipe.xadd(keys.output, {"ts": cmd.ts, "e": encode_events(out)}, id=f"{i}-0")
                 if i % 1000 == 0:
                     pipe.execute()
             pipe.execute()
@@ -81,7 +83,8 @@ def synthetic_entries(events: int, *, seed: int = 1) -> list[Entry]:
     count = 0
     for cmd in iter_core_workload(events * 2 + 2000, seed=seed):
         evs = [wire_event(e) for e in ex.apply(cmd)]
-        out.append((cmd[1], cmd[2], evs))
+        _, seq, ts = cmd[:3]
+        out.append((seq, ts, evs))
         count += len(evs)
         if count >= events:
             break

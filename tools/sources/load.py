@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from exchange.named import named
 from journal.sequencer import Sequencer, Submitted
 
 Command = tuple
@@ -60,7 +61,8 @@ class OrderIds:
     def translate(self, cmd: Command) -> Command:
         kind = cmd[0]
         if kind == "cancel" or kind == "replace":
-            return cmd[:4] + (self.order_id(cmd[4]),) + cmd[5:]
+            named_cmd = named(cmd)
+            return named_cmd._replace(order=self.order_id(named_cmd.order))
         return cmd
 
 
@@ -130,11 +132,11 @@ def send(
             on_batch(report)
 
     for cmd in commands:
-        kind = cmd[0]
+        kind, seq, ts = cmd[0], cmd[1], cmd[2]
         if kind == "heartbeat":
             continue
         if kind == "cancel" or kind == "replace":
-            target = cmd[4]
+            target = named(cmd).order
             if target in skipped:
                 report.dropped += 1
                 continue
@@ -146,8 +148,8 @@ def send(
                 pass  # names an order never placed: sent as it is, the core will say so
         if speed is not None:
             if first_ts is None:
-                first_ts = cmd[2]
-            due = start + (cmd[2] - first_ts) / 1000 / speed
+                first_ts = ts
+            due = start + (ts - first_ts) / 1000 / speed
             wait = due - time.perf_counter()
             if wait > 0.002:
                 flush()
@@ -159,8 +161,8 @@ def send(
                 flush()
                 time.sleep(max(due - time.perf_counter(), 0))
         pending.append(cmd)
-        generated.append(cmd[1])
-        in_batch.add(cmd[1])
+        generated.append(seq)
+        in_batch.add(seq)
         report.sent += 1
         report.by_type[kind] = report.by_type.get(kind, 0) + 1
         if len(pending) >= batch:
@@ -175,5 +177,6 @@ def scale_delays(commands: Iterable[Command], factor: float) -> Iterable[Command
     replay a stream faster than it happened while keeping the delay's share of the flow)."""
     for cmd in commands:
         if cmd[0] == "create_market" and factor != 1:
-            cmd = cmd[:8] + (max(int(cmd[8] / factor), 0),)
+            market = named(cmd)
+            cmd = market._replace(bet_delay_ms=max(int(market.bet_delay_ms / factor), 0))
         yield cmd
