@@ -25,6 +25,7 @@ cdef class Position:
     cdef public long long[::1] ml
     cdef public Market market
 
+    cpdef hold(self, str side, Py_ssize_t i, long long price, long long stake)
     cpdef long long reserve(self, str side, Py_ssize_t i, long long price, long long stake)
     cpdef unreserve(self, str side, Py_ssize_t i, long long price, long long stake)
 

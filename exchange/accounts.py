@@ -117,22 +117,27 @@ class Position:
         self.acct.exposure += e - self.exp
         self.exp = e
 
-    def reserve(self, side: str, i: int, price: int, stake: int) -> int:
-        """Count a new unmatched order on runner ``i`` at full liability; return the market
-        exposure the position would then have (``exp`` is left for the caller to commit, or
-        to undo with ``unreserve``). The engine's hot paths inline the same arithmetic. O(n).
-        """
+    def hold(self, side: str, i: int, price: int, stake: int) -> None:
+        """Count an unmatched order's ``stake`` on runner ``i`` at full liability (a back
+        risks its stake, a lay ``units.lay_liability``); the exposure is left as it was. The
+        engine's hot paths inline the same arithmetic. O(1)."""
         if side == BACK:
             self.sl -= stake
             self.d[i] += stake
         else:
             self.d[i] -= stake * (price - 100) // 100
+
+    def reserve(self, side: str, i: int, price: int, stake: int) -> int:
+        """``hold`` a new unmatched order, and return the market exposure the position would
+        then have (``exp`` is left for the caller to commit, or to undo with ``unreserve``).
+        O(n)."""
+        self.hold(side, i, price, stake)
         worst = self.sl + least(self, self.market.winners)
         return -worst if worst < 0 else 0
 
     def unreserve(self, side: str, i: int, price: int, stake: int) -> None:
         """Take ``stake`` of an unmatched order on runner ``i`` off the position: the inverse
-        of ``reserve`` (the exposure is left as it was, for the caller). O(1)."""
+        of ``hold`` (the exposure is left as it was, for the caller). O(1)."""
         if side == BACK:
             self.sl += stake
             self.d[i] -= stake

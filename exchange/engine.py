@@ -66,7 +66,6 @@ from .units import TICK
 
 GTC = "GTC"
 TIFS = ("GTC", "IOC", "FOK")
-PERSIST = "PERSIST"
 PERSISTENCES = ("LAPSE", "PERSIST")
 SIDES = (BACK, LAY)
 
@@ -108,9 +107,6 @@ class Exchange:
     withdrawals, pence). Money is conserved: the balances plus ``house`` always equal
     ``net_deposits``. Everything else is reached through the query methods.
     """
-
-    HOUSE = "@exchange"
-    """Name of the exchange's own account, which receives commission; "@" names are reserved."""
 
     def __init__(self) -> None:
         self.last_seq = 0

@@ -136,11 +136,6 @@ CANCEL_REASONS: dict[str, str] = {
 """Every cancellation reason with its meaning."""
 
 
-def event_dict(event: Event) -> dict[str, Any]:
-    """An event tuple as a dict keyed by its field names (values unchanged: integers)."""
-    return dict(zip(EVENT_FIELDS[event[0]], event))
-
-
 EVENT_DOCS: dict[str, str] = {
     MARKET_CREATED: "a market exists and is OPEN",
     MARKET_STATUS_CHANGED: "a market's status or in-play flag changed",

@@ -23,7 +23,7 @@ from .accounts import cover
 from .book import BACK, NO_BACK, NO_LAY, Level, Pending
 from .errors import InvariantError
 from .limits import MAX_POSITION_STAKE
-from .units import PRICES
+from .units import PRICES, lay_liability
 
 if TYPE_CHECKING:
     from .engine import Exchange
@@ -47,7 +47,7 @@ def check(ex: Exchange) -> None:
             d[i] += o.remaining
             sl -= o.remaining
         else:
-            d[i] -= o.remaining * (price - 100) // 100
+            d[i] -= lay_liability(o.remaining, price)
         unmatched[id(pos)] = (d, sl, stake + o.remaining)
 
     for m in ex._markets.values():

@@ -63,7 +63,7 @@ def withdraw(ex: Exchange, cmd: Command, out: list[Event]) -> None:
     if amount <= 0 or amount > MAX_MONEY:
         return ex._reject(out, seq, "withdraw", INVALID_AMOUNT, account)
     acct = ex._accounts.get(account)
-    if acct is None or acct.balance - acct.exposure < amount:
+    if acct is None or acct.available < amount:
         return ex._reject(out, seq, "withdraw", INSUFFICIENT_FUNDS, account)
     acct.balance -= amount
     acct.cover = cover(acct.balance)

@@ -15,9 +15,6 @@ CLOSED = "CLOSED"
 SETTLED = "SETTLED"
 VOIDED = "VOIDED"
 
-STATUSES = (OPEN, SUSPENDED, CLOSED)
-"""Statuses a ``market_status`` command may ask for; SETTLED and VOIDED come from settlement."""
-
 
 class Market:
     """A market's definition (runners, commission in basis points, minimum stake in pence,

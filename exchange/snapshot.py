@@ -133,7 +133,7 @@ def _build(state: list[Any]) -> Exchange:
                         lvl.total += remaining
                         lvl.live += 1
                         orders[oid] = o
-                        _count_unmatched(pos, side.side, i, price, remaining)
+                        pos.hold(side.side, i, price, remaining)
     for release, oid, aid, mid, i, side_name, price, tif, remaining, persist in pending:
         m = ex._markets[mid]
         side = (m.backs if side_name == BACK else m.lays)[i]
@@ -141,7 +141,7 @@ def _build(state: list[Any]) -> Exchange:
         o = Order(oid, pos, Pending(side, price, tif, release), remaining, persist)
         orders[oid] = o
         ex._pending.append((release, oid, o))
-        _count_unmatched(pos, side_name, i, price, remaining)
+        pos.hold(side_name, i, price, remaining)
     heapify(ex._pending)
     for m in ex._markets.values():
         for pos in m.positions.values():
@@ -149,11 +149,3 @@ def _build(state: list[Any]) -> Exchange:
     for aid, ref, seq in refs:
         ex._refs[(aid, ref)] = seq
     return ex
-
-
-def _count_unmatched(pos: Position, side: str, i: int, price: int, remaining: int) -> None:
-    if side == BACK:
-        pos.sl -= remaining
-        pos.d[i] += remaining
-    else:
-        pos.d[i] -= remaining * (price - 100) // 100

@@ -41,9 +41,6 @@ PRICES: tuple[int, ...] = tuple(p for lo, hi, step in _BANDS for p in range(lo, 
 TICK: dict[int, int] = {p: i for i, p in enumerate(PRICES)}
 """Ladder index of each valid price; membership is the price check."""
 
-MIN_PRICE = PRICES[0]
-MAX_PRICE = PRICES[-1]
-
 assert len(PRICES) == 350
 
 MAX_DIGITS = 30
@@ -99,24 +96,6 @@ def parse_fixed(value: object, places: int) -> int | None:
     return -scaled if negative else scaled
 
 
-def parse_price(value: object) -> int | None:
-    """Decimal odds to hundredths; None if not a number, INVALID if finer than 0.01.
-
-    Whether the result is on the ladder is the caller's check (``price in TICK``).
-    """
-    return parse_fixed(value, 2)
-
-
-def parse_money(value: object) -> int | None:
-    """Pounds to pence; None if not a number, INVALID if finer than a penny."""
-    return parse_fixed(value, 2)
-
-
-def parse_rate(value: object) -> int | None:
-    """A percentage to basis points; None if not a number, INVALID if finer than 0.01%."""
-    return parse_fixed(value, 2)
-
-
 def format_price(price: int) -> str:
     """Hundredths to the shortest decimal text: 210 -> "2.1", 100000 -> "1000"."""
     sign = "-" if price < 0 else ""
@@ -139,7 +118,8 @@ def format_rate(basis_points: int) -> str:
 
 
 def lay_liability(stake: int, price: int) -> int:
-    """What a layer risks on a backer's stake at a price, in pence, rounded down.
+    """What a layer risks on a backer's stake at a price, in pence, rounded down. The
+    engine's hot paths and ``accounts.Position.hold`` inline the same arithmetic.
 
     It is also the backer's profit if the bet wins: per trade the winner's profit is rounded
     down to the penny and the loser pays exactly that, so no money is ever created or lost.

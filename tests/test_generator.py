@@ -8,8 +8,8 @@ from itertools import islice
 import pytest
 
 from exchange import Exchange
+from exchange.codec import wire_event
 from exchange.commands import decode, problem, to_json, to_wire
-from exchange.events import event_dict
 from tools.sources.load import OrderIds
 from tools.sources.market_day import GeneratorStats, market_day, minimum_commands
 
@@ -42,7 +42,7 @@ class Run:
         ex.check()
 
     def of(self, kind: str) -> list[dict]:
-        return [event_dict(e) for e in self.events if e[0] == kind]
+        return [wire_event(e) for e in self.events if e[0] == kind]
 
 
 @pytest.fixture(scope="module")
