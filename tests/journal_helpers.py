@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import redis
 
 from exchange.codec import dumps_line, json_from_wire
+from exchange.named import named
 from journal.keys import Keys
 from journal.runner import Matcher
 from journal.streams import last_id, parse_id, raw
@@ -87,3 +88,8 @@ def output_lines(client: redis.Redis, keys: Keys | None = None) -> list[str]:
         payload = dict(zip(fields[::2], fields[1::2]))[b"e"]
         lines.extend(dumps_line(json_from_wire(ev)) for ev in decode_events(payload))
     return lines
+
+
+def unnumbered(cmds: list[tuple]) -> list[tuple]:
+    """Commands as a client submits them: seq and ts 0, since the journal gives both."""
+    return [named(c)._replace(seq=0, ts=0) for c in cmds]

@@ -32,7 +32,7 @@ The rules, in the order the checks are made:
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Any
+from typing import Any, NamedTuple
 
 from exchange.limits import (
     MAX_BALANCE,
@@ -87,6 +87,16 @@ class Order:
         return self.remaining > 0 and self.release is not None
 
 
+class Trade(NamedTuple):
+    """A matched bet as the model records it: the back and lay accounts, by name."""
+
+    runner: int
+    price: int
+    size: int
+    back: str
+    lay: str
+
+
 class Market:
     def __init__(self, id, runners, commission, min_stake, winners, delay):
         self.id = id
@@ -98,7 +108,7 @@ class Market:
         self.status = "OPEN"
         self.in_play = False
         self.orders: list[Order] = []  # every accepted order, live or not
-        self.trades: list[tuple] = []  # (runner, price, size, back account, lay account)
+        self.trades: list[Trade] = []
         self.accounts: list[str] = []  # in order of their first accepted order here
 
     @property
@@ -201,7 +211,7 @@ class Model:
                         and o.side == "LAY"]
                 assert not backs or not lays or min(backs) > max(lays), (m.id, r)
             for ws in combinations(m.runners, m.winners):
-                everyone = {a for t in m.trades for a in t[3:]}
+                everyone = {a for t in m.trades for a in (t.back, t.lay)}
                 assert sum(self.outcome(a, m, set(ws), False) for a in everyone) == 0
 
     # ------------------------------------------------------------------ the interface
@@ -262,7 +272,7 @@ class Model:
             o.remaining -= size
             r.remaining -= size
             back, lay = (o, r) if o.side == "BACK" else (r, o)
-            m.trades.append((o.runner, r.price, size, back.account, lay.account))
+            m.trades.append(Trade(o.runner, r.price, size, back.account, lay.account))
             out.append((
                 "trade", seq, f"{seq}-{len(out)}", m.id, o.runner, r.price, size, back.id, lay.id,
                 back.account, lay.account, o.side,
@@ -305,7 +315,7 @@ class Model:
         total = 0
         settled = []
         for a in m.accounts:
-            traded = any(a in t[3:] for t in m.trades)
+            traded = any(a in (t.back, t.lay) for t in m.trades)
             pnl = self.outcome(a, m, set(winners), False) if winners is not None else 0
             commission = pnl * m.commission // 10000 if pnl > 0 else 0
             total += commission

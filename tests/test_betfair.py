@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from exchange import Exchange, decode, problem
+from exchange.codec import wire_event
 from exchange.units import parse_fixed
 from tools.simulate import simulate
 from tools.sources.betfair import (
@@ -150,10 +151,11 @@ def test_replay_matches_the_recording(case: list[str], converted: dict) -> None:
         ts = obj["ts"]
         for e in ex.apply(decode(obj, seq, ts)):
             if e[0] == "trade":
-                key = (e[3], e[4], e[5])
-                matched[key] = matched.get(key, 0) + e[6]
+                t = wire_event(e)
+                key = (t["market"], t["runner"], t["price"])
+                matched[key] = matched.get(key, 0) + t["size"]
                 # every trade is a taker of ours against a liquidity account of ours
-                taker_account = e[9] if e[11] == "BACK" else e[10]
+                taker_account = t["back_account"] if t["taker"] == "BACK" else t["lay_account"]
                 assert taker_account.startswith("taker-"), e
             elif e[0] == "order_rejected":
                 rejected.append((seq, obj, e))
@@ -260,7 +262,8 @@ def test_in_play_trades_wait_out_the_bet_delay(converted: dict) -> None:
     for seq, obj in enumerate(commands, 1):
         for e in ex.apply(decode(obj, seq, obj["ts"])):
             if e[0] == "trade":
-                taker = e[7] if e[11] == "BACK" else e[8]
+                t = wire_event(e)
+                taker = t["back_order"] if t["taker"] == "BACK" else t["lay_order"]
                 delays.append(obj["ts"] - commands[taker - 1]["ts"])
     assert delays and all(d == 0 or d >= 5000 for d in delays)
     assert sum(d >= 5000 for d in delays) > 10_000

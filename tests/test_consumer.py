@@ -12,7 +12,7 @@ from journal.status import status
 from journal.streams import raw
 from tools.sources.workload import core_workload
 
-from .journal_helpers import matcher_thread, wait_caught_up
+from .journal_helpers import matcher_thread, unnumbered, wait_caught_up
 
 K = Keys()
 
@@ -38,7 +38,7 @@ class ListSink:
 
 
 def fill(client, n: int) -> int:  # type: ignore[no-untyped-def]
-    cmds = [c[:1] + (0, 0) + c[3:] for c in core_workload(n, accounts=100)]
+    cmds = unnumbered(core_workload(n, accounts=100))
     with matcher_thread(client, snapshot_every=10**9):
         Sequencer(client).submit(cmds)
         return wait_caught_up(client)

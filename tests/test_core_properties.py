@@ -31,7 +31,7 @@ from exchange import Exchange, decode, problem
 from exchange.codec import dumps_line, json_event, wire_event
 from exchange.commands import COMMANDS, to_json, to_wire
 from exchange.limits import MAX_BALANCE, MAX_MONEY
-from exchange.named import NAMED
+from exchange.named import NAMED, named
 from tools.simulate import envelope_ts
 from tools.sources.commandfile import read_commands
 from tools.sources.workload import core_workload
@@ -215,8 +215,9 @@ class Gen:
     def saw(self, cmd: tuple) -> None:
         """A script's own rough account of what became of a command."""
         if cmd[0] in ("place", "replace"):
-            self.ids.append(cmd[1])
-            self.live[cmd[1]] = cmd[3]
+            cmd = named(cmd)
+            self.ids.append(cmd.seq)
+            self.live[cmd.seq] = cmd.account
 
     def sync(self, model: Model) -> None:
         """The state machine's exact account, from the model."""

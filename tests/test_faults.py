@@ -25,7 +25,7 @@ from journal.streams import last_id, raw
 from tools.sources.workload import core_workload
 
 from .flaky_proxy import FlakyProxy
-from .journal_helpers import submitting, wait_caught_up
+from .journal_helpers import submitting, unnumbered, wait_caught_up
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def workload(n: int, seed: int = 3) -> list[tuple]:
-    return [c[:1] + (0, 0) + c[3:] for c in core_workload(n, seed=seed, accounts=200)]
+    return unnumbered(core_workload(n, seed=seed, accounts=200))
 
 
 def start_matcher(

@@ -1,4 +1,4 @@
-"""The market-day generator (tools/generator.py): deterministic, consistent, realistic."""
+"""The market-day generator (tools/sources/market_day.py): deterministic, consistent, realistic."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from exchange import Exchange
 from exchange.codec import wire_event
 from exchange.commands import decode, problem, to_json, to_wire
+from exchange.named import named
 from tools.sources.load import OrderIds
 from tools.sources.market_day import GeneratorStats, market_day, minimum_commands
 
@@ -21,21 +22,22 @@ class Run:
 
     def __init__(self, **kw: object) -> None:
         self.stats = GeneratorStats()
-        self.commands = list(market_day(stats=self.stats, **kw))  # type: ignore[arg-type]
+        # commands by name (the generator makes the core's plain tuples)
+        self.commands = [named(c) for c in market_day(stats=self.stats, **kw)]  # type: ignore[arg-type]
         self.ex = Exchange()
         self.events: list[tuple] = []
         self.by_seq: dict[int, list[tuple]] = {}
         self.cancel_targets: list[tuple[str, int, str | None]] = []  # (command, order, owner)
         ex = self.ex
         for n, cmd in enumerate(self.commands, 1):
-            if cmd[0] in ("cancel", "replace"):
-                o = ex.order(cmd[4])
+            if cmd.type in ("cancel", "replace"):
+                o = ex.order(cmd.order)
                 owner = o.pos.acct.id if o is not None else None
-                self.cancel_targets.append((cmd[0], cmd[4], owner))
+                self.cancel_targets.append((cmd.type, cmd.order, owner))
                 if o is not None:
-                    assert owner == cmd[3], f"{cmd} names an order of {owner}"
+                    assert owner == cmd.account, f"{cmd} names an order of {owner}"
             out = ex.apply(cmd)
-            self.by_seq[cmd[1]] = out
+            self.by_seq[cmd.seq] = out
             self.events.extend(out)
             if n % 2500 == 0:
                 ex.check()
@@ -61,8 +63,8 @@ def test_same_seed_same_stream_other_seed_other_stream() -> None:
 def test_exact_size_dense_seqs_and_a_clock_that_never_goes_back(day: Run) -> None:
     cmds = day.commands
     assert len(cmds) == N
-    assert [c[1] for c in cmds] == list(range(1, N + 1))
-    assert all(a[2] <= b[2] for a, b in zip(cmds, cmds[1:]))
+    assert [c.seq for c in cmds] == list(range(1, N + 1))
+    assert all(a.ts <= b.ts for a, b in zip(cmds, cmds[1:]))
     shifted = list(market_day(seed=11, commands=N, seq0=1001, ts0=5))
     assert shifted[0][1] == 1001 and shifted[-1][1] == N + 1000 and shifted[0][2] >= 5
 
@@ -80,8 +82,8 @@ def test_every_command_survives_json_and_the_stream_form(day: Run) -> None:
     for cmd in day.commands:
         obj = to_json(cmd)
         assert problem(obj) is None, (cmd, problem(obj))
-        assert decode(obj, cmd[1], cmd[2]) == cmd
-        assert decode(to_wire(cmd), cmd[1], cmd[2], wire=True) == cmd
+        assert decode(obj, cmd.seq, cmd.ts) == cmd
+        assert decode(to_wire(cmd), cmd.seq, cmd.ts, wire=True) == cmd
 
 
 def test_money_is_conserved_and_every_market_is_settled_or_voided(day: Run) -> None:
@@ -89,9 +91,11 @@ def test_money_is_conserved_and_every_market_is_settled_or_voided(day: Run) -> N
     assert {m.status for m in ex.markets()} <= {"SETTLED", "VOIDED"}
     assert [m.status for m in ex.markets()].count("SETTLED") >= 3
     assert ex.live_orders == 0
-    flows = sum(c[4] for c in day.commands if c[0] == "deposit")
+    flows = sum(c.amount for c in day.commands if c.type == "deposit")
     rejected_out = {e[1] for e in day.events if e[0] == "order_rejected"}
-    flows -= sum(c[4] for c in day.commands if c[0] == "withdraw" and c[1] not in rejected_out)
+    flows -= sum(
+        c.amount for c in day.commands if c.type == "withdraw" and c.seq not in rejected_out
+    )
     assert ex.net_deposits == flows
     assert sum(a.balance for a in ex.accounts()) + ex.house == flows
     assert all(a.exposure == 0 for a in ex.accounts())
@@ -115,65 +119,66 @@ def test_cancels_name_live_orders_of_their_owner(day: Run) -> None:
     assert len(targets) > 0.15 * N
     kinds = Counter(k for k, _, _ in targets)
     assert kinds["replace"] > 0.02 * N
-    stale = [t for t in targets if t[2] is None]  # deliberate: an order that just went
+    stale = [t for t in targets if t[2] is None]  # no owner: an order that just went
     assert len(stale) < 0.01 * len(targets)
-    reduces = [c for c in day.commands if c[0] == "cancel" and c[5] is not None]
+    reduces = [c for c in day.commands if c.type == "cancel" and c.reduce is not None]
     assert len(reduces) > 0.01 * N
     partial = [e for e in day.of("order_cancelled") if e["reason"] == "USER" and e["remaining"]]
     assert partial, "no partial cancel left something resting"
 
 
 def test_order_mix(day: Run) -> None:
-    places = [c for c in day.commands if c[0] == "place"]
+    places = [c for c in day.commands if c.type == "place"]
     assert len(places) > 0.4 * N
-    mix = Counter(c[9] for c in places)
+    mix = Counter(c.tif for c in places)
     assert mix["GTC"] > mix["IOC"] > mix["FOK"] > 0
-    sides = Counter(c[6] for c in places)
+    sides = Counter(c.side for c in places)
     assert 0.35 < sides["BACK"] / len(places) < 0.65
-    assert 0.1 < Counter(c[10] for c in places)["PERSIST"] / len(places) < 0.5
-    refs = [c for c in places if c[11] is not None]
+    assert 0.1 < Counter(c.persistence for c in places)["PERSIST"] / len(places) < 0.5
+    refs = [c for c in places if c.ref is not None]
     assert 0.02 * len(places) < len(refs) < 0.2 * len(places)
-    assert len({(c[3], c[11]) for c in refs}) == len(refs)
-    stakes = sorted(c[8] for c in places)
+    assert len({(c.account, c.ref) for c in refs}) == len(refs)
+    stakes = sorted(c.stake for c in places)
     assert stakes[len(stakes) // 2] < 2000  # most are small...
     assert stakes[-1] > 50 * stakes[len(stakes) // 2]  # ...a few are large
-    assert all(type(c[8]) is int and type(c[7]) is int for c in places)
+    assert all(type(c.stake) is int and type(c.price) is int for c in places)
 
 
 def test_lifecycle_suspensions_in_play_lapses_and_delays(day: Run) -> None:
     cmds = day.commands
-    status = [(c[3], c[4]) for c in cmds if c[0] == "market_status"]
+    status = [(c.market, c.status) for c in cmds if c.type == "market_status"]
     # brief suspensions: suspended, then open again, before the market goes in-play
     reopened = {m for (m, s), (m2, s2) in zip(status, status[1:]) if s == "SUSPENDED"}
     assert any((m, "OPEN") in status for m in reopened)
-    turns = [c for c in cmds if c[0] == "turn_in_play"]
+    turns = [c for c in cmds if c.type == "turn_in_play"]
     assert turns
     lapsed = [e for e in day.of("order_cancelled") if e["reason"] == "LAPSE"]
     assert len(lapsed) > 10
     # in-play orders wait out the bet delay, then reach the book (trading there)
-    delay = {c[3]: c[8] for c in cmds if c[0] == "create_market"}
-    turned_at = {c[3]: c[1] for c in turns}
-    ts = {c[1]: c[2] for c in cmds}
+    delay = {c.market: c.bet_delay_ms for c in cmds if c.type == "create_market"}
+    turned_at = {c.market: c.seq for c in turns}
+    ts = {c.seq: c.ts for c in cmds}
     placed = {
-        c[1]: c for c in cmds
-        if c[0] == "place" and c[4] in turned_at and c[1] > turned_at[c[4]]
-        and not day.by_seq[c[1]][0][0] == "order_rejected"
+        c.seq: c for c in cmds
+        if c.type == "place" and c.market in turned_at and c.seq > turned_at[c.market]
+        and not day.by_seq[c.seq][0][0] == "order_rejected"
     }
     released = 0
     for seq, out in day.by_seq.items():
         for e in out:
             if e[0] == "trade":
-                taker = e[7] if e[11] == "BACK" else e[8]
+                trade = wire_event(e)
+                taker = trade["back_order"] if trade["taker"] == "BACK" else trade["lay_order"]
                 if taker in placed and seq > taker:
                     c = placed[taker]
-                    assert ts[seq] >= c[2] + delay[c[4]]
+                    assert ts[seq] >= c.ts + delay[c.market]
                     released += 1
     assert released > 20
-    assert any(c[0] == "heartbeat" for c in cmds)
+    assert any(c.type == "heartbeat" for c in cmds)
 
 
 def test_results_follow_the_race(day: Run) -> None:
-    settled = {c[3]: c[4] for c in day.commands if c[0] == "settle"}
+    settled = {c.market: c.winners for c in day.commands if c.type == "settle"}
     markets = {m.id: m for m in day.stats.markets}
     for mid, winners in settled.items():
         assert len(winners) == markets[mid].winners
@@ -192,7 +197,7 @@ def test_results_follow_the_race(day: Run) -> None:
 def test_stats_agree_with_the_events(day: Run) -> None:
     st = day.stats
     assert st.total == N
-    assert st.commands == dict(Counter(c[0] for c in day.commands))
+    assert st.commands == dict(Counter(c.type for c in day.commands))
     assert st.events == dict(Counter(e[0] for e in day.events))
     assert st.trades == len(day.of("trade"))
     assert st.rejections == dict(Counter(r["reason"] for r in day.of("order_rejected")))

@@ -7,6 +7,7 @@ import pytest
 
 from exchange import Exchange, SnapshotError
 from exchange.commands import decode
+from exchange.named import named
 from journal.keys import Keys
 from journal.replay import replay
 from journal.scripts import script
@@ -17,7 +18,7 @@ from journal.streams import last_id, parse_id, raw
 from journal.wire import decode_events
 from tools.sources.workload import core_workload
 
-from .journal_helpers import matcher_thread, output_lines, wait_caught_up, wait_until
+from .journal_helpers import matcher_thread, output_lines, unnumbered, wait_caught_up, wait_until
 
 K = Keys()
 
@@ -179,7 +180,7 @@ def test_heartbeat_releases_delayed_orders_and_replays_the_same(redis_server) ->
 
 def test_snapshots_recovery_and_verified_replay(redis_server) -> None:  # type: ignore[no-untyped-def]
     client = redis_server.client()
-    cmds = [c[:1] + (0, 0) + c[3:] for c in core_workload(6000)]
+    cmds = unnumbered(core_workload(6000))
     seq = Sequencer(client)
     with matcher_thread(client, snapshot_every=2500, batch=500):
         seq.submit(cmds[:4000])
@@ -192,7 +193,7 @@ def test_snapshots_recovery_and_verified_replay(redis_server) -> None:  # type: 
         assert m.progress.snapshot_seq == 4000
     expected = Exchange()
     for i, c in enumerate(cmds, 1):
-        expected.apply(c[:1] + (i, 0) + c[3:])
+        expected.apply(named(c)._replace(seq=i, ts=0))
     full = replay(client, source="none", verify=True)
     part = replay(client, source=str(snaps[1]), verify=True)
     assert full.verified and part.verified
@@ -243,7 +244,7 @@ def test_output_payload_is_the_events_as_maps() -> None:
 
     ex = Exchange()
     for i, c in enumerate(core_workload(3000), 1):
-        events = ex.apply(c[:1] + (i, 0) + c[3:])
+        events = ex.apply(named(c)._replace(seq=i, ts=0))
         payload = encode_events(events)
         assert payload == msgpack.packb([wire_event(e) for e in events])
         assert decode_events(payload) == [wire_event(e) for e in events]
@@ -254,7 +255,7 @@ def test_snapshot_on_request_is_taken_in_the_background(redis_server) -> None:  
 
     client = redis_server.client()
     with matcher_thread(client, snapshot_every=10**9) as m:
-        Sequencer(client).submit([c[:1] + (0, 0) + c[3:] for c in core_workload(3000)])
+        Sequencer(client).submit(unnumbered(core_workload(3000)))
         wait_caught_up(client)
         seq = request_snapshot(client, timeout=30)
         assert seq == 3000
@@ -272,10 +273,10 @@ def saved_at_1000_then_2000_applied(store: SnapshotStore) -> tuple[Exchange, Sna
     ex = Exchange()
     cmds = core_workload(2000)
     for i, c in enumerate(cmds[:1000], 1):
-        ex.apply(c[:1] + (i, 0) + c[3:])
+        ex.apply(named(c)._replace(seq=i, ts=0))
     older = store.save(1000, ex.snapshot())
     for i, c in enumerate(cmds[1000:], 1001):
-        ex.apply(c[:1] + (i, 0) + c[3:])
+        ex.apply(named(c)._replace(seq=i, ts=0))
     return ex, older
 
 

@@ -24,6 +24,7 @@ from nbclient import NotebookClient
 
 from exchange import Exchange
 from exchange.codec import wire_event
+from exchange.named import named
 from tools.services.export.parquet import ParquetSink
 from tools.sources.market_day import market_day
 
@@ -62,7 +63,8 @@ def export_day(folder: Path, *, stop_at_settlement: bool = False) -> dict[str, i
                 elif kind == "account_settled":
                     totals["commission"] += e["commission"]
                     totals["settlement_rows"] += 1
-            entries.append((cmd[1], cmd[2], events))  # (seq, ts, events)
+            cmd = named(cmd)
+            entries.append((cmd.seq, cmd.ts, events))
             if len(entries) == BATCH:
                 sink.write(entries)
                 entries = []

@@ -24,6 +24,7 @@ from exchange import Exchange, decode
 from exchange.codec import wire_event
 from exchange.errors import SinkError
 from exchange.events import EVENT_FIELDS
+from exchange.named import named
 from journal.wire import Entry
 from tools.bench.export import bench_parquet
 from tools.services.export import parquet as P
@@ -83,8 +84,8 @@ def stream(n: int = 1500, step_ms: int = 150_000) -> list[Entry]:
     out = []
     for i, cmd in enumerate(cmds):
         ts = T0 + i * step_ms
-        cmd = cmd[:2] + (ts,) + cmd[3:]
-        out.append((cmd[1], ts, [_norm(wire_event(e)) for e in ex.apply(cmd)]))
+        cmd = named(cmd)._replace(ts=ts)
+        out.append((cmd.seq, ts, [_norm(wire_event(e)) for e in ex.apply(cmd)]))
     return out
 
 

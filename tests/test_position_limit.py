@@ -10,10 +10,17 @@ import msgpack  # type: ignore[import-untyped]
 import pytest
 
 from exchange import Exchange, SnapshotError
+from exchange.codec import wire_event
 from exchange.invariants import InvariantError
 from exchange.limits import MAX_BALANCE, MAX_EXPOSURE, MAX_MONEY, MAX_POSITION_STAKE
+from exchange.named import named
 
 from .model import Model
+
+
+def numbered(bodies: list[tuple]) -> list:
+    """Command bodies (type, then the fields) as named commands, seq from 1, a ms apart."""
+    return [named((b[0], seq, 1_000 + seq) + b[1:]) for seq, b in enumerate(bodies, 1)]
 
 PAIRS = MAX_POSITION_STAKE // (2 * MAX_MONEY) - 1
 """Self-matched pairs of the largest stake that leave exactly 2 * MAX_MONEY below the limit."""
@@ -55,7 +62,7 @@ def limit_commands() -> list[tuple]:
         ("settle", "m", (1,)),
         ("place", "alice", "n", 2, "BACK", 300, 100, "GTC", "LAPSE", None),
     ]
-    return [(b[0], seq, 1_000 + seq) + b[1:] for seq, b in enumerate(body, 1)]
+    return numbered(body)
 
 
 def test_limit_is_exact_and_both_cores_agree_with_the_model() -> None:
@@ -67,7 +74,7 @@ def test_limit_is_exact_and_both_cores_agree_with_the_model() -> None:
         assert events == model.apply(cmd), cmd
         for e in events:
             if e[0] == "order_rejected":
-                reasons[cmd[1]] = e[-1]
+                reasons[cmd.seq] = wire_event(e)["reason"]
     ex.check()
     model.check()
     first = 5 + 2 * PAIRS + 1
@@ -157,9 +164,9 @@ def exposure_commands() -> list[tuple]:
         # bob has 1e12 left: for him, funds run out first
         ("place", "bob", "n", 1, "LAY", top, MAX_MONEY, "GTC", "LAPSE", None),
     ]
-    cmds = [(b[0], seq, 1_000 + seq) + b[1:] for seq, b in enumerate(body, 1)]
-    small_lay = cmds[-5][1]  # the order the replaces are of
-    return [c[:4] + (small_lay,) + c[5:] if c[0] == "replace" else c for c in cmds]
+    cmds = numbered(body)
+    small_lay = cmds[-5].seq  # the order the replaces are of
+    return [c._replace(order=small_lay) if c.type == "replace" else c for c in cmds]
 
 
 def test_exposure_limit_holds_however_large_the_balance() -> None:
@@ -172,7 +179,7 @@ def test_exposure_limit_holds_however_large_the_balance() -> None:
         assert events == model.apply(cmd), cmd
         for e in events:
             if e[0] == "order_rejected":
-                reasons[cmd[1]] = e[-1]
+                reasons[cmd.seq] = wire_event(e)["reason"]
         alice = ex.account("alice")
         highest = max(highest, alice.exposure if alice is not None else 0)
     ex.check()

@@ -7,6 +7,7 @@ import random
 
 from exchange import Exchange, decode
 from exchange.codec import wire_event
+from exchange.named import named
 from tools.services.stats import StatsSink, read_view
 from tools.simulate import envelope_ts
 from tools.sources.commandfile import read_commands
@@ -57,14 +58,15 @@ def test_stats_book_matches_the_engine(redis_server) -> None:  # type: ignore[no
             if e["type"] == "trade":
                 key = (e["market"], e["runner"])
                 traded[key] = traded.get(key, 0) + e["size"]
-        pending.append((cmd[1], cmd[2], events))
+        cmd = named(cmd)
+        pending.append((cmd.seq, cmd.ts, events))
         if rng.random() < 0.02 or i >= len(cmds) - 25:  # every command of the delay part
             sink.write(pending)
             pending = []
             if rng.random() < 0.2:
                 sink = StatsSink(client)  # a restart: everything comes back from Redis
             for m in ex.markets():
-                assert sink_book(sink, m.id) == engine_book(ex, m.id), f"after seq {cmd[1]}"
+                assert sink_book(sink, m.id) == engine_book(ex, m.id), f"after seq {cmd.seq}"
             checks += 1
     assert checks > 20
     for (market, runner), volume in traded.items():
