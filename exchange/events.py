@@ -82,6 +82,7 @@ INVALID_STATUS = "INVALID_STATUS"
 INVALID_WINNERS = "INVALID_WINNERS"
 POSITION_LIMIT = "POSITION_LIMIT"
 EXPOSURE_LIMIT = "EXPOSURE_LIMIT"
+BAD_ENTRY = "BAD_ENTRY"
 
 REJECT_REASONS: dict[str, str] = {
     MALFORMED: "not a command: unknown type, a missing field, or a field of the wrong kind",
@@ -111,6 +112,9 @@ REJECT_REASONS: dict[str, str] = {
     "closed market, turning in-play twice, settling twice",
     INVALID_WINNERS: "winners that are repeated, or not as many as the market's number of "
     "winners",
+    BAD_ENTRY: "the journal entry holding this seq is not a valid entry (its count of commands "
+    "is out of range or disagrees with them, or they are not msgpack): nothing in it was "
+    "applied (docs/journal.md)",
 }
 """Every rejection reason with its meaning; the README's reference is generated from this."""
 

@@ -29,7 +29,7 @@ from .collector import collector_paused
 from .keys import Keys
 from .snapshots import SnapshotStore
 from .streams import Row, last_id, parse_id, raw, stream_items
-from .wire import Entry, parse_entry
+from .wire import Assembler, Entry, OutputPiece, entries_of, parse_output
 
 
 class Sink(Protocol):
@@ -92,6 +92,7 @@ class GroupConsumer:
         self.progress = ConsumerProgress(group, self.name)
         self._buffer: list[Entry] = []
         self._ids: list[bytes] = []
+        self._assembler = Assembler()
         self._buffered_events = 0
         self._buffer_since = 0.0
 
@@ -196,9 +197,9 @@ class GroupConsumer:
         reader = _Reader(self, follow)
         try:
             while not self.stopping.is_set():
-                rows, entries = reader.next()
+                rows, pieces = reader.next()
                 if rows:
-                    self._take(rows, entries)
+                    self._take(rows, pieces)
                 if self._due(idle=not rows):
                     self._flush()
                 if self.on_progress is not None:
@@ -213,21 +214,29 @@ class GroupConsumer:
         self._report()
         return self.progress
 
-    def _take(self, rows: list[Row], entries: list[Entry] | None = None) -> None:
-        """Buffer ``rows`` (their ``entries``, if already parsed) for the sink."""
+    def _take(self, rows: list[Row], pieces: list[OutputPiece] | None = None) -> None:
+        """Buffer ``rows`` (their ``pieces``, if already parsed) for the sink, one entry per
+        seq. The pieces of an answer in pieces are buffered (and acknowledged) only once
+        the last one is in."""
         if not rows:
             return
         if not self._buffer:
             self._buffer_since = time.monotonic()
-        if entries is None:
-            entries = [parse_entry(eid, fields) for eid, fields in rows]
-        for (eid, _), entry in zip(rows, entries):
-            if self._buffer and entry[0] <= self._buffer[-1][0]:
-                self._ids.append(eid)  # a foreign id sharing a seq: acknowledged, not kept
+        if pieces is None:
+            pieces = [parse_output(eid, fields) for eid, fields in rows]
+        assembler = self._assembler
+        for piece in pieces:
+            gathered = assembler.ids
+            whole = assembler.feed(piece)
+            if whole is None:
                 continue
-            self._buffer.append(entry)
-            self._ids.append(eid)
-            self._buffered_events += len(entry[2])
+            self._ids.extend(gathered if whole is not piece else ())
+            self._ids.append(piece.id)
+            for entry in entries_of(whole):
+                if self._buffer and entry[0] <= self._buffer[-1][0]:
+                    continue  # a foreign entry sharing a seq: acknowledged, not kept
+                self._buffer.append(entry)
+                self._buffered_events += len(entry[2])
         self.progress.entries += len(rows)
 
     def _due(self, idle: bool) -> bool:
@@ -270,7 +279,7 @@ class _Reader:
         self.thread = threading.Thread(target=self._run, name="exch-reader", daemon=True)
         self.thread.start()
 
-    def next(self) -> tuple[list[Row], list[Entry]]:
+    def next(self) -> tuple[list[Row], list[OutputPiece]]:
         """The next batch as (rows, parsed entries); an empty batch when none came within
         the block time, or when the reader has stopped (the consumer is stopping). Raises
         what the reading thread raised."""
@@ -305,7 +314,7 @@ class _Reader:
                     c.group, c.name, {c.keys.output: ">"}, count=c.batch, block=block
                 )
                 rows = [r for _, rs in stream_items(reply) for r in rs]
-                self._put((rows, [parse_entry(eid, fields) for eid, fields in rows]))
+                self._put((rows, [parse_output(eid, fields) for eid, fields in rows]))
                 if not rows and not self.follow:
                     return
         except BaseException as e:  # handed to the consumer's thread, which raises it
@@ -353,28 +362,30 @@ def plan_compact(client: redis.Redis, keys: Keys | None = None) -> CompactPlan:
     compares the output after it). Nothing below it is needed by anyone."""
     keys = keys or Keys()
     client = raw(client)
-    limits: list[tuple[int, str]] = []
+    limits: list[tuple[tuple[int, int], str]] = []
     try:
         groups = client.xinfo_groups(keys.output)
     except redis.ResponseError:
         groups = []
     for g in groups:
         name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
-        delivered = parse_id(g["last-delivered-id"])[0]
-        oldest = delivered + 1
+        ms, sub = parse_id(g["last-delivered-id"])
+        oldest = (ms, sub + 1)  # the entry after the last delivered one
         if g["pending"]:
             summary = client.xpending(keys.output, name)
             low = summary["min"]
             if low is not None:
-                oldest = min(oldest, parse_id(low)[0])
+                oldest = min(oldest, parse_id(low))
         limits.append((oldest, f"consumer group {name!r}"))
     snaps = SnapshotStore(client, keys).list()
     newest = snaps[0].seq if snaps else 0
-    limits.append((newest + 1, f"the newest snapshot (seq {newest})" if newest else
+    # (the answer to the entry after the snapshot may start with pieces at <seq>-1 and on)
+    limits.append(((newest, 1) if newest else (1, 0),
+                   f"the newest snapshot (seq {newest})" if newest else
                    "no snapshot yet: a replay from scratch verifies against all of it"))
-    low, why = min(limits)
+    (ms, sub), why = min(limits)
     length = int(client.xlen(keys.output)) if client.exists(keys.output) else 0
-    return CompactPlan(trim_below=f"{low}-0", limited_by=why, entries_before=length)
+    return CompactPlan(trim_below=f"{ms}-{sub}", limited_by=why, entries_before=length)
 
 
 def compact(client: redis.Redis, keys: Keys | None = None, *, dry_run: bool = False) -> CompactPlan:

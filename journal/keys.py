@@ -17,13 +17,20 @@ class Keys:
 
     @property
     def input(self) -> str:
-        """The input journal: entry ``<seq>-0`` = fields ``ts`` (ms) and ``c`` (the command)."""
+        """The input journal: entry ``<last seq>-0`` = fields ``ts`` (ms), ``n`` and ``c`` (the
+        commands); without ``n``, one command (layout 1). See docs/journal.md."""
         return self._k("in")
 
     @property
     def output(self) -> str:
-        """The output: entry ``<seq>-0`` = fields ``ts`` and ``e`` (the events of that seq)."""
+        """The output: for each input entry, an entry with the same id holding ``ts`` and
+        ``e`` (the events of its commands), or pieces of them. See docs/journal.md."""
         return self._k("out")
+
+    @property
+    def settings(self) -> str:
+        """The partition's settings (a hash): ``layout``, the newest journal layout in it."""
+        return self._k("settings")
 
     @property
     def snapshots(self) -> str:
@@ -36,7 +43,7 @@ class Keys:
 
     @property
     def refs(self) -> str:
-        """Set of ``account\\0ref`` pairs already sequenced (client-ref deduplication)."""
+        """Set of (account, ref) keys already sequenced (``sequencer.dedup_key``)."""
         return self._k("refs")
 
     @property
@@ -52,6 +59,11 @@ class Keys:
     def lease(self) -> str:
         """Who runs the matcher of this partition (token, with an expiry)."""
         return self._k("lease")
+
+    @property
+    def follower(self) -> str:
+        """The follower that takes snapshots announces itself here (token, with an expiry)."""
+        return self._k("follower")
 
     @property
     def control(self) -> str:

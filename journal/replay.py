@@ -1,8 +1,9 @@
 """``exch replay``: rebuild the state from a snapshot and the journal, and prove the output.
 
-With ``verify``, every regenerated output entry is compared, byte for byte, with the recorded
-one (its id, its time and its events); the first difference is reported. Success means the
-recorded output is exactly what the matcher's rules make of the input: the proof of
+With ``verify``, every regenerated output entry is compared, whole and byte for byte, with the
+recorded one (its id, every field: its time, its events, and for a piece which part of how
+many); the first difference is reported at the first seq whose events differ. Success means
+the recorded output is exactly what the matcher's rules make of the input: the proof of
 correctness after any crash.
 """
 
@@ -19,21 +20,25 @@ from exchange import Exchange
 from exchange.errors import ReplayError
 from exchange.snapshot import SnapshotError, state_hash
 
+from .apply import Record, apply_rows
 from .collector import collector_paused
 from .keys import Keys
-from .runner import replay_rows
 from .snapshots import SnapshotStore
-from .streams import field, last_id, parse_id, raw
-from .wire import decode_events
+from .streams import Row, last_id, parse_id, raw
+from .wire import decode_entry, decode_events, encode_events, entry_seq
 
-CHUNK = 10_000
+CHUNK = 200
+"""Input entries read at once (an entry holds up to 500 commands)."""
 
 
 @dataclass
 class Divergence:
-    """The first output entry that differs from what the replay produced."""
+    """The first difference between the recorded output and what the replay produced: at
+    ``seq`` (the first seq whose events differ, or the first of the entry), in output entry
+    ``entry``."""
 
     entry: str
+    seq: int
     why: str
     recorded: list[dict] | None = None
     replayed: list[dict] | None = None
@@ -94,87 +99,208 @@ def replay(
     verify: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ReplayResult:
-    """Rebuild from ``source`` up to input seq ``to`` (default: the last output entry, the
-    last thing the matcher committed); with ``verify``, compare with the recorded output.
+    """Rebuild from ``source`` up to seq ``to`` (default: the last input entry the output
+    answers in full, the last thing the matcher committed); with ``verify``, compare with
+    the recorded output.
 
     The cyclic garbage collector is off meanwhile, as in the matcher: the core makes no
     cyclic garbage, and a collector that walks a state of millions of objects again and
     again only costs time."""
     with collector_paused():
-        return _replay(client, keys, source, to, verify, on_progress)
+        return _replay(raw(client), keys or Keys(), source, to, verify, on_progress)
+
+
+def answered(client: redis.Redis, keys: Keys) -> tuple[bytes, int]:
+    """The id of the last input entry whose answer the output holds in full, and its last
+    seq ((b"0-0", 0) if none): an answer in pieces counts once its last piece is in."""
+    follows = last_id(client, keys.output)
+    if follows == "0-0":
+        return b"0-0", 0
+    below = client.xrevrange(keys.input, max=follows, count=1)
+    if not below:
+        return b"0-0", 0
+    return below[0][0], parse_id(below[0][0])[0]
 
 
 def _replay(
     client: redis.Redis,
-    keys: Keys | None,
+    keys: Keys,
     source: str,
     to: int | None,
     verify: bool,
     on_progress: Callable[[int, int], None] | None,
 ) -> ReplayResult:
-    keys = keys or Keys()
-    client = raw(client)
-    last_out = parse_id(last_id(client, keys.output))[0]
-    end = last_out if to is None else to
-    if verify and end > last_out:
-        raise ReplayError(f"cannot verify up to {end}: the output ends at {last_out}")
+    last_id_answered, last_answered = answered(client, keys)
+    end = last_answered if to is None else to
+    if verify and end > last_answered:
+        raise ReplayError(f"cannot verify up to {end}: the output answers up to {last_answered}")
     ex, described = load_start(client, keys, source, end)
     if ex.last_seq > end:
         raise ReplayError(f"the snapshot is at seq {ex.last_seq}, after --to {end}")
     start_seq = ex.last_seq
-    ts = ex.now
-    commands = 0
     began = time.perf_counter()
-    lower = f"({start_seq}-0" if start_seq else "-"
-    upper = f"{end}-" + "18446744073709551615" if end else "0-0"
-    divergence = None
-    while end and divergence is None:
-        rows = client.xrange(keys.input, min=lower, max=upper, count=CHUNK)
+    walk = _Walk(client, keys, ex, verify, f"({start_seq}-0" if start_seq else "-")
+    while end and walk.divergence is None:
+        rows = client.xrange(keys.input, min=walk.lower, max=f"{end}-{MAX_SUB}", count=CHUNK)
         if not rows:
             break
-        ts, _, produced = replay_rows(ex, rows, ts, emit=verify)
-        if verify:
-            recorded = client.xrange(keys.output, min=lower, max=rows[-1][0], count=len(rows) + 1)
-            divergence = _compare(produced, recorded)
-        commands += len(rows)
-        lower = "(" + rows[-1][0].decode()
+        walk.entries(rows)
         if on_progress is not None:
-            on_progress(commands, parse_id(rows[-1][0])[0] - start_seq)
+            on_progress(ex.last_seq - start_seq, ex.last_seq - start_seq)
+    if walk.divergence is None and ex.last_seq < end:
+        walk.partial(end)
     seconds = time.perf_counter() - began
     return ReplayResult(
         snapshot=described,
         from_seq=start_seq,
         to_seq=ex.last_seq,
-        commands=commands,
+        commands=ex.last_seq - start_seq,
         seconds=seconds,
         state_hash=state_hash(ex.snapshot()),
-        verified=verify and divergence is None,
-        divergence=divergence,
+        verified=verify and walk.divergence is None,
+        divergence=walk.divergence,
     )
 
 
-def _compare(
-    produced: list[tuple[bytes, int, bytes]], recorded: list[tuple[bytes, list[bytes]]]
-) -> Divergence | None:
-    for i, (eid, ts, payload) in enumerate(produced):
+MAX_SUB = "18446744073709551615"
+
+
+class _Walk:
+    """The replay's way through the journal: entries applied in order, and with ``verify``
+    their answers compared with the recorded output as it goes."""
+
+    def __init__(
+        self, client: redis.Redis, keys: Keys, ex: Exchange, verify: bool, lower: str
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.ex = ex
+        self.verify = verify
+        self.lower = lower
+        self.out_lower = lower
+        self.ts = ex.now
+        self.previous = b"0-0"
+        self.divergence: Divergence | None = None
+
+    def entries(self, rows: list[Row]) -> None:
+        """Apply whole input entries (and compare their answers)."""
+        self.ts, _, records, self.previous = apply_rows(
+            self.ex, rows, self.ts, self.previous, emit=self.verify
+        )
+        self.lower = "(" + rows[-1][0].decode()
+        if self.verify and records:
+            recorded = self.client.xrange(self.keys.output, min=self.out_lower,
+                                          max=records[-1][0], count=len(records) + 1)
+            self.divergence = compare(records, recorded)
+            self.out_lower = "(" + records[-1][0].decode()
+
+    def partial(self, end: int) -> None:
+        """Apply the commands up to seq ``end`` of the entry that holds it (a ``--to`` in the
+        middle of an entry), comparing their events with the recorded answer's."""
+        rows = self.client.xrange(self.keys.input, min=self.lower, count=1)
+        if not rows:
+            return
+        eid, fields = rows[0]
+        last = entry_seq(eid, self.ex.last_seq)
+        if not last:
+            return
+        self.ts, cmds = decode_entry(last, fields, self.ts, self.ex.last_seq)
+        events = []
+        for cmd in cmds:
+            if cmd[1] > end:
+                break
+            events += self.ex.apply(cmd)
+        if not self.verify:
+            return
+        recorded = self.client.xrange(self.keys.output, min=self.out_lower, max=eid)
+        got: list[dict] = []
+        for _, rec_fields in recorded:
+            try:
+                got += decode_events(_field(rec_fields, b"e") or b"")
+            except Exception:  # noqa: BLE001 - not msgpack: a divergence, reported below
+                self.divergence = Divergence(eid.decode(), cmds[0][1] if cmds else last,
+                                             "the recorded events are not msgpack")
+                return
+        got = [e for e in got if type(e) is dict and e.get("seq", end + 1) <= end]
+        mine = decode_events(encode_events(events))
+        if got != mine:
+            self.divergence = _first_difference(eid.decode(), got, mine, "different events")
+
+
+def _field(fields: list[bytes], name: bytes) -> bytes | None:
+    for i in range(0, len(fields) - 1, 2):
+        if fields[i] == name:
+            return fields[i + 1]
+    return None
+
+
+def expected_fields(record: Record) -> list[bytes]:
+    """The exact field list of the output entry ``record`` stands for."""
+    _, ts, payload, part, parts = record
+    fields = [b"ts", str(ts).encode(), b"e", payload]
+    if parts != 1:
+        fields += [b"part", str(part).encode(), b"parts", str(parts).encode()]
+    return fields
+
+
+def compare(records: list[Record], recorded: list[Row]) -> Divergence | None:
+    """The first difference between the output entries a replay produced and those recorded
+    in the same range, or None."""
+    for i, record in enumerate(records):
+        eid = record[0]
+        mine_events = decode_events(record[2])
+        first = mine_events[0]["seq"] if mine_events else parse_id(eid)[0]
         if i >= len(recorded):
-            return Divergence(eid.decode(), "no output entry recorded for this input entry",
-                              None, decode_events(payload))
+            return Divergence(eid.decode(), first, "no output entry recorded for this input "
+                              "entry", None, mine_events)
         rid, fields = recorded[i]
         if rid != eid:
+            return Divergence(eid.decode(), first,
+                              f"recorded output entry {rid.decode()} where {eid.decode()} "
+                              "was due")
+        want = expected_fields(record)
+        if fields == want:
+            continue
+        payload = _field(fields, b"e")
+        try:
+            theirs = decode_events(payload) if payload is not None else None
+        except Exception:  # noqa: BLE001 - msgpack raises several unrelated types
+            return Divergence(eid.decode(), first, "the recorded events are not msgpack")
+        if theirs is None:
+            return Divergence(eid.decode(), first, "the recorded entry has no events")
+        if theirs != mine_events or payload != record[2]:
+            return _first_difference(eid.decode(), theirs, mine_events, "different events")
+        names = [f.decode(errors="replace") for f in fields[::2]]
+        if _field(fields, b"ts") != want[1]:
+            return Divergence(eid.decode(), first, f"recorded time "
+                              f"{_field(fields, b'ts')!r}, replayed {record[1]}")
+        return Divergence(eid.decode(), first,
+                          f"the recorded entry's fields are {names}, not "
+                          f"{[f.decode() for f in want[::2]]} with these values")
+    if len(recorded) > len(records):
+        extra = recorded[len(records)][0]
+        return Divergence(extra.decode(), parse_id(extra)[0],
+                          "an output entry with no input entry")
+    return None
+
+
+def _first_difference(entry: str, theirs: list, mine: list, why: str) -> Divergence:
+    """A divergence at the first event that differs (its seq; the recorded and replayed
+    events of that seq, for people to read)."""
+    for k in range(max(len(theirs), len(mine))):
+        a = theirs[k] if k < len(theirs) else None
+        b = mine[k] if k < len(mine) else None
+        if a != b:
+            seq = _seq_of(b) or _seq_of(a) or 0
             return Divergence(
-                eid.decode(), f"recorded output entry {rid.decode()} where {eid.decode()} was due"
+                entry, seq, why,
+                [e for e in theirs if _seq_of(e) == seq], [e for e in mine if _seq_of(e) == seq],
             )
-        got = field(fields, b"e")
-        if got != payload:
-            return Divergence(
-                eid.decode(), "different events",
-                decode_events(got) if got is not None else None, decode_events(payload),
-            )
-        if field(fields, b"ts") != str(ts).encode():
-            recorded_ts = field(fields, b"ts")
-            return Divergence(eid.decode(), f"recorded time {recorded_ts!r}, replayed {ts}")
-    if len(recorded) > len(produced):
-        extra = recorded[len(produced)][0].decode()
-        return Divergence(extra, "an output entry with no input entry")
+    seq = _seq_of(mine[0]) if mine else 0
+    return Divergence(entry, seq or 0, why + " (the same events, different bytes)")
+
+
+def _seq_of(event: object) -> int | None:
+    if type(event) is dict and type(event.get("seq")) is int:
+        return event["seq"]
     return None

@@ -1,19 +1,26 @@
 """``exch run``: the matcher service of one partition.
 
 The loop, in one breath: take the lease (or wait as a standby while another matcher holds
-it); rebuild the state from the newest snapshot at or below the last output entry plus the
-input after it, without emitting; then follow the input stream, apply each command, and
-commit the events of each batch with one fenced script call (output entry id = input seq).
-Snapshots every ``snapshot_every`` commands, on request and on a clean stop.
+it); rebuild the state from the newest snapshot at or below the last answered input entry
+plus the input after it, without emitting; then follow the input stream, apply each entry's
+commands, and commit the answers with fenced script calls (an output entry has its input
+entry's id, see docs/journal.md). Snapshots every ``snapshot_every`` commands when no
+follower takes them (``journal.follower``), on request and on a clean stop.
 
 Why nothing can be corrupted:
 - only the lease holder writes, and the commit script checks both the lease and that the
   output ends exactly where this matcher believes it does, before writing anything;
 - a crash anywhere loses only uncommitted work, which the next matcher recomputes from the
-  journal: the matcher is a pure function of the input, so the bytes are the same;
+  journal: the matcher is a pure function of the input, so the bytes are the same (an
+  answer cut into pieces is finished from the piece after the last one committed);
 - a commit retried after a dropped connection is recognised (``ALREADY``), never doubled;
 - a matcher that finds itself fenced or without its lease goes back to standby and rebuilds
   from Redis, never from what it had in memory.
+
+The lease is renewed by a keeper thread while the matcher makes progress: every step
+(recovering, reading, matching an entry, committing) must end within ``max_step`` seconds,
+or the keeper lets the lease go, so a hung matcher loses it while a long but moving one (a
+snapshot of millions of orders restored, a market of millions closing) keeps it.
 
 Time moves only through the journal: when orders wait out an in-play bet delay and nothing
 arrives, the matcher sequences a ``heartbeat`` command (journaled like any other), so the
@@ -39,14 +46,15 @@ from exchange import Exchange
 from exchange.errors import Fenced, LeaseLost
 
 from . import faults
+from .apply import Record, apply_rows
 from .collector import collector_paused
 from .keys import Keys
 from .lease import Lease
 from .scripts import script
 from .sequencer import Sequencer
 from .snapshots import SnapshotStore
-from .streams import Row, last_id, parse_id, raw, stream_items
-from .wire import decode_input, encode_events, foreign_events
+from .streams import Row, field, last_id, parse_id, raw, stream_items
+from .wire import PIECE_BYTES
 
 log = logging.getLogger("exch.run")
 
@@ -72,32 +80,41 @@ class Progress:
         return max(self.last_input_seq - self.last_seq, 0)
 
 
-def replay_rows(
-    ex: Exchange, rows: list[Row], ts: int, emit: bool
-) -> tuple[int, int, list[tuple[bytes, int, bytes]]]:
-    """Apply raw input rows to ``ex`` in order; return the last envelope time, the number of
-    events and, with ``emit``, the output entries (id, ts, events payload) they produce. This
-    one function is both the live path and the replay path, so they cannot drift apart."""
-    out: list[tuple[bytes, int, bytes]] = []
-    append = out.append
-    apply = ex.apply
+COMMIT_BYTES = 32 << 20
+"""Most bytes of output written by one commit call: Redis copies a call's writes into every
+replica's output buffer at once, and drops a replica whose buffer passes 256 MB."""
+
+
+def commit_calls(
+    records: list[Record], follows: bytes, limit: int = COMMIT_BYTES
+) -> list[tuple[list[object], bytes]]:
+    """The output entries ``records`` as commit script arguments (after the token and lease
+    time), in calls of at most ``limit`` bytes: (arguments, id of the call's last entry)."""
+    calls: list[tuple[list[object], bytes]] = []
+    args: list[object] = []
+    prev = follows
+    size = 0
     n = 0
-    for eid, fields in rows:
-        seq = int(eid[:-2]) if eid[-2:] == b"-0" else 0
-        if seq > ex.last_seq:
-            ts, cmd = decode_input(eid, fields, ts, seq)
-            events = apply(cmd)
+    for eid, ts, payload, part, parts in records:
+        if n and size + len(payload) > limit:
+            calls.append(([follows, n, *args], prev))
+            follows = prev
+            args, size, n = [], 0, 0
+        if parts == 1:
+            args += (eid, ts, payload, "", "")
         else:
-            events = foreign_events(parse_id(eid)[0])
-        n += len(events)
-        if emit:
-            append((eid, ts, encode_events(events)))
-    return ts, n, out
+            args += (eid, ts, payload, part, parts)
+        size += len(payload)
+        n += 1
+        prev = eid
+    if n:
+        calls.append(([follows, n, *args], prev))
+    return calls
 
 
 class Committer:
-    """Commits batches in order on its own thread, so that Redis appends batch N while the
-    matcher reads and matches batch N+1 (a thread blocked on a socket releases the GIL).
+    """Commits in order on its own thread, so that Redis appends batch N while the matcher
+    reads and matches batch N+1 (a thread blocked on a socket releases the GIL).
 
     After a failed commit (lease lost, fenced, Redis gone) nothing more is committed: the
     error is raised in the matcher's thread at its next ``put`` or ``drain``, and the
@@ -111,10 +128,10 @@ class Committer:
         self.thread = threading.Thread(target=self._run, name="exch-commit", daemon=True)
         self.thread.start()
 
-    def put(self, args: list[object], last: str, rows: int) -> None:
-        """Queue a batch's commit (blocks while ``depth`` commits are waiting)."""
+    def put(self, args: list[object], last: bytes) -> None:
+        """Queue a commit call (blocks while ``depth`` calls are waiting)."""
         self.check()
-        self.queue.put((args, last, rows))
+        self.queue.put((args, last))
 
     def drain(self) -> None:
         """Wait until every queued commit is done; raise the first failure."""
@@ -138,9 +155,11 @@ class Committer:
                     return
                 if self.error is not None:
                     continue
-                args, last, rows = item
+                args, last = item
                 try:
-                    result = m._commit(keys=[m.keys.output, m.keys.lease], args=args)
+                    m.step("committing")
+                    result = m._commit(keys=[m.keys.output, m.keys.lease],
+                                       args=[m.token, m.lease.ms, *args])
                 except BaseException as e:  # noqa: BLE001 - handed to the matcher's thread
                     self.error = e
                     continue
@@ -157,6 +176,41 @@ class Committer:
                 self.queue.task_done()
 
 
+class LeaseKeeper:
+    """Renews the matcher's lease a third of its time apart while the matcher makes
+    progress (see the module docstring); notes when it is lost."""
+
+    def __init__(self, matcher: Matcher) -> None:
+        self.matcher = matcher
+        self.lost = threading.Event()
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="exch-lease", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        m = self.matcher
+        warned = False
+        while not self.halt.wait(m.lease.ms / 3000):
+            name, since = m.current_step
+            stuck = time.monotonic() - since
+            if stuck > m.max_step:
+                if not warned:
+                    log.warning("stuck %.0f s in %s: letting the lease go", stuck, name)
+                    warned = True
+                continue
+            warned = False
+            try:
+                if not m.lease.renew():
+                    self.lost.set()
+                    return
+            except redis.RedisError as e:
+                log.warning("could not renew the lease: %s", e)
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.thread.join()
+
+
 class Matcher:
     """The matcher service of one partition (see the module docstring)."""
 
@@ -164,8 +218,14 @@ class Matcher:
     """A lease not renewed for this long passes to a standby: a killed matcher's successor
     takes over within about this time."""
 
-    BATCH = 2000
-    """Most input entries read and committed at once."""
+    BATCH = 64
+    """Most input entries read and matched at once (an entry holds up to 500 commands)."""
+
+    MAX_STEP = 60.0
+    """Seconds one step may take before the matcher counts as hung and lets its lease go."""
+
+    RECOVERY_CHUNK = 100
+    """Input entries read at once while recovering."""
 
     def __init__(
         self,
@@ -174,6 +234,9 @@ class Matcher:
         *,
         snapshot_every: int = 100_000,
         batch: int | None = None,
+        lease_ms: int | None = None,
+        max_step: float | None = None,
+        piece_bytes: int = PIECE_BYTES,
         on_progress: Callable[[Progress], None] | None = None,
         progress_every: float = 0.5,
     ) -> None:
@@ -181,7 +244,9 @@ class Matcher:
         self.keys = keys or Keys()
         self.snapshot_every = snapshot_every
         self.batch = batch or self.BATCH
-        self.lease = Lease(self.client, self.keys.lease, self.LEASE_MS)
+        self.max_step = max_step or self.MAX_STEP
+        self.piece_bytes = piece_bytes
+        self.lease = Lease(self.client, self.keys.lease, lease_ms or self.LEASE_MS)
         self.token = self.lease.token
         self.snapshots = SnapshotStore(self.client, self.keys)
         self.sequencer = Sequencer(self.client, self.keys)
@@ -191,7 +256,12 @@ class Matcher:
         self.progress_every = progress_every
         self.stopping = threading.Event()
         self.ex = Exchange()
-        self._follows = "0-0"
+        self.current_step: tuple[str, float] = ("starting", time.monotonic())
+        self._keeper: LeaseKeeper | None = None
+        self._follows = b"0-0"
+        """The output's last id: the last entry committed (or queued to be)."""
+        self._prev = b"0-0"
+        """The id of the last input entry applied."""
         self._ts = 0
         self._since_snapshot = 0
         self._last_report = time.monotonic()
@@ -213,19 +283,33 @@ class Matcher:
         """Who holds the lease now ("" if nobody)."""
         return self.lease.holder()
 
+    def step(self, name: str) -> None:
+        """Mark progress: a new step begins (see ``LeaseKeeper``)."""
+        self.current_step = (name, time.monotonic())
+
+    def _check_lease(self) -> None:
+        if self._keeper is not None and self._keeper.lost.is_set():
+            raise LeaseLost(f"lease taken by {self.holder() or 'nobody'}")
+
     # ---------------------------------------------------------------- recovery
 
     def recover(self) -> None:
-        """Rebuild the state from the newest snapshot at or below the last output entry and
-        the input after it, without emitting; then continue after the last output entry."""
+        """Rebuild the state from the newest snapshot at or below the last answered input
+        entry and the input after it, without emitting; then continue after the output's
+        last entry (in the middle of an answer cut into pieces, if that is where it ends)."""
         k = self.keys
+        self.step("recovering")
         self.progress.state = "recovering"
         self._report(force=True)
-        follows = last_id(self.client, k.output)
-        last_out = parse_id(follows)[0]
-        found = self.snapshots.latest(last_out)
+        follows = last_id(self.client, k.output).encode()
+        answered = b"0-0"
+        if follows != b"0-0":
+            below = self.client.xrevrange(k.input, max=follows, count=1)
+            answered = below[0][0] if below else b"0-0"
+        found = self.snapshots.latest(parse_id(answered)[0])
         if found is not None:
             info, data = found
+            self.step("restoring a snapshot")
             self.ex = Exchange.restore(data)
             self.progress.snapshot_seq = info.seq
             start = f"({info.seq}-0"
@@ -233,51 +317,67 @@ class Matcher:
             self.ex = Exchange()
             start = "-"
         self._ts = self.ex.now
+        self._prev = b"0-0"
         replayed = 0
-        if last_out:
-            while True:
-                rows = self.client.xrange(k.input, min=start, max=follows, count=10_000)
-                if not rows:
-                    break
-                self._ts, _, _ = replay_rows(self.ex, rows, self._ts, emit=False)
-                replayed += len(rows)
-                if faults.ACTIVE:
-                    faults.reached("recovering")
-                # a long replay must not let the lease lapse, or a standby would take over
-                # (safely: fencing holds) and the two would keep displacing each other
-                if not self.lease.renew():
-                    raise LeaseLost(f"lease taken by {self.holder() or 'nobody'} while recovering")
-                start = "(" + rows[-1][0].decode()
-                self.progress.replayed = replayed
-                self._report()
+        while answered != b"0-0":
+            self.step("recovering")
+            rows = self.client.xrange(k.input, min=start, max=answered,
+                                      count=self.RECOVERY_CHUNK)
+            if not rows:
+                break
+            self._ts, _, _, self._prev = apply_rows(self.ex, rows, self._ts, self._prev,
+                                                    emit=False)
+            replayed += len(rows)
+            if faults.ACTIVE:
+                faults.reached("recovering")
+            self._check_lease()
+            start = "(" + rows[-1][0].decode()
+            self.progress.replayed = replayed
+            self._report()
+        self._prev = answered
         self._follows = follows
         self._control_cursor = last_id(self.client, k.control)
         self._since_snapshot = 0
-        self.progress.last_seq = last_out
+        self.progress.last_seq = parse_id(follows)[0]
         gc.collect()
         log.info(
-            "recovered at seq %d (snapshot %s, %d commands replayed)",
-            last_out, found[0].seq if found else "none", replayed,
+            "recovered at %s (snapshot %s, %d entries replayed)",
+            follows.decode(), found[0].seq if found else "none", replayed,
         )
 
     # ---------------------------------------------------------------- the loop
 
     def run(self) -> None:
-        """Serve until ``stopping`` is set: standby, recover, follow; again after a fence."""
+        """Serve until ``stopping`` is set: standby, recover, follow; again after a fence.
+        A Redis error it did not expect (out of memory, a missing permission, Redis gone) is
+        reported and retried with a growing pause, never the end of the service."""
+        backoff = 0.0
         while not self.stopping.is_set():
-            if not self.acquire():
-                self.progress.state = "standby"
-                self.progress.holder = self.holder()
-                self._report()
-                self.stopping.wait(0.25)
-                continue
-            self.progress.holder = self.token
             try:
-                self.recover()
-                self._follow()
+                if not self.acquire():
+                    self.progress.state = "standby"
+                    self.progress.holder = self.holder()
+                    self._report()
+                    self.stopping.wait(0.25)
+                    continue
+                self.progress.holder = self.token
+                self._keeper = LeaseKeeper(self)
+                try:
+                    self.recover()
+                    self._follow()
+                    backoff = 0.0
+                finally:
+                    self._keeper.stop()
             except (LeaseLost, Fenced) as e:
                 log.warning("%s: back to standby", e)
                 self.progress.state = "standby"
+                continue
+            except redis.RedisError as e:
+                backoff = min(max(backoff * 2, 0.25), 10.0)
+                log.error("Redis error: %s; trying again in %.2f s", e, backoff)
+                self.progress.state = f"retrying ({type(e).__name__})"
+                self._report(force=True)
+                self.stopping.wait(backoff)
                 continue
             if self.stopping.is_set():
                 self._shutdown()
@@ -298,11 +398,12 @@ class Matcher:
             self.committer = Committer(self)
             try:
                 self.progress.state = "running"
-                last_renew = time.monotonic()
                 while not self.stopping.is_set():
+                    self._check_lease()
+                    self.step("reading")
                     block = 100 if self.ex.next_wakeup() is not None else 500
                     reply = client.xread(
-                        {k.input: self._follows, k.control: self._control_cursor},
+                        {k.input: self._prev, k.control: self._control_cursor},
                         count=self.batch,
                         block=block,
                     )
@@ -312,17 +413,11 @@ class Matcher:
                             self._control(entries)
                         else:
                             rows = entries
-                    now = time.monotonic()
                     if self._snapshot_child is not None:
                         self._wait_snapshot_child(block=False)
                     if rows:
                         self._process(rows)
-                        last_renew = now
                     else:
-                        if now - last_renew > self.LEASE_MS / 3000:
-                            if not self.lease.renew():
-                                raise LeaseLost(f"lease taken by {self.holder() or 'nobody'}")
-                            last_renew = now
                         self._heartbeat_if_due()
                     self._report()
                 self.committer.drain()
@@ -330,27 +425,35 @@ class Matcher:
                 self.committer.close()
 
     def _process(self, rows: list[Row]) -> None:
-        ex = self.ex
         if faults.ACTIVE:
             faults.reached("after-read")
-        self._ts, events, out = replay_rows(ex, rows, self._ts, emit=True)
+        self.step("matching")
+        before = self.ex.last_seq
+        self._ts, events, records, self._prev = apply_rows(
+            self.ex, rows, self._ts, self._prev, emit=True, piece_bytes=self.piece_bytes
+        )
         if faults.ACTIVE:
             faults.reached("before-commit")
-        args: list[object] = [self.token, self.LEASE_MS, self._follows, len(out)]
-        for eid, ts, payload in out:
-            args.append(eid)
-            args.append(ts)
-            args.append(payload)
-        last = rows[-1][0].decode()
-        self.committer.put(args, last, len(rows))
-        self._follows = last
+        if records and parse_id(records[0][0]) <= parse_id(self._follows):
+            # recovered in the middle of an answer in pieces: those before are committed
+            done = parse_id(self._follows)
+            records = [r for r in records if parse_id(r[0]) > done]
+        for args, last in commit_calls(records, self._follows):
+            self.committer.put(args, last)
+            self._follows = last
         p = self.progress
-        p.commands += len(rows)
+        commands = self.ex.last_seq - before
+        p.commands += commands
         p.events += events
         p.batches += 1
-        self._since_snapshot += len(rows)
-        if self._since_snapshot >= self.snapshot_every:
+        self._since_snapshot += commands
+        if self._since_snapshot >= self.snapshot_every and not self.follower_alive():
             self.take_snapshot(background=True)
+
+    def follower_alive(self) -> bool:
+        """Whether a follower (``exch follow``) announces itself: it takes the periodic
+        snapshots then, and the matcher takes none."""
+        return bool(self.client.exists(self.keys.follower))
 
     def take_snapshot(self, *, background: bool = False, reply: str | None = None) -> int:
         """Snapshot the state once everything matched is committed; returns its seq.
@@ -365,7 +468,7 @@ class Matcher:
         committer = getattr(self, "committer", None)
         if committer is not None and committer.thread.is_alive():
             committer.drain()
-        seq = parse_id(self._follows)[0]
+        seq = parse_id(self._prev)[0]
         if seq == 0:
             if reply:
                 self._answer(self.client, reply, 0)
@@ -374,6 +477,7 @@ class Matcher:
             faults.reached("snapshot")
         if not background:
             self._wait_snapshot_child(block=True)
+            self.step("snapshotting")
             self.snapshots.save(seq, self.ex.snapshot())
             if reply:
                 self._answer(self.client, reply, seq)
@@ -445,13 +549,11 @@ class Matcher:
     def _control(self, entries: list[Row]) -> None:
         for eid, fields in entries:
             self._control_cursor = eid.decode()
-            try:
-                request = msgpack.unpackb(dict(zip(fields[::2], fields[1::2]))[b"r"])
-                op, reply = request["op"], request["reply"]
-            except Exception:
+            request = _request(fields)
+            if request is None:
                 continue
-            if op == "snapshot":
-                self.take_snapshot(background=True, reply=reply)
+            if request["op"] == "snapshot" and not self.follower_alive():
+                self.take_snapshot(background=True, reply=request["reply"])
 
     def _report(self, force: bool = False) -> None:
         if self.on_progress is None:
@@ -471,9 +573,22 @@ class Matcher:
         self.on_progress(self.progress)
 
 
+def _request(fields: list[bytes]) -> dict | None:
+    """A control request (``{"op": ..., "reply": ...}``), or None if it is not one."""
+    try:
+        request = msgpack.unpackb(field(fields, b"r"))
+    except Exception:  # noqa: BLE001 - anything else on the control stream is ignored
+        return None
+    if type(request) is not dict or type(request.get("op")) is not str:
+        return None
+    if type(request.get("reply")) is not str:
+        return None
+    return request
+
+
 def request_snapshot(client: redis.Redis, keys: Keys | None = None, timeout: float = 30) -> int:
-    """Ask the running matcher for a snapshot and wait for it; returns the seq it was taken
-    at. Raises TimeoutError if no matcher answers."""
+    """Ask for a snapshot now (the follower takes it if one runs, else the matcher) and wait
+    for it; returns the seq it was taken at. Raises TimeoutError if nobody answers."""
     keys = keys or Keys()
     request_id = uuid.uuid4().hex
     reply = keys.reply(request_id)
@@ -482,5 +597,5 @@ def request_snapshot(client: redis.Redis, keys: Keys | None = None, timeout: flo
     )
     got = client.blpop([reply], timeout=timeout)
     if got is None:
-        raise TimeoutError("no running matcher answered (is `exch run` running?)")
+        raise TimeoutError("no running matcher or follower answered (is `exch run` running?)")
     return int(msgpack.unpackb(got[1])["seq"])

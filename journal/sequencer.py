@@ -1,10 +1,14 @@
 """Putting commands into the journal: the client side of the sequencer script.
 
-``Sequencer.submit`` sends commands (core tuples) in batches; each batch is one atomic script
-call that numbers the commands, stamps Redis time and appends them to the input stream. Every
-batch carries a random id: if the connection drops and redis-py retries a call that Redis had
-already applied, the script returns what it gave the first time instead of sequencing the
-batch again. A command whose (account, ref) was sequenced before is skipped (seq 0).
+``Sequencer.submit`` sends commands (core tuples) in calls of up to ``BATCH`` commands and
+``BATCH_BYTES`` bytes; each call is one atomic script call that numbers its commands, stamps
+Redis time and appends them to the input stream as one entry (layout 2, docs/journal.md). A
+command sent alone is an entry of one: nothing waits for a call to fill.
+
+Every call carries a random id: if the connection drops and redis-py retries a call that
+Redis had already applied, the script returns what it gave the first time instead of
+sequencing the commands again. A command whose (account, ref) was sequenced before is
+skipped (seq 0).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ class Submitted:
     last_seq: int | None = None
 
     def add(self, seqs: list[int]) -> None:
-        """Count one batch's answer from the sequencer (a seq, or 0 for a duplicate)."""
+        """Count one call's answer from the sequencer (a seq, or 0 for a duplicate)."""
         for s in seqs:
             if s:
                 self.sequenced += 1
@@ -45,19 +49,41 @@ class Submitted:
 
 def dedup_key(wire: dict) -> str:
     """The (account, ref) key of a ``place`` with a client ref, else "", from the command's
-    stream form (``exchange.commands.to_wire``)."""
+    stream form (``exchange.commands.to_wire``). The account's length comes first, so no two
+    pairs share a key (with a plain separator, ``("a\\0x", "y")`` and ``("a", "x\\0y")``
+    would)."""
     ref = wire.get("ref")
     if ref is None or wire["type"] != "place":
         return ""
-    return f"{wire['account']}\x00{ref}"
+    account = wire["account"]
+    return f"{len(account)}:{account}{ref}"
+
+
+def seqs_of(reply: list) -> list[int]:
+    """The sequencer script's answer as one seq per command (0 for a duplicate)."""
+    last_text, dups = (x.decode() if isinstance(x, bytes) else str(x) for x in reply)
+    if not last_text:
+        return [0] * len(dups)
+    seq = int(last_text) - dups.count("0")
+    out = []
+    for flag in dups:
+        if flag == "0":
+            seq += 1
+            out.append(seq)
+        else:
+            out.append(0)
+    return out
 
 
 class Sequencer:
     """Submits commands to one partition's input journal."""
 
     BATCH = 500
-    """Commands per script call: large enough to amortise the round trip, small enough not to
-    hold Redis (single-threaded) for long."""
+    """Most commands per script call: enough to make Redis's work per command small (one
+    stream entry per call, not per command), few enough not to hold Redis for long."""
+
+    BATCH_BYTES = 1 << 20
+    """Most bytes of commands per script call (stream form)."""
 
     def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
         self.client = client
@@ -65,44 +91,54 @@ class Sequencer:
         self._script = script(client, "sequence")
         self._pack = msgpack.Packer(autoreset=True).pack
 
-    def _args(self, cmds: list[tuple]) -> tuple[list[str], list[object]]:
+    def _args(self, payloads: list[tuple[str, bytes]]) -> tuple[list[str], list[object]]:
         k = self.keys
-        batch = uuid.uuid4().hex
-        args: list[object] = [len(cmds)]
-        pack = self._pack
-        for cmd in cmds:
-            wire = to_wire(cmd)
-            args.append(dedup_key(wire))
-            args.append(pack(wire))
-        return [k.input, k.refs, k.clock, k.batch(batch)], args
+        call = uuid.uuid4().hex
+        args: list[object] = [len(payloads)]
+        for key, payload in payloads:
+            args.append(key)
+            args.append(payload)
+        return [k.input, k.refs, k.clock, k.batch(call), k.settings], args
+
+    def _payload(self, cmd: tuple) -> tuple[str, bytes]:
+        wire = to_wire(cmd)
+        return dedup_key(wire), self._pack(wire)
 
     def submit_batch(self, cmds: list[tuple]) -> list[int]:
-        """Sequence up to a few thousand commands in one atomic call; their seqs (0 = dup)."""
+        """Sequence up to ``BATCH`` commands as one entry, in one atomic call; their seqs
+        (0 = duplicate)."""
         if not cmds:
             return []
-        keys, args = self._args(cmds)
-        return [int(s) for s in self._script(keys=keys, args=args)]
+        if len(cmds) > self.BATCH:
+            raise ValueError(f"at most {self.BATCH} commands in one call")
+        keys, args = self._args([self._payload(c) for c in cmds])
+        return seqs_of(self._script(keys=keys, args=args))
 
     def submit(self, cmds: Iterable[tuple], *, pipeline_depth: int = 4) -> Submitted:
-        """Sequence every command, in order, ``BATCH`` per call with up to ``pipeline_depth``
-        calls in flight. Order is kept: each call's commands follow the previous call's."""
+        """Sequence every command, in order, in calls of up to ``BATCH`` commands (and
+        ``BATCH_BYTES``) with up to ``pipeline_depth`` calls in flight. Order is kept: each
+        call's commands follow the previous call's."""
         result = Submitted()
         for seqs in self.submit_iter(cmds, pipeline_depth=pipeline_depth):
             result.add(seqs)
         return result
 
     def submit_iter(self, cmds: Iterable[tuple], *, pipeline_depth: int = 4) -> Iterator[list[int]]:
-        """As ``submit``, yielding each batch's seqs as it is acknowledged."""
-        batch: list[tuple] = []
+        """As ``submit``, yielding each call's seqs as it is acknowledged."""
+        batch: list[tuple[str, bytes]] = []
+        size = 0
         calls: list[tuple[list[str], list[object]]] = []
+        limit, byte_limit = self.BATCH, self.BATCH_BYTES
         for cmd in cmds:
-            batch.append(cmd)
-            if len(batch) >= self.BATCH:
+            item = self._payload(cmd)
+            if batch and (len(batch) >= limit or size + len(item[1]) > byte_limit):
                 calls.append(self._args(batch))
-                batch = []
+                batch, size = [], 0
                 if len(calls) >= pipeline_depth:
                     yield from self._flush(calls)
                     calls = []
+            batch.append(item)
+            size += len(item[1])
         if batch:
             calls.append(self._args(batch))
         if calls:
@@ -112,5 +148,5 @@ class Sequencer:
         pipe = self.client.pipeline(transaction=False)
         for keys, args in calls:
             self._script(keys=keys, args=args, client=pipe)
-        for seqs in pipe.execute():
-            yield [int(s) for s in seqs]
+        for reply in pipe.execute():
+            yield seqs_of(reply)

@@ -1,9 +1,16 @@
-"""Journal entries, between Redis and the core.
+"""Journal entries, between Redis and the core (docs/journal.md is the contract).
 
-An input entry ``<seq>-0`` holds ``ts`` (envelope time, ms, stamped by the sequencer) and ``c``
-(the command's stream form: a msgpack map, see ``exchange.commands``). An output entry with the
-same id holds ``ts`` and ``e``: a msgpack array of the command's events, each a map keyed by
-the event's field names (see ``exchange.codec``).
+Input (``exch:{p}:in``), layout 2: an entry ``<last>-0`` holds ``ts`` (envelope time, ms,
+stamped by the sequencer), ``n`` (how many commands) and ``c`` (a msgpack array of their
+stream-form maps, see ``exchange.commands``): seqs ``last-n+1 .. last``. An entry without
+``n`` is layout 1: one command, ``c`` its map, at seq ``last``. A journal may hold both.
+
+Output (``exch:{p}:out``): for each input entry, an entry with the same id holding ``ts`` and
+``e``, a msgpack array of the events of all its commands in order, each a map keyed by the
+event's field names (``exchange.codec``), each with its ``seq``. Where ``e`` would pass
+``PIECE_BYTES``, the events go in several pieces: the last has the input entry's id, the
+others ids between the previous input entry's and it, and every piece says ``part`` (from
+1) of ``parts``.
 
 Bytes in, values out: reading the streams themselves is ``journal.streams``.
 """
@@ -11,53 +18,103 @@ Bytes in, values out: reading the streams themselves is ``journal.streams``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 
 from exchange.commands import decode
-from exchange.events import EVENT_FIELDS, MALFORMED, Event
+from exchange.events import BAD_ENTRY, EVENT_FIELDS, MALFORMED, Event
 
 from .streams import field, parse_id
+
+MAX_ENTRY_COMMANDS = 10_000
+"""Most commands an input entry may hold (the sequencer's own bound); an entry that says it
+holds more is not valid."""
+
+PIECE_BYTES = 16 << 20
+"""Most bytes of events in one output entry: Redis refuses values over 512 MB, and drops a
+replica whose output buffer passes 256 MB, so a market of millions of orders closing must
+not make one entry of all its cancellations."""
+
+MAX_ID = (1 << 64) - 1
+"""The largest number a stream id's part may be."""
 
 _unpackb = msgpack.unpackb
 
 
-def decode_input(
-    eid: bytes, fields: list[bytes], previous_ts: int, seq: int | None = None
-) -> tuple[int, tuple]:
-    """An input entry as (envelope time, command tuple). Never raises.
+def invalid(seq: int, ts: int, reason: str = MALFORMED) -> tuple:
+    """The ``invalid`` command the core answers with one ``order_rejected`` of ``reason``."""
+    return ("invalid", seq, ts, None, None, None, None, None, reason)
 
-    Anything that is not a well-formed entry (no ``ts`` or ``c``, bytes that are not msgpack,
-    a map that is not a command: say, written by something other than the sequencer) becomes
-    an ``invalid`` command, which the core rejects as MALFORMED; its time is the previous one.
-    The caller has checked that ``eid`` is ``<seq>-0`` (and may pass the seq it parsed).
-    """
-    if seq is None:
-        seq = int(eid[:-2])
-    if len(fields) == 4 and fields[0] == b"ts" and fields[2] == b"c":
-        ts_raw, payload = fields[1], fields[3]
-    else:
-        ts_raw, payload = field(fields, b"ts"), field(fields, b"c")
+
+def entry_seq(eid: bytes, last_seq: int) -> int:
+    """The last seq an input entry holds, or 0 when the entry is foreign: its id is not
+    ``<seq>-0`` with a seq after ``last_seq`` (something other than the sequencer wrote it;
+    it is answered, not applied)."""
+    if eid[-2:] != b"-0":
+        return 0
+    seq = int(eid[:-2])
+    return seq if seq > last_seq else 0
+
+
+def foreign_events(eid: bytes) -> list[Event]:
+    """Events for a foreign input entry (see ``entry_seq``): one rejection at its id's seq.
+    The core never sees it."""
+    return [("order_rejected", parse_id(eid)[0], None, None, None, None, None, MALFORMED)]
+
+
+def _ts(raw: bytes | None, previous: int) -> int:
+    """An entry's time: its ``ts`` if it is a time at or after the previous one, else that."""
     try:
-        ts = int(ts_raw)  # type: ignore[arg-type]
-        if not previous_ts <= ts < 2**63:
-            ts = previous_ts
+        ts = int(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        ts = previous_ts
+        return previous
+    return ts if previous <= ts < 2**63 else previous
+
+
+def decode_entry(
+    last: int, fields: list[bytes], previous_ts: int, last_seq: int
+) -> tuple[int, list[tuple]]:
+    """An input entry whose last seq is ``last`` (see ``entry_seq``) as (envelope time, its
+    command tuples in seq order). Never raises: what is not a valid entry is answered.
+
+    - layout 2 (``n`` present): ``n`` must be an integer from 1 to ``MAX_ENTRY_COMMANDS``
+      whose seqs ``last-n+1 .. last`` all come after ``last_seq``; if not, the entry holds
+      just seq ``last``, answered ``BAD_ENTRY``. ``c`` must decode to an array of ``n``
+      items; if not, each of its seqs is answered ``BAD_ENTRY``. Each item is then decoded as
+      a command (anything else is ``MALFORMED``, as in layout 1).
+    - layout 1 (no ``n``): ``c`` is one command at seq ``last``; bytes that are not msgpack,
+      or a map that is not a command, are ``MALFORMED``.
+    - ``ts`` that is not a time at or after the previous entry's takes the previous one.
+    """
+    if len(fields) == 6 and fields[0] == b"ts" and fields[2] == b"n" and fields[4] == b"c":
+        ts_raw, n_raw, payload = fields[1], fields[3], fields[5]
+    else:
+        ts_raw, n_raw, payload = field(fields, b"ts"), field(fields, b"n"), field(fields, b"c")
+    ts = _ts(ts_raw, previous_ts)
+    if n_raw is None:
+        try:
+            # (map keys other than text are refused here, which makes the entry MALFORMED,
+            # as the decoder would; it saves parsing a keyword argument per entry)
+            obj = _unpackb(payload)
+        except Exception:  # msgpack raises several unrelated types on bad bytes
+            return ts, [invalid(last, ts)]
+        return ts, [decode(obj, last, ts, wire=True)]
+    n = int(n_raw) if n_raw.isdigit() and len(n_raw) <= 6 else 0
+    if not 1 <= n <= MAX_ENTRY_COMMANDS or last - n < last_seq:
+        return ts, [invalid(last, ts, BAD_ENTRY)]
+    first = last - n + 1
     try:
-        # (map keys other than text are refused here, which makes the entry MALFORMED, as
-        # the decoder would; it saves parsing a keyword argument per entry)
-        obj = _unpackb(payload)
+        items = _unpackb(payload)
     except Exception:  # msgpack raises several unrelated types on bad bytes
-        return ts, ("invalid", seq, ts, None, None, None, None, None, MALFORMED)
-    return ts, decode(obj, seq, ts, wire=True)
+        items = None
+    if type(items) is not list or len(items) != n:
+        return ts, [invalid(s, ts, BAD_ENTRY) for s in range(first, last + 1)]
+    return ts, [decode(item, s, ts, wire=True) for s, item in enumerate(items, first)]
 
 
-def foreign_events(seq: int) -> list[Event]:
-    """Events for an input entry whose id is not ``<seq>-0`` with a new seq: something other
-    than the sequencer wrote it. It is answered, not applied: the core never sees it."""
-    return [("order_rejected", seq, None, None, None, None, None, MALFORMED)]
+# ----------------------------------------------------------------------------- output
 
 
 def _map_maker(names: tuple[str, ...]) -> Any:
@@ -70,6 +127,7 @@ def _map_maker(names: tuple[str, ...]) -> Any:
 
 _TO_MAP = {kind: _map_maker(names) for kind, names in EVENT_FIELDS.items()}
 _packb = msgpack.Packer(autoreset=True).pack
+_array_header = msgpack.Packer(autoreset=True).pack_array_header
 
 
 def encode_events(events: Iterable[Event]) -> bytes:
@@ -78,22 +136,167 @@ def encode_events(events: Iterable[Event]) -> bytes:
     return _packb([to_map[ev[0]](ev) for ev in events])
 
 
+ENCODE_CHUNK = 4096
+"""Events packed in one call when an answer has many: a long answer (a market of millions of
+orders closing) is packed a chunk at a time, never as one call that holds the interpreter
+for seconds."""
+
+
+def _header_length(n: int) -> int:
+    return 1 if n < 16 else (3 if n < 65536 else 5)
+
+
+def encode_pieces(events: list[Event], limit: int = PIECE_BYTES) -> list[bytes]:
+    """The ``e`` fields of an input entry's answer: one (``encode_events``), or several of at
+    most ``limit`` bytes each when one would be larger; an event is never cut. The same
+    events always give the same pieces."""
+    if len(events) <= ENCODE_CHUNK:
+        whole = encode_events(events)
+        if len(whole) <= limit:
+            return [whole]
+    # the array's elements, packed a chunk at a time (each chunk's array header dropped)
+    to_map = _TO_MAP
+    chunks: list[tuple[int, bytes]] = []
+    for i in range(0, len(events), ENCODE_CHUNK):
+        chunk = events[i:i + ENCODE_CHUNK]
+        packed = _packb([to_map[ev[0]](ev) for ev in chunk])
+        chunks.append((len(chunk), packed[_header_length(len(chunk)):]))
+    if sum(len(b) for _, b in chunks) + 5 <= limit:
+        return [_array_header(len(events)) + b"".join(b for _, b in chunks)]
+    pieces: list[bytes] = []
+    count, parts, size = 0, [], 5
+    for i, (n, b) in enumerate(chunks):
+        units = [(n, b)]
+        if len(b) + 5 > limit:  # a chunk too big for a piece on its own: event by event
+            chunk = events[i * ENCODE_CHUNK:i * ENCODE_CHUNK + n]
+            units = [(1, _packb(to_map[ev[0]](ev))) for ev in chunk]
+        for k, ub in units:
+            if parts and size + len(ub) > limit:
+                pieces.append(_array_header(count) + b"".join(parts))
+                count, parts, size = 0, [], 5
+            parts.append(ub)
+            count += k
+            size += len(ub)
+    pieces.append(_array_header(count) + b"".join(parts))
+    return pieces
+
+
+def piece_ids(previous: bytes, eid: bytes, count: int) -> list[bytes]:
+    """Ids for the ``count`` pieces of the answer to input entry ``eid`` whose previous input
+    entry is ``previous`` (``b"0-0"`` if none): the last is ``eid``; the others lie strictly
+    between ``previous`` and ``eid``, where no input entry is, so a piece's id is never the
+    answer to another entry."""
+    if count == 1:
+        return [eid]
+    ms, sub = parse_id(previous)
+    if sub + count - 1 <= MAX_ID:
+        return [f"{ms}-{sub + i}".encode() for i in range(1, count)] + [eid]
+    last_ms = parse_id(eid)[0]
+    if ms + 1 < last_ms:  # a foreign id at the top of its ms: use the next one
+        return [f"{ms + 1}-{i}".encode() for i in range(count - 1)] + [eid]
+    raise ValueError(f"no room for {count} output pieces between {previous!r} and {eid!r}")
+
+
 def decode_events(payload: bytes) -> list[dict[str, Any]]:
     """The events of an output entry, as stream-form maps."""
     events = _unpackb(payload, strict_map_key=False)
     return events if isinstance(events, list) else []
 
 
+# ----------------------------------------------------------------------------- consumers
+
+
 Entry = tuple[int, int, list[dict[str, Any]]]
-"""An output entry decoded: (seq, envelope time in ms, the events as stream-form maps)."""
+"""What sinks take: (seq, envelope time in ms, the events of that seq as stream-form maps)."""
 
 
-def parse_entry(eid: bytes, fields: list[bytes]) -> Entry:
-    """An output entry as (seq, ts, events)."""
+@dataclass
+class OutputPiece:
+    """One output stream entry, decoded: the whole answer to an input entry, or a piece."""
+
+    id: bytes
+    last_seq: int
+    """The first part of its id: for a whole answer, the seq of the input entry's last
+    command (a piece's is that of an earlier entry; ``Assembler`` gives the whole)."""
+    ts: int
+    events: list[dict[str, Any]]
+    part: int = 1
+    parts: int = 1
+
+
+def parse_output(eid: bytes, fields: list[bytes]) -> OutputPiece:
+    """An output stream entry as an ``OutputPiece``."""
     seq = int(eid[:-2]) if eid[-2:] == b"-0" else parse_id(eid)[0]
     if len(fields) == 4 and fields[0] == b"ts" and fields[2] == b"e":
-        ts_raw, payload = fields[1], fields[3]
+        ts_raw, payload, part, parts = fields[1], fields[3], None, None
     else:
         ts_raw, payload = field(fields, b"ts"), field(fields, b"e")
+        part, parts = field(fields, b"part"), field(fields, b"parts")
     ts = int(ts_raw) if ts_raw is not None and ts_raw.isdigit() else 0
-    return seq, ts, decode_events(payload) if payload is not None else []
+    events = decode_events(payload) if payload is not None else []
+    if part is not None and parts is not None and part.isdigit() and parts.isdigit():
+        return OutputPiece(eid, seq, ts, events, int(part), int(parts))
+    return OutputPiece(eid, seq, ts, events)
+
+
+def entries_of(piece: OutputPiece) -> list[Entry]:
+    """The per-seq entries of a whole answer: its events grouped by seq, in order, and the
+    input entry's last seq last (with no events if its last command caused none), so that
+    a sink's position reaches it."""
+    out: list[Entry] = []
+    ts = piece.ts
+    current: list[dict[str, Any]] | None = None
+    seq = -1
+    for ev in piece.events:
+        s = ev.get("seq", piece.last_seq) if type(ev) is dict else piece.last_seq
+        if s != seq or current is None:
+            current = []
+            seq = s
+            out.append((s, ts, current))
+        current.append(ev)
+    if not out or out[-1][0] < piece.last_seq:
+        out.append((piece.last_seq, ts, []))
+    return out
+
+
+class Assembler:
+    """Joins the pieces of one input entry's answer, read in stream order, into one whole
+    (an ``OutputPiece`` of part 1 of 1). Until the last piece arrives, nothing is given: a
+    consumer must not acknowledge a piece before the whole answer is in its sink."""
+
+    def __init__(self) -> None:
+        self.pending: list[OutputPiece] = []
+
+    def feed(self, piece: OutputPiece) -> OutputPiece | None:
+        """The whole answer once ``piece`` completes it (``piece`` itself if it is whole);
+        None while pieces are missing. A piece out of turn drops what was gathered."""
+        if piece.parts == 1:
+            self.pending = []
+            return piece
+        if piece.part != len(self.pending) + 1:
+            self.pending = []
+            if piece.part != 1:
+                return None
+        self.pending.append(piece)
+        if piece.part < piece.parts:
+            return None
+        events = [ev for p in self.pending for ev in p.events]
+        self.pending = []
+        return OutputPiece(piece.id, piece.last_seq, piece.ts, events)
+
+    @property
+    def ids(self) -> list[bytes]:
+        """Ids of the pieces gathered so far (not yet a whole answer)."""
+        return [p.id for p in self.pending]
+
+
+def read_entries(rows: Iterable[tuple[bytes, list[bytes]]]) -> list[Entry]:
+    """Output stream rows, read in order, as per-seq entries (the pieces of an answer joined):
+    what a sink is given."""
+    assembler = Assembler()
+    out: list[Entry] = []
+    for eid, fields in rows:
+        whole = assembler.feed(parse_output(eid, fields))
+        if whole is not None:
+            out.extend(entries_of(whole))
+    return out

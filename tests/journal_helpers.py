@@ -93,3 +93,25 @@ def output_lines(client: redis.Redis, keys: Keys | None = None) -> list[str]:
 def unnumbered(cmds: list[tuple]) -> list[tuple]:
     """Commands as a client submits them: seq and ts 0, since the journal gives both."""
     return [named(c)._replace(seq=0, ts=0) for c in cmds]
+
+
+def commands_in(client: redis.Redis, keys: Keys | None = None) -> int:
+    """How many commands the input journal holds (an entry holds ``n``, layout 1 one)."""
+    keys = keys or Keys()
+    total = 0
+    for _, fields in raw(client).xrange(keys.input):
+        f = dict(zip(fields[::2], fields[1::2]))
+        total += int(f[b"n"]) if b"n" in f else 1
+    return total
+
+
+def answered_ids(client: redis.Redis, keys: Keys | None = None) -> list[bytes]:
+    """Ids of the output entries that complete an answer (pieces before the last left out):
+    one per input entry, with its id."""
+    keys = keys or Keys()
+    out = []
+    for eid, fields in raw(client).xrange(keys.output):
+        f = dict(zip(fields[::2], fields[1::2]))
+        if b"part" not in f or f[b"part"] == f[b"parts"]:
+            out.append(eid)
+    return out

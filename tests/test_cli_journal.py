@@ -210,7 +210,8 @@ def test_status_json_has_the_last_seqs_and_the_running_matcher(day: Running) -> 
     assert done.returncode == 0, done.stderr[-3000:]
     st = json.loads(done.stdout)
     assert (st["last_input_seq"], st["last_output_seq"], st["lag"]) == (COMMANDS, COMMANDS, 0)
-    assert (st["input_entries"], st["output_entries"]) == (COMMANDS, COMMANDS)
+    # the file went in one sequencer call: one input entry, answered by one output entry
+    assert (st["input_entries"], st["output_entries"]) == (1, 1)
     assert st["partition"] == "0"
     assert st["matcher"].split(":")[1] == str(day.matcher.pid)
 
@@ -272,14 +273,15 @@ def test_replay_verify_exits_1_at_a_tampered_entry(redis_server, tmp_path: Path)
     r.delete(K.output)
     for eid, fields in rows:
         f = dict(zip(fields[::2], fields[1::2]))
-        if eid == b"5-0":
+        if eid == f"{COMMANDS}-0".encode():  # the file's one entry
             events = decode_events(f[b"e"])
-            assert events[1]["type"] == "trade"
-            events[1]["size"] += 1
+            trade = next(i for i, e in enumerate(events) if e["type"] == "trade")
+            assert events[trade]["seq"] == 5
+            events[trade]["size"] += 1
             f[b"e"] = msgpack.packb(events)
         r.xadd(K.output, f, id=eid)
     done = exch("replay", "--from-snapshot", "none", "--verify", "--redis-url",
                 redis_server.url)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "DIVERGED at 5-0" in done.stderr
+    assert f"DIVERGED at seq 5 (output entry {COMMANDS}-0)" in done.stderr
     assert "verified: output matches" not in done.stdout

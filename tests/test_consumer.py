@@ -37,25 +37,32 @@ class ListSink:
         return self.committed_seq()
 
 
+PER_ENTRY = 10
+"""Commands per input entry in these tests (and so per output entry): many entries."""
+
+
 def fill(client, n: int) -> int:  # type: ignore[no-untyped-def]
+    """``n`` workload commands through the matcher, ``PER_ENTRY`` to an entry."""
     cmds = unnumbered(core_workload(n, accounts=100))
+    sequencer = Sequencer(client)
+    sequencer.BATCH = PER_ENTRY
     with matcher_thread(client, snapshot_every=10**9):
-        Sequencer(client).submit(cmds)
+        sequencer.submit(cmds)
         return wait_caught_up(client)
 
 
 def recorded(client) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
-    """(seq, number of events) of every output entry."""
-    from journal.consumer import parse_entry
+    """(seq, number of events) of every seq the output answers."""
+    from journal.wire import read_entries
 
-    return [(e[0], len(e[2])) for e in (parse_entry(i, f) for i, f in raw(client).xrange(K.output))]
+    return [(e[0], len(e[2])) for e in read_entries(raw(client).xrange(K.output))]
 
 
 def test_every_entry_once_in_order(redis_server) -> None:  # type: ignore[no-untyped-def]
     client = redis_server.client()
     last = fill(client, 3000)
     sink = ListSink()
-    progress = GroupConsumer(client, "test", sink, batch=700, flush_events=1000).run(follow=False)
+    progress = GroupConsumer(client, "test", sink, batch=70, flush_events=1000).run(follow=False)
     assert [(e[0], len(e[2])) for e in sink.entries] == recorded(client)
     assert progress.committed_seq == last and sink.writes > 1
     st = status(client)
@@ -79,7 +86,7 @@ def test_pending_entries_of_a_dead_consumer_are_claimed_and_not_doubled(redis_se
     class Crash(Exception):
         pass
 
-    first = GroupConsumer(client, "g", sink, consumer="dead", batch=500, flush_events=10**9,
+    first = GroupConsumer(client, "g", sink, consumer="dead", batch=50, flush_events=10**9,
                           flush_seconds=10**9)
     # the sink makes a batch durable, then the consumer dies before acknowledging it
     original = first._flush
@@ -114,27 +121,28 @@ def test_compact_trims_only_what_nobody_needs(redis_server) -> None:  # type: ig
 
     # without a snapshot (drop the one the clean stop took) the output is needed from the start
     client.delete(K.snapshots, K.snapshot_blob(3000))
-    assert plan_compact(client).trim_below == "1-0"
+    assert plan_compact(client).trim_below == "1-0"  # nothing below the first entry
     store.save(2500, b"")  # a snapshot at 2500 (contents do not matter to the plan)
     fast, slow = ListSink(), ListSink()
     GroupConsumer(client, "fast", fast).run(follow=False)
-    slow_consumer = GroupConsumer(client, "slow", slow, batch=1000, flush_events=1)
+    slow_consumer = GroupConsumer(client, "slow", slow, batch=100, flush_events=1)
     slow_consumer.ensure_group()
-    # the slow group has read up to 1000 only
-    reply = raw(client).xreadgroup("slow", "s", {K.output: ">"}, count=1000)
+    # the slow group has read up to seq 1000 only (100 entries), and acknowledged 800
+    reply = raw(client).xreadgroup("slow", "s", {K.output: ">"}, count=100)
     from journal.streams import stream_items
 
     rows = [r for _, rs in stream_items(reply) for r in rs]
-    raw(client).xack(K.output, "slow", *[r[0] for r in rows[:800]])
+    raw(client).xack(K.output, "slow", *[r[0] for r in rows[:80]])
     plan = plan_compact(client)
-    assert plan.trim_below == "801-0" and "slow" in plan.limited_by
+    assert plan.trim_below == "810-0" and "slow" in plan.limited_by  # its oldest pending
     done = compact(client)
-    assert done.entries_after == 3000 - 800
-    assert raw(client).xrange(K.output, count=1)[0][0] == b"801-0"
-    raw(client).xack(K.output, "slow", *[r[0] for r in rows[800:]])
+    assert done.entries_after == 300 - 80
+    assert raw(client).xrange(K.output, count=1)[0][0] == b"810-0"
+    raw(client).xack(K.output, "slow", *[r[0] for r in rows[80:]])
     GroupConsumer(client, "slow", slow, consumer="s").run(follow=False)
     plan = plan_compact(client)
-    assert plan.trim_below == "2501-0" and "snapshot" in plan.limited_by
+    # everything after the snapshot's entry, pieces of the next answer included
+    assert plan.trim_below == "2500-1" and "snapshot" in plan.limited_by
     assert replay(client, source="none").commands == 3000  # the input is never trimmed
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from journal.consumer import parse_entry
 from journal.keys import Keys
 from journal.sequencer import Sequencer
 from journal.streams import raw
+from journal.wire import read_entries
 from tools.services.export.service import Exporter
 
 from .journal_helpers import matcher_thread, submitting, wait_caught_up
@@ -27,8 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def trade_events(client) -> list[tuple[int, str]]:  # type: ignore[no-untyped-def]
     out = []
-    for eid, fields in raw(client).xrange(K.output):
-        seq, _, events = parse_entry(eid, fields)
+    for seq, _, events in read_entries(raw(client).xrange(K.output)):
         out.extend((seq, e["trade"]) for e in events if e["type"] == "trade")
     return out
 
@@ -87,8 +86,8 @@ def test_kill_the_exporter_while_the_matcher_runs(redis_server, tmp_path: Path) 
     assert rows == events, "trade rows differ from the trade events on the output stream"
     orders = pd.read_parquet(folder / "orders")
     counts: dict[str, int] = {}
-    for eid, fields in raw(client).xrange(K.output):
-        for e in parse_entry(eid, fields)[2]:
+    for _, _, events in read_entries(raw(client).xrange(K.output)):
+        for e in events:
             counts[e["type"]] = counts.get(e["type"], 0) + 1
     expected = (counts.get("order_accepted", 0) + counts.get("order_rejected", 0)
                 + counts.get("order_cancelled", 0) + 2 * counts.get("trade", 0))

@@ -11,7 +11,7 @@ from exchange.named import named
 from journal.keys import Keys
 from journal.replay import replay
 from journal.scripts import script
-from journal.sequencer import Sequencer
+from journal.sequencer import Sequencer, seqs_of
 from journal.snapshots import SnapshotInfo, SnapshotStore
 from journal.status import status
 from journal.streams import last_id, parse_id, raw
@@ -50,19 +50,46 @@ def test_sequencer_numbers_densely_from_one_and_stamps_time(redis_server) -> Non
     result = seq.submit([deposit(f"a{i}") for i in range(1234)])
     assert (result.sequenced, result.first_seq, result.last_seq) == (1234, 1, 1234)
     rows = raw(client).xrange(K.input)
-    assert [parse_id(eid) for eid, _ in rows] == [(i, 0) for i in range(1, 1235)]
-    times = [int(dict(zip(f[::2], f[1::2]))[b"ts"]) for _, f in rows]
+    # one entry per call of up to 500 commands, id <last seq>-0, fields ts, n, c (layout 2)
+    assert [parse_id(eid) for eid, _ in rows] == [(500, 0), (1000, 0), (1234, 0)]
+    assert [f[::2] for _, f in rows] == [[b"ts", b"n", b"c"]] * 3
+    assert [int(f[3]) for _, f in rows] == [500, 500, 234]
+    accounts = [c["account"] for _, f in rows for c in msgpack.unpackb(f[5])]
+    assert accounts == [f"a{i}" for i in range(1234)]
+    times = [int(f[1]) for _, f in rows]
     assert times == sorted(times) and times[0] > 1_600_000_000_000
+    assert client.hget(K.settings, "layout") == b"2"
+
+
+def test_a_command_sent_alone_is_an_entry_of_one(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    seq = Sequencer(client)
+    assert seq.submit_batch([deposit("a")]) == [1]
+    assert seq.submit_batch([deposit("b"), deposit("c")]) == [2, 3]
+    rows = raw(client).xrange(K.input)
+    assert [(eid, int(f[3])) for eid, f in rows] == [(b"1-0", 1), (b"3-0", 2)]
+
+
+def test_calls_are_bounded_by_count_and_bytes(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    seq = Sequencer(client)
+    seq.BATCH_BYTES = 2000
+    big = [place("alice", "BACK", "3", "5", ref="r" * 60 + f"{i:04d}") for i in range(100)]
+    seq.submit(big)
+    sizes = [len(f[5]) for _, f in raw(client).xrange(K.input)]
+    assert len(sizes) > 3 and all(s <= 2000 + 5 for s in sizes)
+    with pytest.raises(ValueError):
+        seq.submit_batch([deposit("a")] * (Sequencer.BATCH + 1))
 
 
 def test_retried_batch_is_not_sequenced_twice(redis_server) -> None:  # type: ignore[no-untyped-def]
     client = redis_server.client()
     seq = Sequencer(client)
-    keys, args = seq._args([deposit("a"), deposit("b")])
+    keys, args = seq._args([seq._payload(deposit("a")), seq._payload(deposit("b"))])
     first = seq._script(keys=keys, args=args)
     again = seq._script(keys=keys, args=args)  # what a redis-py retry after a drop sends
-    assert list(first) == list(again) == [1, 2]
-    assert client.xlen(K.input) == 2
+    assert seqs_of(first) == seqs_of(again) == [1, 2]
+    assert client.xlen(K.input) == 1
 
 
 def test_duplicate_client_ref_is_not_sequenced(redis_server) -> None:  # type: ignore[no-untyped-def]
@@ -112,7 +139,8 @@ def test_output_entry_per_input_entry_even_without_events(redis_server) -> None:
     client = redis_server.client()
     seq = Sequencer(client)
     with matcher_thread(client):
-        seq.submit([MARKET, cmd({"type": "market_status", "market": "1.1", "status": "OPEN"})])
+        seq.submit([MARKET])
+        seq.submit([cmd({"type": "market_status", "market": "1.1", "status": "OPEN"})])
         wait_caught_up(client)
     rows = raw(client).xrange(K.output)
     assert [r[0] for r in rows] == [b"1-0", b"2-0"]
@@ -141,19 +169,19 @@ def test_stale_commit_is_fenced_and_writes_nothing(redis_server) -> None:  # typ
     commit = script(client, "commit")
     lease = script(client, "lease")
     assert lease(keys=[K.lease], args=["acquire", "me", 5000]) == 1
-    ok = commit(keys=[K.output, K.lease], args=["me", 5000, "0-0", 2, "1-0", 1, b"\x90",
-                                                 "2-0", 1, b"\x90"])
+    two = ["1-0", 1, b"\x90", "", "", "2-0", 1, b"\x90", "", ""]  # (id, ts, e, part, parts)
+    ok = commit(keys=[K.output, K.lease], args=["me", 5000, "0-0", 2, *two])
     assert ok == [b"OK"]
     # retried after a dropped connection: recognised, not doubled
-    again = commit(keys=[K.output, K.lease], args=["me", 5000, "0-0", 2, "1-0", 1, b"\x90",
-                                                    "2-0", 1, b"\x90"])
+    again = commit(keys=[K.output, K.lease], args=["me", 5000, "0-0", 2, *two])
     assert again == [b"ALREADY"]
     # a matcher that believes the output ends elsewhere is fenced
     stale = commit(keys=[K.output, K.lease], args=["me", 5000, "1-0", 2, "2-0", 1, b"\x90",
-                                                    "3-0", 1, b"\x90"])
+                                                    "", "", "3-0", 1, b"\x90", "", ""])
     assert stale == [b"FENCED", b"2-0"]
     # a matcher without the lease writes nothing
-    other = commit(keys=[K.output, K.lease], args=["you", 5000, "2-0", 1, "3-0", 1, b"\x90"])
+    other = commit(keys=[K.output, K.lease], args=["you", 5000, "2-0", 1, "3-0", 1,
+                                                    b"\x90", "", ""])
     assert other == [b"LEASE", b"me"]
     assert client.xlen(K.output) == 2
 
@@ -172,7 +200,7 @@ def test_heartbeat_releases_delayed_orders_and_replays_the_same(redis_server) ->
                    "the delayed order never reached the book", pause=0.05)
         wait_caught_up(client)
     rows = raw(client).xrange(K.input)
-    kinds = [msgpack.unpackb(dict(zip(f[::2], f[1::2]))[b"c"])["type"] for _, f in rows]
+    kinds = [c["type"] for _, f in rows for c in msgpack.unpackb(dict(zip(f[::2], f[1::2]))[b"c"])]
     assert kinds[:6] == ["create_market", "deposit", "deposit", "place", "turn_in_play", "place"]
     assert set(kinds[6:]) == {"heartbeat"} and 1 <= len(kinds[6:]) <= 10
     assert replay(client, source="none", verify=True).verified
@@ -182,11 +210,13 @@ def test_snapshots_recovery_and_verified_replay(redis_server) -> None:  # type: 
     client = redis_server.client()
     cmds = unnumbered(core_workload(6000))
     seq = Sequencer(client)
-    with matcher_thread(client, snapshot_every=2500, batch=500):
-        seq.submit(cmds[:4000])
+    with matcher_thread(client, snapshot_every=2500):
+        seq.submit(cmds[:2500])
+        wait_caught_up(client)
+        seq.submit(cmds[2500:4000])
         wait_caught_up(client)
     snaps = [s.seq for s in SnapshotStore(client).list()]
-    assert snaps[0] == 4000 and 2500 <= snaps[1] < 4000  # periodic, and at the clean stop
+    assert snaps == [4000, 2500]  # periodic, and at the clean stop
     with matcher_thread(client, snapshot_every=10**9) as m:  # recovers from the snapshot
         seq.submit(cmds[4000:])
         wait_caught_up(client)
@@ -203,26 +233,57 @@ def test_snapshots_recovery_and_verified_replay(redis_server) -> None:  # type: 
     assert (st.last_input_seq, st.last_output_seq, st.lag) == (6000, 6000, 0)
 
 
-def test_verify_reports_the_first_divergence(redis_server) -> None:  # type: ignore[no-untyped-def]
-    client = redis_server.client()
-    seq = Sequencer(client)
-    with matcher_thread(client):
-        seq.submit([MARKET, deposit("alice"), deposit("bob"), place("bob", "LAY", "3", "5")])
-        wait_caught_up(client)
-    # tamper with the recorded output of seq 3: rewrite the stream with one entry changed
+def tampered(client, change) -> None:  # type: ignore[no-untyped-def]
+    """Rewrite the output stream with ``change(fields)`` applied to entry 4-0's fields."""
     rows = raw(client).xrange(K.output)
     client.delete(K.output)
     for eid, fields in rows:
         f = dict(zip(fields[::2], fields[1::2]))
-        if eid == b"3-0":
-            events = decode_events(f[b"e"])
-            events[0]["amount"] += 1
-            f[b"e"] = msgpack.packb(events)
+        if eid == b"4-0":
+            change(f)
         client.xadd(K.output, f, id=eid)
+
+
+def test_verify_reports_the_first_divergence_at_its_seq(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    seq = Sequencer(client)
+    with matcher_thread(client):
+        seq.submit([MARKET, deposit("alice"), deposit("bob"), place("bob", "LAY", "3", "5")])
+        seq.submit([deposit("carol")])
+        wait_caught_up(client)
+    assert [r[0] for r in raw(client).xrange(K.output)] == [b"4-0", b"5-0"]
+
+    def bob_gets_a_penny_more(f: dict) -> None:  # the deposit of seq 3, inside entry 4-0
+        events = decode_events(f[b"e"])
+        assert events[2]["seq"] == 3 and events[2]["account"] == "bob"
+        events[2]["amount"] += 1
+        f[b"e"] = msgpack.packb(events)
+
+    tampered(client, bob_gets_a_penny_more)
     result = replay(client, source="none", verify=True)
     assert not result.verified
-    assert result.divergence is not None and result.divergence.entry == "3-0"
-    assert result.divergence.recorded[0]["amount"] == result.divergence.replayed[0]["amount"] + 1
+    d = result.divergence
+    assert d is not None and (d.entry, d.seq) == ("4-0", 3)
+    assert d.recorded[0]["amount"] == d.replayed[0]["amount"] + 1
+
+
+@pytest.mark.parametrize("change, why", [
+    (lambda f: f.update({b"extra": b"1"}), "fields"),
+    (lambda f: f.update({b"e": msgpack.packb(decode_events(f[b"e"]) + [{"seq": 4}])}),
+     "different events"),
+    (lambda f: f.update({b"e": b"\xc1 not msgpack"}), "not msgpack"),
+    (lambda f: f.update({b"ts": b"1"}), "recorded time"),
+])
+def test_verify_compares_whole_entries(redis_server, change, why) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    with matcher_thread(client):
+        Sequencer(client).submit([MARKET, deposit("alice"), deposit("bob"), deposit("carol")])
+        wait_caught_up(client)
+    assert replay(client, source="none", verify=True).verified
+    tampered(client, change)
+    result = replay(client, source="none", verify=True)
+    assert not result.verified and result.divergence is not None
+    assert result.divergence.entry == "4-0" and why in result.divergence.why
 
 
 def test_replay_to_a_seq_stops_there(redis_server) -> None:  # type: ignore[no-untyped-def]

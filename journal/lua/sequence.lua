@@ -1,53 +1,126 @@
--- The sequencer: append commands to the input journal, atomically, many per call.
+-- The sequencer: append a call's commands to the input journal as ONE entry (layout 2).
 --
 -- KEYS[1] input stream   KEYS[2] set of used (account, ref)   KEYS[3] clock
--- KEYS[4] this batch's record (a retried call returns what the first call gave)
+-- KEYS[4] this call's record (a retried call returns what the first call gave)
+-- KEYS[5] the partition's settings (hash: its journal layout)
 -- ARGV[1] number of commands n; then per command: dedup key ("" if none), payload (msgpack)
 --
--- The next seq comes from the stream's last entry id, so an entry appended by anything else
--- can never wedge sequencing: the next command simply goes after it. Every command of the
--- call gets the same envelope time: Redis time in ms, never earlier than the last one.
--- Returns one integer per command: its seq, or 0 if its (account, ref) was used before.
+-- The entry's id is <last seq>-0 and its fields ts (Redis time, ms, never earlier than the
+-- last one), n (commands in it) and c (a msgpack array of their maps, in seq order); its
+-- commands hold seqs last-n+1 .. last. The next seq comes from the stream's last entry id, so
+-- an entry appended by anything else can never wedge sequencing: the next entry goes after it.
+--
+-- Checks first, writes after (Lua has no rollback). Ids are decimal text throughout: Lua's
+-- numbers are doubles, exact only below 2^53, and a stream id may be any 64-bit number; the
+-- next id is formed and checked exactly before anything is written, and a call that cannot
+-- be sequenced writes nothing (no refs, no record) and fails with an error.
+--
+-- Returns {last, dups}: `last` the seq of the entry's last command as decimal text ("" when
+-- every command was a duplicate and nothing was appended), `dups` one character a command,
+-- "1" for a command whose (account, ref) was used before (not sequenced), else "0".
 
-local stream, refs, clock, record = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local stream, refs, clock, record, settings = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local LAYOUT = 2
+local MAX_COMMANDS = 10000
+local MAX_ID = '18446744073709551615'
 
 local done = redis.call('GET', record)
 if done then
-  local seqs = {}
-  for s in string.gmatch(done, '[^,]+') do seqs[#seqs + 1] = tonumber(s) end
-  return seqs
+  local sep = string.find(done, '|', 1, true)
+  return {string.sub(done, 1, sep - 1), string.sub(done, sep + 1)}
 end
 
-local last = 0
-if redis.call('EXISTS', stream) == 1 then
-  local info = redis.call('XINFO', 'STREAM', stream)
-  for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then
-      last = tonumber(string.match(info[i + 1], '^(%d+)'))
-      break
+local layout = tonumber(redis.call('HGET', settings, 'layout') or '1')
+if layout > LAYOUT then
+  return redis.error_reply('exch: this journal is in layout ' .. layout ..
+    ', newer than this version writes (' .. LAYOUT .. '): upgrade exch')
+end
+
+local n = tonumber(ARGV[1])
+if n == nil or n < 1 or n > MAX_COMMANDS or #ARGV ~= 1 + 2 * n then
+  return redis.error_reply('exch: a call holds 1 to ' .. MAX_COMMANDS .. ' commands')
+end
+
+-- decimal text arithmetic, exact at any size
+local function add(text, k)
+  local digits = {}
+  local carry = k
+  for i = #text, 1, -1 do
+    local d = string.byte(text, i) - 48 + carry
+    digits[i] = d % 10
+    carry = math.floor(d / 10)
+  end
+  local out = table.concat(digits)
+  if carry > 0 then out = tostring(carry) .. out end
+  return out
+end
+local function at_most(a, b)
+  if #a ~= #b then return #a < #b end
+  return a <= b
+end
+
+-- which commands are new: not used before, and not twice in this call
+local dups = {}
+local fresh = {}
+local seen = {}
+local k = 0
+for i = 0, n - 1 do
+  local ref = ARGV[2 + 2 * i]
+  if ref ~= '' and (seen[ref] or redis.call('SISMEMBER', refs, ref) == 1) then
+    dups[#dups + 1] = '1'
+  else
+    dups[#dups + 1] = '0'
+    if ref ~= '' then seen[ref] = true end
+    k = k + 1
+    fresh[k] = i
+  end
+end
+dups = table.concat(dups)
+
+local last = ''
+if k > 0 then
+  local previous = '0'
+  if redis.call('EXISTS', stream) == 1 then
+    local info = redis.call('XINFO', 'STREAM', stream)
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then
+        previous = string.match(info[i + 1], '^(%d+)')
+        break
+      end
     end
+  end
+  last = add(previous, k)
+  if not at_most(last, MAX_ID) then
+    return redis.error_reply('exch: the journal has no seqs left after ' .. previous)
   end
 end
 
+-- write
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local before = tonumber(redis.call('GET', clock) or '0')
 if now < before then now = before end
 local ts = string.format('%d', now)
 redis.call('SET', clock, ts)
+if layout ~= LAYOUT then redis.call('HSET', settings, 'layout', LAYOUT) end
 
-local n = tonumber(ARGV[1])
-local seqs = {}
-local seq = last
-for i = 0, n - 1 do
-  local ref = ARGV[2 + 2 * i]
-  if ref ~= '' and redis.call('SADD', refs, ref) == 0 then
-    seqs[#seqs + 1] = 0
+if k > 0 then
+  local parts = {}
+  if k < 16 then
+    parts[1] = string.char(0x90 + k)
+  elseif k < 65536 then
+    parts[1] = string.char(0xdc, math.floor(k / 256), k % 256)
   else
-    seq = seq + 1
-    redis.call('XADD', stream, string.format('%d-0', seq), 'ts', ts, 'c', ARGV[3 + 2 * i])
-    seqs[#seqs + 1] = seq
+    parts[1] = string.char(0xdd, math.floor(k / 16777216) % 256, math.floor(k / 65536) % 256,
+      math.floor(k / 256) % 256, k % 256)
   end
+  for j = 1, k do
+    local i = fresh[j]
+    local ref = ARGV[2 + 2 * i]
+    if ref ~= '' then redis.call('SADD', refs, ref) end
+    parts[j + 1] = ARGV[3 + 2 * i]
+  end
+  redis.call('XADD', stream, last .. '-0', 'ts', ts, 'n', k, 'c', table.concat(parts))
 end
-redis.call('SET', record, table.concat(seqs, ','), 'EX', 86400)
-return seqs
+redis.call('SET', record, last .. '|' .. dups, 'EX', 86400)
+return {last, dups}

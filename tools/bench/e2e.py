@@ -18,6 +18,7 @@ import resource
 import tempfile
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -124,11 +125,13 @@ def throughput(system: LocalSystem, cmds: list[tuple]) -> dict[str, Any]:
         time.sleep(0.005)
     elapsed = time.perf_counter() - start
     cpu_after = cpu_seconds(pids)
+    per_command = {
+        name: round((cpu_after[name] - cpu_before[name]) / len(cmds) * 1e6, 2)
+        for name in cpu_before
+    }
     return {
-        "cpu_us_per_command": {
-            name: round((cpu_after[name] - cpu_before[name]) / len(cmds) * 1e6, 1)
-            for name in cpu_before
-        },
+        "cpu_us_per_command": per_command,
+        "redis_cpu_us_per_command": per_command["redis"],
         "commands_per_sec": round(len(cmds) / elapsed),
         "submit_per_sec": round(len(cmds) / submit_seconds),
         "seconds": round(elapsed, 2),
@@ -173,8 +176,15 @@ def latency(system: LocalSystem, cmds: list[tuple], rate: int, seconds: float) -
         for s in sequencer.submit_batch(batch):
             if s:
                 sent[s] = t
-    seen = reader.wait_for(len(sent), timeout=30)
+    answered = reader.wait_for(max(sent, default=0), timeout=30)
     achieved = len(sent) / (time.perf_counter() - start)
+    # a command is answered with its entry: the first output entry whose last seq >= its own
+    lasts = sorted(answered)
+    seen = {}
+    for s in sent:
+        k = bisect_left(lasts, s)
+        if k < len(lasts):
+            seen[s] = answered[lasts[k]]
     if os.environ.get("EXCH_BENCH_TRACE"):
         trace = sorted((t - start, (seen[s] - t) * 1000) for s, t in sent.items() if s in seen)
         with open(os.environ["EXCH_BENCH_TRACE"], "w") as f:
@@ -193,7 +203,8 @@ def latency(system: LocalSystem, cmds: list[tuple], rate: int, seconds: float) -
 
 
 class _OutputWatch:
-    """A thread that notes when each seq's output entry appears (``perf_counter`` time)."""
+    """A thread that notes when each output entry appears (``perf_counter`` time), by the
+    last seq it answers."""
 
     def __init__(self, url: str, keys: Keys, after: int) -> None:
         self.seen: dict[int, float] = {}
@@ -215,10 +226,10 @@ class _OutputWatch:
                 if rows:
                     self.cursor = rows[-1][0].decode()
 
-    def wait_for(self, count: int, timeout: float) -> dict[int, float]:
-        """Wait until ``count`` entries were seen (or ``timeout``); stop; what was seen."""
+    def wait_for(self, last: int, timeout: float) -> dict[int, float]:
+        """Wait until seq ``last`` is answered (or ``timeout``); stop; what was seen."""
         deadline = time.perf_counter() + timeout
-        while len(self.seen) < count and time.perf_counter() < deadline:
+        while (not self.seen or max(self.seen) < last) and time.perf_counter() < deadline:
             time.sleep(0.01)
         self.stop.set()
         self.thread.join()

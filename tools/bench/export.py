@@ -19,11 +19,15 @@ from tools.sources.workload import core_workload
 
 from .memory import peak_rss_bytes
 
+PER_ENTRY = 500
+"""Commands per output entry: what the sequencer puts in one input entry under load."""
+
 
 def bench_export(commands: int = 1_000_000, *, runs: int = 3, seed: int = 1) -> dict[str, Any]:
     """Events per second from the output stream to Parquet: the core workload's events are
-    written to a private Redis's output stream (as the matcher writes them), then the
-    exporter reads them through its consumer group into a fresh folder, ``runs`` times."""
+    written to a private Redis's output stream as the matcher writes them (one entry per
+    input entry of ``PER_ENTRY`` commands), then the exporter reads them through its
+    consumer group into a fresh folder, ``runs`` times."""
     from exchange import Exchange
     from journal.connection import connect
     from journal.keys import Keys
@@ -40,12 +44,15 @@ def bench_export(commands: int = 1_000_000, *, runs: int = 3, seed: int = 1) -> 
             ex = Exchange()
             events = 0
             pipe = client.pipeline(transaction=False)
+            out: list = []
             for i, cmd in enumerate(cmds, 1):
                 cmd = named(cmd)._replace(seq=i)
-                out = ex.apply(cmd)
-                events += len(out)
-                pipe.xadd(keys.output, {"ts": cmd.ts, "e": encode_events(out)}, id=f"{i}-0")
-                if i % 1000 == 0:
+                out += ex.apply(cmd)
+                if i % PER_ENTRY == 0 or i == len(cmds):
+                    events += len(out)
+                    pipe.xadd(keys.output, {"ts": cmd.ts, "e": encode_events(out)}, id=f"{i}-0")
+                    out = []
+                if i % 20_000 == 0:
                     pipe.execute()
             pipe.execute()
             rates = []

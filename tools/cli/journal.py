@@ -158,12 +158,13 @@ def replay(
     }
     if result.divergence is not None:
         d = result.divergence
-        summary["divergence"] = {"entry": d.entry, "why": d.why, "recorded": d.recorded,
-                                 "replayed": d.replayed}
+        summary["divergence"] = {"seq": d.seq, "entry": d.entry, "why": d.why,
+                                 "recorded": d.recorded, "replayed": d.replayed}
     report(summary, as_json)
     if result.divergence is not None:
         if not as_json:
-            typer.secho(f"DIVERGED at {d.entry}: {d.why}", err=True, fg=typer.colors.RED)
+            typer.secho(f"DIVERGED at seq {d.seq} (output entry {d.entry}): {d.why}", err=True,
+                        fg=typer.colors.RED)
         raise typer.Exit(1)
     if verify and not as_json:
         typer.secho(f"verified: output matches the journal up to seq {result.to_seq}",
@@ -295,10 +296,12 @@ def tail(
             if not rows and not follow:
                 return
             for eid, fields in rows:
-                seq = parse_id(eid)[0]
                 payload = field(fields, b"e")
                 for ev in decode_events(payload) if payload else []:
                     j = json_from_wire(ev)
+                    seq = j.get("seq", parse_id(eid)[0])
+                    if from_seq is not None and seq <= from_seq:
+                        continue  # an entry holds many seqs: only those after --from
                     print(dumps_line(j) if as_json else event_line(seq, j), flush=False)
                 cursor = eid.decode()
             sys.stdout.flush()
