@@ -18,6 +18,8 @@ The tree (the module that raises each one in brackets)::
     │                              [exchange.snapshot]
     ├── ServerError                the embedded Redis could not be found, started or reached
     │                              [journal.server]
+    ├── JournalError               a journal this version cannot read (a newer layout)
+    │                              [journal.layout]
     ├── LeaseLost                  another process holds the lease now: stop writing [journal]
     ├── Fenced                     the output does not end where this matcher thought [journal]
     └── SinkError                  an export folder this sink cannot safely continue from
@@ -75,6 +77,10 @@ class ServerError(ExchError, RuntimeError):
     """The embedded Redis server could not be found, started or reached."""
 
 
+class JournalError(ExchError, RuntimeError):
+    """A journal this version cannot read as it is (say, written in a newer layout)."""
+
+
 class LeaseLost(ExchError, RuntimeError):
     """Another process holds the lease now: stop writing."""
 
@@ -93,6 +99,7 @@ __all__ = [
     "Fenced",
     "InputError",
     "InvariantError",
+    "JournalError",
     "LeaseLost",
     "ReplayError",
     "SequenceError",

@@ -27,6 +27,7 @@ import redis
 
 from .collector import collector_paused
 from .keys import Keys
+from .layout import check_layout
 from .snapshots import SnapshotStore
 from .streams import Row, last_id, parse_id, raw, stream_items
 from .wire import Assembler, Entry, OutputPiece, entries_of, parse_output
@@ -178,6 +179,7 @@ class GroupConsumer:
             return self._run(follow)
 
     def _run(self, follow: bool) -> ConsumerProgress:
+        check_layout(self.client, self.keys)
         self.ensure_group()
         self.claim_dead()
         self.progress.committed_seq = self.sink.committed_seq()

@@ -23,6 +23,7 @@ from exchange.snapshot import SnapshotError, state_hash
 from .apply import Record, apply_rows
 from .collector import collector_paused
 from .keys import Keys
+from .layout import check_layout
 from .snapshots import SnapshotStore
 from .streams import Row, last_id, parse_id, raw
 from .wire import decode_entry, decode_events, encode_events, entry_seq
@@ -130,7 +131,8 @@ def _replay(
     verify: bool,
     on_progress: Callable[[int, int], None] | None,
 ) -> ReplayResult:
-    last_id_answered, last_answered = answered(client, keys)
+    check_layout(client, keys)
+    _, last_answered = answered(client, keys)
     end = last_answered if to is None else to
     if verify and end > last_answered:
         raise ReplayError(f"cannot verify up to {end}: the output answers up to {last_answered}")

@@ -49,6 +49,7 @@ from . import faults
 from .apply import Record, apply_rows
 from .collector import collector_paused
 from .keys import Keys
+from .layout import check_layout
 from .lease import Lease
 from .scripts import script
 from .sequencer import Sequencer
@@ -299,6 +300,7 @@ class Matcher:
         last entry (in the middle of an answer cut into pieces, if that is where it ends)."""
         k = self.keys
         self.step("recovering")
+        check_layout(self.client, k)
         self.progress.state = "recovering"
         self._report(force=True)
         follows = last_id(self.client, k.output).encode()

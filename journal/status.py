@@ -8,6 +8,7 @@ from typing import Any
 import redis
 
 from .keys import Keys
+from .layout import journal_layout
 from .snapshots import SnapshotStore
 from .streams import last_id, parse_id
 
@@ -28,6 +29,8 @@ class Status:
     """Last input and output seqs, the matcher's lag, snapshots, consumer groups."""
 
     partition: str
+    layout: int
+    """The journal layout (docs/journal.md)."""
     last_input_seq: int
     last_output_seq: int
     lag: int
@@ -75,6 +78,7 @@ def status(client: redis.Redis, keys: Keys | None = None) -> Status:
     ]
     return Status(
         partition=keys.partition,
+        layout=journal_layout(client, keys),
         last_input_seq=last_in,
         last_output_seq=last_out,
         lag=max(last_in - last_out, 0),

@@ -83,8 +83,17 @@ def run(
         typer.Option(help="Take a snapshot every N commands.", envvar="EXCH_SNAPSHOT_EVERY",
                      min=1),
     ] = 100_000,
-    batch: Annotated[int, typer.Option(help="Most commands read and committed at once.",
-                                       min=1)] = 2000,
+    batch: Annotated[int, typer.Option(
+        help="Most input entries read and matched at once (an entry holds up to 500 "
+             "commands).", min=1)] = 64,
+    lease_ms: Annotated[int, typer.Option(
+        "--lease-ms", envvar="EXCH_LEASE_MS", min=100,
+        help="The lease's time: a standby takes over this long after the matcher stops "
+             "renewing it.")] = 3000,
+    max_step: Annotated[float, typer.Option(
+        "--max-step", envvar="EXCH_MAX_STEP", min=0.1,
+        help="Seconds one step (a restore, an entry matched, a commit) may take before the "
+             "matcher counts as hung and lets its lease go.")] = 60.0,
 ) -> None:
     """The matcher: follow the input journal and commit the events to the output stream.
 
@@ -103,7 +112,7 @@ def run(
                         stream=sys.stderr)
     view = RunView()
     matcher = Matcher(client, keys_for(partition), snapshot_every=snapshot_every, batch=batch,
-                      on_progress=view.update)
+                      lease_ms=lease_ms, max_step=max_step, on_progress=view.update)
 
     def stop(signum, frame):  # type: ignore[no-untyped-def]
         matcher.stopping.set()
@@ -234,6 +243,7 @@ def status(
     console = Console()
     t = Table(show_header=False, box=None)
     t.add_row("partition", st.partition)
+    t.add_row("journal layout", str(st.layout))
     t.add_row("last input seq", f"{st.last_input_seq:,}")
     t.add_row("last output seq", f"{st.last_output_seq:,}")
     t.add_row("matcher lag", f"{st.lag:,}")
@@ -281,6 +291,7 @@ def tail(
 ) -> None:
     """Follow the output stream and print its events as they are committed."""
     from exchange.codec import dumps_line, json_from_wire
+    from journal.layout import check_layout
     from journal.streams import field, last_id, parse_id, raw, stream_items
     from journal.wire import decode_events
 
@@ -288,6 +299,7 @@ def tail(
 
     client = raw(redis_client(redis_url))
     keys = keys_for(partition)
+    check_layout(client, keys)
     cursor = f"{from_seq}-0" if from_seq is not None else last_id(client, keys.output)
     try:
         while True:
