@@ -66,6 +66,11 @@ class Keys:
         return self._k("follower")
 
     @property
+    def followed(self) -> str:
+        """The last seq whose answer the snapshot-taking follower verified (for status)."""
+        return self._k("followed")
+
+    @property
     def control(self) -> str:
         """Requests to the running matcher (e.g. take a snapshot)."""
         return self._k("control")

@@ -387,8 +387,9 @@ class Matcher:
         self._report(force=True)
 
     def _shutdown(self) -> None:
+        """A clean stop: a snapshot (unless a follower takes them), and the lease given up."""
         try:
-            if self.lease.renew():
+            if self.lease.renew() and not self.follower_alive():
                 self.take_snapshot()
         finally:
             self.release()

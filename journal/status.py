@@ -37,6 +37,10 @@ class Status:
     input_entries: int
     output_entries: int
     matcher: str
+    follower: str = ""
+    """The follower taking the snapshots ("" if none)."""
+    followed_seq: int = 0
+    """The last seq whose answer that follower verified."""
     snapshots: list[dict[str, Any]] = field(default_factory=list)
     groups: list[GroupStatus] = field(default_factory=list)
 
@@ -58,6 +62,7 @@ def status(client: redis.Redis, keys: Keys | None = None) -> Status:
     last_out_id = last_id(client, keys.output)
     last_out = parse_id(last_out_id)[0]
     holder = client.get(keys.lease)
+    follower = client.get(keys.follower)
     groups = []
     try:
         infos = client.xinfo_groups(keys.output)
@@ -85,6 +90,8 @@ def status(client: redis.Redis, keys: Keys | None = None) -> Status:
         input_entries=_length(client, keys.input),
         output_entries=_length(client, keys.output),
         matcher=holder.decode() if holder else "",
+        follower=follower.decode() if follower else "",
+        followed_seq=int(client.get(keys.followed) or 0) if follower else 0,
         snapshots=snaps,
         groups=groups,
     )

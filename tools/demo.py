@@ -2,7 +2,8 @@
 minute, leaving nothing running.
 
 1. a private redis-server (append-only) in ``OUT/redis``, fresh;
-2. ``exch run`` as its own process;
+2. ``exch run`` as its own process, and ``exch follow`` beside it (it checks every answer the
+   matcher commits, live, and takes the snapshots);
 3. a realistic market day (``tools.sources.market_day``) sent through the sequencer as fast
    as it goes, in-play bet delays scaled down so that orders wait them out within the demo's
    time;
@@ -23,12 +24,16 @@ from typing import Any
 
 from journal.replay import replay
 from journal.sequencer import Sequencer
+from journal.snapshots import SnapshotStore
 from journal.streams import last_id, parse_id
 from tools.local import LocalSystem
 from tools.services.export.service import Exporter
 from tools.services.stats import StatsService, read_markets, read_view
 from tools.sources.load import scale_delays, send
 from tools.sources.market_day import GeneratorStats, market_day
+
+SNAPSHOT_EVERY = 10_000
+"""Commands between the follower's snapshots in the demo (a few in a day)."""
 
 DELAY_SCALE = 20
 """In-play bet delays are divided by this in the demo: 1-5 s become 50-250 ms of journal time,
@@ -51,6 +56,9 @@ class DemoResult:
     replay_hash: str = ""
     replay_rate: float = 0.0
     verified: bool = False
+    followed_seq: int = 0
+    follower_exit: int | None = None
+    snapshots: list[int] = field(default_factory=list)
     parquet: Path | None = None
 
     @property
@@ -76,14 +84,17 @@ def run_demo(
     shutil.rmtree(out / "parquet", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     step("starting Redis (append-only)")
-    with LocalSystem(out / "redis") as system:
-        step("starting the matcher (exch run)")
+    with LocalSystem(out / "redis", snapshot_every=SNAPSHOT_EVERY) as system:
+        step("starting the follower (exch follow) and the matcher (exch run)")
+        system.start_follower()
         system.start_matcher()
         step(f"sending a market day: {commands:,} commands")
         send_day(system, result, commands=commands, markets=markets, accounts=accounts,
                  seed=seed, on_sent=on_sent)
         step("proving the output: replay --verify from the first command")
         prove(system, result)
+        step("waiting for the follower's own check")
+        follower_check(system, result)
         step("exporting Parquet")
         export(system, result, out / "parquet")
         step("computing market statistics")
@@ -129,6 +140,21 @@ def prove(system: LocalSystem, result: DemoResult) -> None:
     result.verified = proof.verified
     result.replay_hash = proof.state_hash
     result.replay_rate = proof.rate
+
+
+def follower_check(system: LocalSystem, result: DemoResult) -> None:
+    """Wait until the follower has verified the last answer, stop it, and note what it
+    did: its exit (1 means it found a difference) and the snapshots it took."""
+    client, keys = system.client, system.keys
+    assert client is not None
+    deadline = time.monotonic() + 120
+    while int(client.get(keys.followed) or 0) < result.last_seq:
+        if time.monotonic() > deadline or (system.follower and system.follower.poll()):
+            break
+        time.sleep(0.05)
+    result.followed_seq = int(client.get(keys.followed) or 0)
+    result.follower_exit = system.stop_follower()
+    result.snapshots = [s.seq for s in SnapshotStore(client, keys).list()]
 
 
 def export(system: LocalSystem, result: DemoResult, parquet: Path) -> None:

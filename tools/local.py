@@ -43,6 +43,7 @@ class LocalSystem:
         self.server: ServerInfo | None = None
         self.client: redis.Redis | None = None
         self.matcher: subprocess.Popen | None = None
+        self.follower: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
@@ -54,33 +55,42 @@ class LocalSystem:
         self.client = connect(self.url)
         return self
 
-    def start_matcher(self) -> None:
-        """``exch run`` as its own process; returns once it holds the partition's lease."""
+    def _service(self, command: str, key: str) -> subprocess.Popen:
+        """``exch <command>`` as its own process, once it holds ``key`` (its lease)."""
         assert self.client is not None, "not started"
-        args = [sys.executable, "-m", "tools.cli", "run", "--redis-url", self.url,
+        args = [sys.executable, "-m", "tools.cli", command, "--redis-url", self.url,
                 "--partition", self.keys.partition]
         if self.snapshot_every is not None:
             args += ["--snapshot-every", str(self.snapshot_every)]
-        self.matcher = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + self.STARTUP_SECONDS
-        while not self.client.exists(self.keys.lease):
-            if self.matcher.poll() is not None or time.monotonic() > deadline:
-                raise ServerError("the matcher (exch run) did not start")
+        while not self.client.exists(key):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                raise ServerError(f"exch {command} did not start")
             time.sleep(0.01)
+        return proc
+
+    def start_matcher(self) -> None:
+        """``exch run`` as its own process; returns once it holds the partition's lease."""
+        self.matcher = self._service("run", self.keys.lease)
+
+    def start_follower(self) -> None:
+        """``exch follow`` as its own process (it takes the snapshots); returns once it
+        announces itself."""
+        self.follower = self._service("follow", self.keys.follower)
 
     def stop_matcher(self) -> None:
-        """Stop the matcher cleanly (it snapshots and releases its lease), if it runs."""
-        m = self.matcher
+        """Stop the matcher cleanly (it releases its lease), if it runs."""
+        _stop(self.matcher)
         self.matcher = None
-        if m is None or m.poll() is not None:
-            return
-        m.send_signal(signal.SIGTERM)
-        try:
-            m.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            m.kill()
-            m.wait()
+
+    def stop_follower(self) -> int | None:
+        """Stop the follower cleanly, if it runs; its exit code (1: it found a difference)."""
+        code = _stop(self.follower)
+        self.follower = None
+        return code
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None,
@@ -88,8 +98,23 @@ class LocalSystem:
     ) -> None:
         try:
             self.stop_matcher()
+            self.stop_follower()
         finally:
             if self.client is not None:
                 self.client.close()
             if self.server is not None:
                 stop_pid(self.server.pid)
+
+
+def _stop(proc: subprocess.Popen | None) -> int | None:
+    """SIGTERM a service and wait for it (SIGKILL after two minutes); its exit code."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode

@@ -132,7 +132,7 @@ def demo(
         result = run_demo(out, commands=commands, markets=markets, accounts=accounts, seed=seed,
                           on_step=on_step, on_sent=advance)
     _demo_summary(result)
-    if not result.verified:
+    if not result.verified or result.follower_exit != 0:
         raise typer.Exit(1)
 
 
@@ -154,6 +154,12 @@ def _demo_summary(r: Any) -> None:
     t.add_row("replay --verify", ("output reproduced byte for byte" if r.verified else
                                   "DIVERGED") + f", state hash {r.replay_hash[:16]}…, "
                                   f"{r.replay_rate:,.0f} commands/s")
+    if r.follower_exit == 0:
+        follower = (f"checked every answer as it was committed, up to seq {r.followed_seq:,}; "
+                    f"took the snapshots (at {', '.join(f'{s:,}' for s in r.snapshots)})")
+    else:
+        follower = f"FOUND A DIFFERENCE (exit {r.follower_exit}): see `exch follow`"
+    t.add_row("exch follow", follower)
     t.add_row("parquet", f"{r.parquet}/  (trades, orders, markets, settlements, funds)")
     t.add_row("notebook", escape(f"EXCH_PARQUET={r.parquet} .venv/bin/jupyter notebook "
                                  "tools/notebooks/analytics.ipynb  (after .venv/bin/pip install "

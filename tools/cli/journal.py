@@ -125,6 +125,54 @@ def run(
 
 
 @app.command()
+def follow(
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+    snapshot_every: Annotated[
+        int,
+        typer.Option(help="Take a snapshot every N commands (the matcher takes none while a "
+                          "follower runs).", envvar="EXCH_SNAPSHOT_EVERY", min=1),
+    ] = 100_000,
+) -> None:
+    """The follower: keep a second copy of the state from the journal, check every answer the
+    matcher commits against it, and take the periodic snapshots off the matcher's back.
+
+    Never writes the output. At the first answer that differs it reports the seq and exits 1.
+    Stops on Ctrl-C or SIGTERM (exit 0).
+    """
+    import logging
+    import signal
+
+    from journal.follower import Follower, nice
+
+    client = redis_client(redis_url)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        stream=sys.stderr)
+    nice()
+    last = [0.0]
+
+    def show(p) -> None:  # type: ignore[no-untyped-def]
+        import time
+
+        now = time.monotonic()
+        if now - last[0] >= 5 or p.state in ("diverged", "stopped"):
+            last[0] = now
+            typer.echo(f"{p.state} verified={p.verified_seq} snapshot={p.snapshot_seq} "
+                       f"snapshots={p.snapshots}", err=True)
+
+    follower = Follower(client, keys_for(partition), snapshot_every=snapshot_every,
+                        on_progress=show)
+
+    def stop(signum, frame):  # type: ignore[no-untyped-def]
+        follower.stopping.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    done = follower.run()
+    typer.echo(f"stopped: verified up to seq {done.verified_seq:,}", err=True)
+
+
+@app.command()
 def replay(
     from_snapshot: Annotated[
         str,
@@ -248,6 +296,8 @@ def status(
     t.add_row("last output seq", f"{st.last_output_seq:,}")
     t.add_row("matcher lag", f"{st.lag:,}")
     t.add_row("matcher", st.matcher or "(none running)")
+    t.add_row("follower", f"{st.follower}, verified up to seq {st.followed_seq:,}"
+              if st.follower else "(none running: the matcher takes the snapshots)")
     t.add_row("snapshots", ", ".join(f"{s['seq']:,}" for s in st.snapshots) or "(none)")
     console.print(t)
     if st.groups:
