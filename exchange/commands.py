@@ -35,6 +35,7 @@ from .events import (
 )
 from .limits import MAX_DELAY_MS, MAX_ID, MAX_INT, MAX_MONEY, MAX_RUNNERS
 from .named import NAMED, Invalid
+from .rules import PRINTABLE_IDS, printable
 from .units import INVALID, TICK, format_money, format_price, format_rate, parse_fixed
 
 REQUIRED: Any = object()
@@ -124,12 +125,14 @@ ENVELOPE = ("type", "ts")
 """Keys any command object may carry besides its fields; ``ts`` is replaced by the journal."""
 
 
-def _invalid(seq: int, ts: int, obj: Any, kind: Any, reason: str = MALFORMED) -> tuple:
+def _invalid(
+    seq: int, ts: int, obj: Any, kind: Any, reason: str = MALFORMED, printable_ids: bool = False
+) -> tuple:
     get = obj.get if isinstance(obj, dict) else (lambda k: None)
 
-    def text(k: str) -> Any:  # echo only what a stream can carry
+    def text(k: str) -> Any:  # echo only what a stream can carry (and, from rules 2, print)
         v = get(k)
-        return v if _text_ok(v) else None
+        return v if _text_ok(v) and (not printable_ids or printable(v)) else None
 
     return Invalid(
         "invalid", seq, ts, kind if type(kind) is str and kind in COMMANDS else None,
@@ -203,10 +206,23 @@ def _check_enum(values: tuple[str, ...]) -> Any:
     return check
 
 
-def _checkers(wire: bool) -> dict[str, tuple[tuple[str, Any, Any], ...]]:
+def _printable_too(check: Any) -> Any:
+    def both(v: Any) -> Any:
+        v = check(v)
+        return v if v is _BAD or printable(v) else _BAD
+
+    return both
+
+
+def _checkers(
+    wire: bool, printable_ids: bool = False
+) -> dict[str, tuple[tuple[str, Any, Any], ...]]:
     by_kind = {ID: _check_id, ACCOUNT: _check_account, INT: _check_int, INTS: _check_ints}
     if not wire:
         by_kind.update({ID: _check_json_id, ACCOUNT: _check_json_account})
+    if printable_ids:
+        by_kind.update({ID: _printable_too(by_kind[ID]),
+                        ACCOUNT: _printable_too(by_kind[ACCOUNT])})
     scaled = _check_scaled_wire if wire else _check_scaled_json
     out = {}
     for kind, spec in COMMANDS.items():
@@ -221,12 +237,12 @@ def _checkers(wire: bool) -> dict[str, tuple[tuple[str, Any, Any], ...]]:
     return out
 
 
-_JSON_CHECKS = _checkers(wire=False)
-_WIRE_CHECKS = _checkers(wire=True)
+_CHECKS = {(wire, ids): _checkers(wire, ids) for wire in (False, True) for ids in (False, True)}
+"""The field checks by (stream form?, printable ids only?)."""
 _NAMES = {kind: frozenset(f.name for f in spec) | set(ENVELOPE) for kind, spec in COMMANDS.items()}
 
 
-def decode(obj: Any, seq: int, ts: int, *, wire: bool = False) -> tuple:
+def decode(obj: Any, seq: int, ts: int, *, wire: bool = False, rules: int = 1) -> tuple:
     """A JSON-form (or, with ``wire``, stream-form) object as a command tuple (a named one:
     ``exchange.named``, but for the stream form's fast paths). Never raises.
 
@@ -235,7 +251,10 @@ def decode(obj: Any, seq: int, ts: int, *, wire: bool = False) -> tuple:
     non-negative 64-bit integers, known enumeration values, exact decimals), so the core can
     rely on the types of what it gets and judge only the values (on the ladder? enough funds?).
     Anything else, and any unknown field, makes an ``invalid`` command (``MALFORMED``).
+    ``rules`` is the rules version in force at ``seq`` (``exchange.rules``): from version 2,
+    ids must be printable too.
     """
+    ids = rules >= PRINTABLE_IDS
     if type(obj) is not dict:
         return _invalid(seq, ts, obj, None)
     kind = obj.get("type")
@@ -243,15 +262,15 @@ def decode(obj: Any, seq: int, ts: int, *, wire: bool = False) -> tuple:
         fast = _FAST_WIRE.get(kind)
         if fast is not None:
             cmd = fast(obj, seq, ts)
-            if cmd is not None:
+            if cmd is not None and (not ids or _ids_printable(cmd)):
                 return cmd
-    checks = (_WIRE_CHECKS if wire else _JSON_CHECKS).get(kind) if type(kind) is str else None
+    checks = _CHECKS[wire, ids].get(kind) if type(kind) is str else None
     if checks is None:
-        return _invalid(seq, ts, obj, kind)
+        return _invalid(seq, ts, obj, kind, printable_ids=ids)
     names = _NAMES[kind]  # type: ignore[index]
     for k in obj:
         if k not in names:
-            return _invalid(seq, ts, obj, kind)
+            return _invalid(seq, ts, obj, kind, printable_ids=ids)
     values: list[Any] = [kind, seq, ts]
     append = values.append
     get = obj.get
@@ -259,14 +278,22 @@ def decode(obj: Any, seq: int, ts: int, *, wire: bool = False) -> tuple:
         v = get(name)
         if v is None:
             if default is REQUIRED:
-                return _invalid(seq, ts, obj, kind)
+                return _invalid(seq, ts, obj, kind, printable_ids=ids)
             append(default)
         else:
             v = check(v)
             if v is _BAD:
-                return _invalid(seq, ts, obj, kind)
+                return _invalid(seq, ts, obj, kind, printable_ids=ids)
             append(v)
     return NAMED[kind]._make(values)
+
+
+def _ids_printable(cmd: tuple) -> bool:
+    """Whether the ids of a fast-path command (place or cancel) are printable."""
+    if cmd[0] == "place":
+        ref = cmd[11]
+        return printable(cmd[3]) and printable(cmd[4]) and (ref is None or printable(ref))
+    return printable(cmd[3])
 
 
 # Fast paths for the commands the matcher sees most, in the stream form: the same checks as
@@ -340,7 +367,14 @@ _FAST_WIRE = {"place": _fast_place, "cancel": _fast_cancel}
 
 
 def _id_ok(v: Any) -> bool:
-    return _text_ok(v)
+    return _text_ok(v) and printable(v)
+
+
+def _shown(v: Any, limit: int = 60) -> str:
+    """A value as a message shows it: its repr, cut to ``limit`` characters (a 10 MB value is
+    not echoed back whole)."""
+    text = repr(v)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
 
 
 def _int_ok(v: Any) -> bool:
@@ -355,13 +389,14 @@ def problem(obj: Any) -> tuple[str, str] | None:
     kind = obj.get("type")
     if type(kind) is not str or kind not in COMMANDS:
         known = ", ".join(COMMANDS)
-        return MALFORMED, f"unknown command type {kind!r} (known: {known})"
+        return MALFORMED, f"unknown command type {_shown(kind)} (known: {known})"
     spec = COMMANDS[kind]
     for k in obj:
         if k not in ENVELOPE and k not in _NAMES[kind]:
-            return MALFORMED, f"{kind} has no field {k!r}"
+            return MALFORMED, f"{kind} has no field {_shown(k)}"
     if "ts" in obj and not _int_ok(obj["ts"]):
-        return MALFORMED, f"ts must be milliseconds as a non-negative integer, not {obj['ts']!r}"
+        return MALFORMED, ("ts must be milliseconds as a non-negative integer, not "
+                           f"{_shown(obj['ts'])}")
     for name, fkind, default, _ in spec:
         v = obj.get(name)
         if v is None:
@@ -388,36 +423,37 @@ def problem(obj: Any) -> tuple[str, str] | None:
 def _field_problem(kind: str, name: str, fkind: str, v: Any) -> tuple[str, str] | None:
     if fkind == ID or fkind == ACCOUNT:
         if not _id_ok(v):
-            return MALFORMED, f"{name} must be text of 1 to {MAX_ID} characters, not {v!r}"
+            return MALFORMED, (f"{name} must be printable text of 1 to {MAX_ID} characters "
+                               f"(no control characters), not {_shown(v)}")
         if fkind == ACCOUNT and v.startswith("@"):
-            return MALFORMED, f"account ids starting with '@' are reserved: {v!r}"
+            return MALFORMED, f"account ids starting with '@' are reserved: {_shown(v)}"
     elif fkind == INT:
         if not _int_ok(v):
-            return MALFORMED, f"{name} must be a non-negative integer, not {v!r}"
+            return MALFORMED, f"{name} must be a non-negative integer, not {_shown(v)}"
         if name == "bet_delay_ms" and v > MAX_DELAY_MS:
             return INVALID_MARKET, f"bet_delay_ms must be at most {MAX_DELAY_MS}"
     elif fkind == INTS:
         if type(v) is not list or not all(_int_ok(x) for x in v):
-            return MALFORMED, f"{name} must be a list of non-negative integers, not {v!r}"
+            return MALFORMED, f"{name} must be a list of non-negative integers, not {_shown(v)}"
     elif fkind in ENUMS:
         if v not in ENUMS[fkind]:
-            return MALFORMED, f"{name} must be one of {', '.join(ENUMS[fkind])}, not {v!r}"
+            return MALFORMED, f"{name} must be one of {', '.join(ENUMS[fkind])}, not {_shown(v)}"
     else:
         scaled = None if type(v) is bool else parse_fixed(v, 2)
         if scaled is None:
-            return MALFORMED, f"{name} must be a decimal number, not {v!r}"
+            return MALFORMED, f"{name} must be a decimal number, not {_shown(v)}"
         if fkind == PRICE:
             if scaled not in TICK:
-                return INVALID_PRICE, f"price {v!r} is not on the Betfair ladder"
+                return INVALID_PRICE, f"price {_shown(v)} is not on the Betfair ladder"
         elif fkind == RATE:
             if not 0 <= scaled <= 10000:
-                return INVALID_MARKET, f"{name} must be a percentage from 0 to 100, not {v!r}"
+                return INVALID_MARKET, f"{name} must be a percentage from 0 to 100, not {_shown(v)}"
         else:
             reason = {"amount": INVALID_AMOUNT, "min_stake": INVALID_MARKET}.get(
                 name, INVALID_STAKE
             )
             if scaled == INVALID:
-                return reason, f"{name} {v!r} is not a whole number of pence"
+                return reason, f"{name} {_shown(v)} is not a whole number of pence"
             if not 0 < scaled <= MAX_MONEY:
                 return reason, f"{name} must be more than 0 and at most {format_money(MAX_MONEY)}"
     return None

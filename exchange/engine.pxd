@@ -18,6 +18,7 @@ cdef class Exchange:
     cdef public object now
     cdef public object house
     cdef public object net_deposits
+    cdef public object rules
     cdef public dict _markets
     cdef public dict _accounts
     cdef public dict _orders

@@ -62,6 +62,7 @@ from .limits import (
     MAX_POSITION_STAKE,
 )
 from .market import OPEN, Market
+from .rules import FIRST
 from .units import TICK
 
 GTC = "GTC"
@@ -113,6 +114,9 @@ class Exchange:
         self.now = 0
         self.house = 0
         self.net_deposits = 0
+        self.rules = FIRST
+        """The rules version in force (``exchange.rules``): the journal sets it, and it only
+        goes up."""
         self._markets: dict[str, Market] = {}
         self._accounts: dict[str, Account] = {}
         self._orders: dict[int, Order] = {}

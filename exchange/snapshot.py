@@ -22,9 +22,16 @@ from .book import BACK, Order, Pending
 from .engine import Exchange
 from .errors import SnapshotError
 from .market import Market
+from .rules import FIRST, LATEST
 
 MAGIC = "exch-state"
 VERSION = 2
+"""The format of a state under rules version 1: what the released version wrote, so the
+same state gives the same bytes (and hash) in every release."""
+VERSION_RULES = 3
+"""The format of a state under a later rules version: version 2's, and the rules version
+(``exchange.rules``) last."""
+READABLE = (VERSION, VERSION_RULES)
 
 
 def _orders_of(side: Any) -> list[list[Any]]:
@@ -54,12 +61,15 @@ def dump(ex: Exchange) -> bytes:
                 pend.tif, o.remaining, o.persist,
             ])
     state = [
-        MAGIC, VERSION, ex.last_seq, ex.now, ex.house, ex.net_deposits,
+        MAGIC, VERSION if ex.rules == FIRST else VERSION_RULES, ex.last_seq, ex.now, ex.house,
+        ex.net_deposits,
         [[a.id, a.balance] for a in ex._accounts.values()],
         markets,
         pending,
         [[a, r, s] for (a, r), s in ex._refs.items()],
     ]
+    if ex.rules != FIRST:
+        state.append(ex.rules)
     return msgpack.packb(state)
 
 
@@ -76,7 +86,7 @@ def readable(data: bytes) -> bool:
         unpacker = msgpack.Unpacker()
         unpacker.feed(data[:64])
         unpacker.read_array_header()
-        return bool(unpacker.unpack() == MAGIC and unpacker.unpack() == VERSION)
+        return bool(unpacker.unpack() == MAGIC and unpacker.unpack() in READABLE)
     except Exception:  # any undecodable bytes
         return False
 
@@ -88,8 +98,9 @@ def load(data: bytes) -> Exchange:
         magic, version = state[0], state[1]
     except Exception as e:  # any undecodable bytes
         raise SnapshotError(f"not a snapshot: {e}") from e
-    if magic != MAGIC or version != VERSION:
-        raise SnapshotError(f"not a version {VERSION} snapshot: {magic!r} {version!r}")
+    if magic != MAGIC or version not in READABLE:
+        raise SnapshotError(f"not a snapshot this version reads ({READABLE}): "
+                            f"{magic!r} {version!r}")
     try:
         ex = _build(state)
     except (OverflowError, TypeError, ValueError, KeyError, IndexError) as e:
@@ -103,9 +114,15 @@ def load(data: bytes) -> Exchange:
 
 def _build(state: list[Any]) -> Exchange:
     """The exchange a decoded snapshot describes (``load`` checks what it gives)."""
-    _, _, last_seq, now, house, net, accounts, markets, pending, refs = state
+    _, version, last_seq, now, house, net, accounts, markets, pending, refs = state[:10]
     ex = Exchange()
     ex.last_seq, ex.now, ex.house, ex.net_deposits = last_seq, now, house, net
+    if version == VERSION_RULES:
+        (ex.rules,) = state[10:]
+        if type(ex.rules) is not int or not FIRST < ex.rules <= LATEST:
+            raise ValueError(f"rules version {ex.rules!r} is not one this release knows")
+    elif len(state) != 10:
+        raise ValueError("a version 2 state has ten parts")
     for aid, balance in accounts:
         ex._accounts[aid] = Account(aid, balance)
     orders = ex._orders

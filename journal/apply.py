@@ -35,7 +35,8 @@ def apply_rows(
     for eid, fields in rows:
         last = entry_seq(eid, ex.last_seq)
         if last:
-            ts, cmds = decode_entry(last, fields, ts, ex.last_seq)
+            ts, rules, cmds = decode_entry(last, fields, ts, ex.last_seq, ex.rules)
+            ex.rules = rules
             if len(cmds) == 1:
                 events = apply(cmds[0])
             else:

@@ -206,7 +206,8 @@ class _Walk:
         last = entry_seq(eid, self.ex.last_seq)
         if not last:
             return
-        self.ts, cmds = decode_entry(last, fields, self.ts, self.ex.last_seq)
+        self.ts, self.ex.rules, cmds = decode_entry(last, fields, self.ts, self.ex.last_seq,
+                                                    self.ex.rules)
         events = []
         for cmd in cmds:
             if cmd[1] > end:

@@ -21,6 +21,7 @@ import msgpack  # type: ignore[import-untyped]
 import redis
 
 from exchange.commands import to_wire
+from exchange.rules import LATEST as LATEST_RULES
 
 from .keys import Keys
 from .scripts import script
@@ -94,7 +95,7 @@ class Sequencer:
     def _args(self, payloads: list[tuple[str, bytes]]) -> tuple[list[str], list[object]]:
         k = self.keys
         call = uuid.uuid4().hex
-        args: list[object] = [len(payloads)]
+        args: list[object] = [len(payloads), LATEST_RULES]
         for key, payload in payloads:
             args.append(key)
             args.append(payload)

@@ -24,7 +24,9 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 
 from exchange.commands import decode
+from exchange.errors import JournalError
 from exchange.events import BAD_ENTRY, EVENT_FIELDS, MALFORMED, Event
+from exchange.rules import LATEST as LATEST_RULES
 
 from .streams import field, parse_id
 
@@ -74,10 +76,12 @@ def _ts(raw: bytes | None, previous: int) -> int:
 
 
 def decode_entry(
-    last: int, fields: list[bytes], previous_ts: int, last_seq: int
-) -> tuple[int, list[tuple]]:
-    """An input entry whose last seq is ``last`` (see ``entry_seq``) as (envelope time, its
-    command tuples in seq order). Never raises: what is not a valid entry is answered.
+    last: int, fields: list[bytes], previous_ts: int, last_seq: int, rules: int = 1
+) -> tuple[int, int, list[tuple]]:
+    """An input entry whose last seq is ``last`` (see ``entry_seq``) as (envelope time, the
+    rules version in force for it, its command tuples in seq order), given the previous
+    entry's time and rules. Never raises on what the entry holds (what is not a valid entry
+    is answered), only ``JournalError`` for rules newer than this release knows.
 
     - layout 2 (``n`` present): ``n`` must be an integer from 1 to ``MAX_ENTRY_COMMANDS``
       whose seqs ``last-n+1 .. last`` all come after ``last_seq``; if not, the entry holds
@@ -86,12 +90,17 @@ def decode_entry(
       a command (anything else is ``MALFORMED``, as in layout 1).
     - layout 1 (no ``n``): ``c`` is one command at seq ``last``; bytes that are not msgpack,
       or a map that is not a command, are ``MALFORMED``.
+    - ``r`` (layout 2, optional) is the rules version the entry was written under: a whole
+      number from 1; a lower one than the previous entry's keeps that (rules never go
+      back); one that is not a number answers each seq ``BAD_ENTRY``.
     - ``ts`` that is not a time at or after the previous entry's takes the previous one.
     """
-    if len(fields) == 6 and fields[0] == b"ts" and fields[2] == b"n" and fields[4] == b"c":
-        ts_raw, n_raw, payload = fields[1], fields[3], fields[5]
+    if (len(fields) == 8 and fields[0] == b"ts" and fields[2] == b"n" and fields[4] == b"r"
+            and fields[6] == b"c"):
+        ts_raw, n_raw, r_raw, payload = fields[1], fields[3], fields[5], fields[7]
     else:
         ts_raw, n_raw, payload = field(fields, b"ts"), field(fields, b"n"), field(fields, b"c")
+        r_raw = field(fields, b"r")
     ts = _ts(ts_raw, previous_ts)
     if n_raw is None:
         try:
@@ -99,19 +108,31 @@ def decode_entry(
             # as the decoder would; it saves parsing a keyword argument per entry)
             obj = _unpackb(payload)
         except Exception:  # msgpack raises several unrelated types on bad bytes
-            return ts, [invalid(last, ts)]
-        return ts, [decode(obj, last, ts, wire=True)]
+            return ts, rules, [invalid(last, ts)]
+        return ts, rules, [decode(obj, last, ts, wire=True, rules=rules)]
     n = int(n_raw) if n_raw.isdigit() and len(n_raw) <= 6 else 0
     if not 1 <= n <= MAX_ENTRY_COMMANDS or last - n < last_seq:
-        return ts, [invalid(last, ts, BAD_ENTRY)]
+        return ts, rules, [invalid(last, ts, BAD_ENTRY)]
     first = last - n + 1
+    if r_raw is not None:
+        if not (r_raw.isdigit() and len(r_raw) <= 6 and int(r_raw) >= 1):
+            return ts, rules, [invalid(s, ts, BAD_ENTRY) for s in range(first, last + 1)]
+        r = int(r_raw)
+        if r > LATEST_RULES:
+            raise JournalError(
+                f"the journal entry ending at seq {last} was written under rules version {r}, "
+                f"newer than this version of exch knows ({LATEST_RULES}): upgrade exch"
+            )
+        if r > rules:
+            rules = r
     try:
         items = _unpackb(payload)
     except Exception:  # msgpack raises several unrelated types on bad bytes
         items = None
     if type(items) is not list or len(items) != n:
-        return ts, [invalid(s, ts, BAD_ENTRY) for s in range(first, last + 1)]
-    return ts, [decode(item, s, ts, wire=True) for s, item in enumerate(items, first)]
+        return ts, rules, [invalid(s, ts, BAD_ENTRY) for s in range(first, last + 1)]
+    return ts, rules, [decode(item, s, ts, wire=True, rules=rules)
+                       for s, item in enumerate(items, first)]
 
 
 # ----------------------------------------------------------------------------- output

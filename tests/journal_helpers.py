@@ -115,3 +115,13 @@ def answered_ids(client: redis.Redis, keys: Keys | None = None) -> list[bytes]:
         if b"part" not in f or f[b"part"] == f[b"parts"]:
             out.append(eid)
     return out
+
+
+def output_events(client: redis.Redis, keys: Keys | None = None) -> list[dict]:
+    """Every event on the output stream, in order, as stream-form maps (the pieces of an
+    answer in pieces joined: each event once)."""
+    from journal.wire import read_entries
+
+    keys = keys or Keys()
+    return [ev for _, _, events in read_entries(raw(client).xrange(keys.output))
+            for ev in events]

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange.commands import _FAST_WIRE, _WIRE_CHECKS, COMMANDS, decode
+from exchange.commands import _CHECKS, _FAST_WIRE, COMMANDS, decode
 
 VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**64), max_value=2**64),
@@ -18,12 +18,12 @@ VALUES = st.one_of(
 )
 
 
-def generic(obj: dict[str, Any], seq: int, ts: int) -> tuple:
+def generic(obj: dict[str, Any], seq: int, ts: int, rules: int) -> tuple:
     """The generic decoder with the fast paths switched off."""
     saved = dict(_FAST_WIRE)
     _FAST_WIRE.clear()
     try:
-        return decode(obj, seq, ts, wire=True)
+        return decode(obj, seq, ts, wire=True, rules=rules)
     finally:
         _FAST_WIRE.update(saved)
 
@@ -31,8 +31,9 @@ def generic(obj: dict[str, Any], seq: int, ts: int) -> tuple:
 def command_like(kind: str) -> st.SearchStrategy[dict[str, Any]]:
     names = [f.name for f in COMMANDS[kind]] + ["ts", "extra"]
     good = {
-        "account": st.sampled_from(["alice", "@house", "", "b" * 65]),
-        "market": st.sampled_from(["1.1", "", "m" * 65]),
+        "account": st.sampled_from(["alice", "@house", "", "b" * 65, "al\x1b[2Jice", "é\x85"]),
+        "market": st.sampled_from(["1.1", "", "m" * 65, "1.\x00", "1.1 é"]),
+        "ref": st.sampled_from(["r1", "r\x7f", "r\u2028", "r" * 64]),
         "runner": st.integers(min_value=-1, max_value=2**63),
         "side": st.sampled_from(["BACK", "LAY", "back"]),
         "price": st.integers(min_value=-(2**63), max_value=2**63),
@@ -48,14 +49,15 @@ def command_like(kind: str) -> st.SearchStrategy[dict[str, Any]]:
 
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow],
           derandomize=True)
-@given(obj=st.one_of(command_like("place"), command_like("cancel")))
-def test_fast_decoders_agree_with_the_generic_one(obj: dict[str, Any]) -> None:
-    assert decode(obj, 7, 99, wire=True) == generic(obj, 7, 99)
+@given(obj=st.one_of(command_like("place"), command_like("cancel")),
+       rules=st.sampled_from([1, 2]))
+def test_fast_decoders_agree_with_the_generic_one(obj: dict[str, Any], rules: int) -> None:
+    assert decode(obj, 7, 99, wire=True, rules=rules) == generic(obj, 7, 99, rules)
 
 
 def test_fast_paths_cover_the_hot_commands() -> None:
     assert set(_FAST_WIRE) == {"place", "cancel"}
-    assert set(_FAST_WIRE) <= set(_WIRE_CHECKS)
+    assert set(_FAST_WIRE) <= set(_CHECKS[True, False]) == set(_CHECKS[True, True])
     obj = {"type": "place", "account": "a", "market": "m", "runner": 1, "side": "BACK",
            "price": 210, "stake": 100}
-    assert _FAST_WIRE["place"](obj, 1, 2) == generic(obj, 1, 2) != ("invalid",)
+    assert _FAST_WIRE["place"](obj, 1, 2) == generic(obj, 1, 2, 2) != ("invalid",)

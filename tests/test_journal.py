@@ -8,6 +8,7 @@ import pytest
 from exchange import Exchange, SnapshotError
 from exchange.commands import decode
 from exchange.named import named
+from exchange.rules import LATEST as LATEST_RULES
 from journal.keys import Keys
 from journal.replay import replay
 from journal.scripts import script
@@ -50,11 +51,12 @@ def test_sequencer_numbers_densely_from_one_and_stamps_time(redis_server) -> Non
     result = seq.submit([deposit(f"a{i}") for i in range(1234)])
     assert (result.sequenced, result.first_seq, result.last_seq) == (1234, 1, 1234)
     rows = raw(client).xrange(K.input)
-    # one entry per call of up to 500 commands, id <last seq>-0, fields ts, n, c (layout 2)
+    # one entry per call of up to 500 commands, id <last seq>-0, fields ts, n, r, c (layout 2)
     assert [parse_id(eid) for eid, _ in rows] == [(500, 0), (1000, 0), (1234, 0)]
-    assert [f[::2] for _, f in rows] == [[b"ts", b"n", b"c"]] * 3
+    assert [f[::2] for _, f in rows] == [[b"ts", b"n", b"r", b"c"]] * 3
     assert [int(f[3]) for _, f in rows] == [500, 500, 234]
-    accounts = [c["account"] for _, f in rows for c in msgpack.unpackb(f[5])]
+    assert [int(f[5]) for _, f in rows] == [LATEST_RULES] * 3  # a new journal: the newest
+    accounts = [c["account"] for _, f in rows for c in msgpack.unpackb(f[7])]
     assert accounts == [f"a{i}" for i in range(1234)]
     times = [int(f[1]) for _, f in rows]
     assert times == sorted(times) and times[0] > 1_600_000_000_000
@@ -76,7 +78,7 @@ def test_calls_are_bounded_by_count_and_bytes(redis_server) -> None:  # type: ig
     seq.BATCH_BYTES = 2000
     big = [place("alice", "BACK", "3", "5", ref="r" * 60 + f"{i:04d}") for i in range(100)]
     seq.submit(big)
-    sizes = [len(f[5]) for _, f in raw(client).xrange(K.input)]
+    sizes = [len(f[7]) for _, f in raw(client).xrange(K.input)]
     assert len(sizes) > 3 and all(s <= 2000 + 5 for s in sizes)
     with pytest.raises(ValueError):
         seq.submit_batch([deposit("a")] * (Sequencer.BATCH + 1))
@@ -363,7 +365,7 @@ def test_a_snapshot_of_an_older_version_is_passed_over(redis_server) -> None:  #
     state = msgpack.unpackb(ex.snapshot())
     state[1] = 1
     old_format = msgpack.packb(state)
-    with pytest.raises(SnapshotError, match="not a version 2 snapshot"):
+    with pytest.raises(SnapshotError, match="not a snapshot this version reads"):
         Exchange.restore(old_format)
     store.save(2000, old_format)
     assert [s.seq for s in store.list()] == [2000, 1000]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from exchange.commands import decode
+from journal.keys import Keys
 from journal.sequencer import Sequencer
 from tools.sources.commandfile import read_commands
 
@@ -39,6 +40,8 @@ def test_journal_reproduces_golden(scenario: Path, redis_server) -> None:  # typ
     # What exch submit sends: the commands decoded at the edge; invalid objects are sent in
     # their stream form as they are, as a foreign writer would, so the matcher rejects them.
     cmds = [decode(obj, 0, 0) for obj in objs]
+    # golden files keep their rules version: 1 (a new journal would start under the newest)
+    client.hset(Keys().settings, "rules", 1)
     with matcher_thread(client):
         sequencer = Sequencer(client)
         seqs = []

@@ -2,12 +2,15 @@
 --
 -- KEYS[1] input stream   KEYS[2] set of used (account, ref)   KEYS[3] clock
 -- KEYS[4] this call's record (a retried call returns what the first call gave)
--- KEYS[5] the partition's settings (hash: its journal layout)
--- ARGV[1] number of commands n; then per command: dedup key ("" if none), payload (msgpack)
+-- KEYS[5] the partition's settings (hash: its journal layout, its rules version)
+-- ARGV[1] number of commands n; ARGV[2] the newest rules version the caller knows;
+-- then per command: dedup key ("" if none), payload (msgpack)
 --
 -- The entry's id is <last seq>-0 and its fields ts (Redis time, ms, never earlier than the
--- last one), n (commands in it) and c (a msgpack array of their maps, in seq order); its
--- commands hold seqs last-n+1 .. last. The next seq comes from the stream's last entry id, so
+-- last one), n (commands in it), r (the rules version in force: the partition's setting; a
+-- brand-new journal starts under the newest the caller knows, one that predates rules
+-- versions stays under 1 until an operator moves it on) and c (a msgpack array of their
+-- maps, in seq order); its commands hold seqs last-n+1 .. last. The next seq comes from the stream's last entry id, so
 -- an entry appended by anything else can never wedge sequencing: the next entry goes after it.
 --
 -- Checks first, writes after (Lua has no rollback). Ids are decimal text throughout: Lua's
@@ -37,8 +40,13 @@ if layout > LAYOUT then
 end
 
 local n = tonumber(ARGV[1])
-if n == nil or n < 1 or n > MAX_COMMANDS or #ARGV ~= 1 + 2 * n then
+if n == nil or n < 1 or n > MAX_COMMANDS or #ARGV ~= 2 + 2 * n then
   return redis.error_reply('exch: a call holds 1 to ' .. MAX_COMMANDS .. ' commands')
+end
+local rules = redis.call('HGET', settings, 'rules')
+local new_journal = redis.call('EXISTS', stream) == 0
+if not rules then
+  rules = new_journal and ARGV[2] or '1'
 end
 
 -- decimal text arithmetic, exact at any size
@@ -65,7 +73,7 @@ local fresh = {}
 local seen = {}
 local k = 0
 for i = 0, n - 1 do
-  local ref = ARGV[2 + 2 * i]
+  local ref = ARGV[3 + 2 * i]
   if ref ~= '' and (seen[ref] or redis.call('SISMEMBER', refs, ref) == 1) then
     dups[#dups + 1] = '1'
   else
@@ -80,7 +88,7 @@ dups = table.concat(dups)
 local last = ''
 if k > 0 then
   local previous = '0'
-  if redis.call('EXISTS', stream) == 1 then
+  if not new_journal then
     local info = redis.call('XINFO', 'STREAM', stream)
     for i = 1, #info, 2 do
       if info[i] == 'last-generated-id' then
@@ -103,6 +111,7 @@ if now < before then now = before end
 local ts = string.format('%d', now)
 redis.call('SET', clock, ts)
 if layout ~= LAYOUT then redis.call('HSET', settings, 'layout', LAYOUT) end
+if k > 0 then redis.call('HSET', settings, 'rules', rules) end
 
 if k > 0 then
   local parts = {}
@@ -116,11 +125,12 @@ if k > 0 then
   end
   for j = 1, k do
     local i = fresh[j]
-    local ref = ARGV[2 + 2 * i]
+    local ref = ARGV[3 + 2 * i]
     if ref ~= '' then redis.call('SADD', refs, ref) end
-    parts[j + 1] = ARGV[3 + 2 * i]
+    parts[j + 1] = ARGV[4 + 2 * i]
   end
-  redis.call('XADD', stream, last .. '-0', 'ts', ts, 'n', k, 'c', table.concat(parts))
+  redis.call('XADD', stream, last .. '-0', 'ts', ts, 'n', k, 'r', rules, 'c',
+    table.concat(parts))
 end
 redis.call('SET', record, last .. '|' .. dups, 'EX', 86400)
 return {last, dups}

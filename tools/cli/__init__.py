@@ -43,6 +43,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(journal.app)
+app.add_typer(journal.rules_app, name="rules")
 app.add_typer(markets.app)
 app.add_typer(data.app)
 app.add_typer(data.export_app, name="export")

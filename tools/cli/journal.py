@@ -374,3 +374,47 @@ def tail(
 ExportDir = Annotated[
     str, typer.Option("--out", envvar="EXCH_EXPORT_DIR", help="Folder of the Parquet tables.")
 ]
+
+
+rules_app = typer.Typer(
+    help="The rules version a partition's new entries are written under (exchange.rules).",
+    invoke_without_command=True,
+)
+
+
+@rules_app.callback()
+def rules(
+    ctx: typer.Context,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Show the rules version in force for new entries, and every version this release
+    knows. A journal written before rules versions stays under version 1 until upgraded; a
+    new journal starts under the newest."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from exchange.rules import LATEST, VERSIONS
+    from journal.rules import rules_in_force
+
+    current = rules_in_force(redis_client(redis_url), keys_for(partition))
+    for version, text in VERSIONS.items():
+        mark = "*" if version == current else " "
+        typer.echo(f"{mark} {version}  {text}")
+    if current < LATEST:
+        typer.echo(f"new entries are written under version {current}; "
+                   f"`exch rules upgrade` moves them to {LATEST}")
+
+
+@rules_app.command("upgrade")
+def rules_upgrade(
+    to: Annotated[int | None, typer.Option(help="The version (default: the newest).",
+                                           min=1)] = None,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Write new entries under a newer rules version, from the next entry on. The journal
+    before it keeps its version: a replay applies each entry's own. Never goes back."""
+    from journal.rules import upgrade
+
+    version = upgrade(redis_client(redis_url), keys_for(partition), to)
+    typer.echo(f"new entries are written under rules version {version}")
