@@ -73,7 +73,7 @@ class GroupConsumer:
         keys: Keys | None = None,
         *,
         consumer: str | None = None,
-        batch: int = 20_000,
+        batch: int = 100,
         flush_events: int = 50_000,
         flush_seconds: float = 1.0,
         claim_idle_ms: int = 10_000,

@@ -4,10 +4,12 @@ same run (raw pipelined XADD of the same payloads).
 The steps, in order: generate the workload (untimed); start a private redis-server with
 append-only persistence (fsync every second); measure raw pipelined XADD; start ``exch run``
 as its own process; submit everything through the sequencer and time it until the last
-output entry is committed (throughput and CPU per command of each process); submit at a
-steady rate and time each command from submission to its committed output (latency); stop
-the matcher; rebuild from the oldest snapshot (replay rate); read Redis's own latency and
-slow-command records.
+output entry is committed (throughput and CPU per command of each process: here the matcher
+takes its own snapshots, in forked children); start ``exch follow`` and let it catch up;
+submit at a steady rate and time each command from submission to its committed output
+(latency), with a snapshot requested halfway (the follower takes it); stop the services;
+rebuild from the oldest snapshot, without and with ``--verify`` (replay rates); read Redis's
+own latency and slow-command records.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from exchange.named import named
 from journal.connection import connect
 from journal.keys import Keys
 from journal.replay import replay
+from journal.runner import request_snapshot
 from journal.sequencer import Sequencer
 from journal.snapshots import SnapshotStore
 from journal.streams import last_id, parse_id, raw
@@ -81,9 +84,12 @@ def bench_e2e(
         system.start_matcher()
         phase(f"submitting and matching {len(cmds):,} commands")
         result.update(throughput(system, cmds))
-        phase(f"latency at {latency_rate:,} commands/s")
+        phase("follower starting and catching up")
+        result.update(follower_catch_up(system))
+        phase(f"latency at {latency_rate:,} commands/s, a snapshot taken halfway")
         result.update(latency(system, cmds, latency_rate, latency_seconds))
         system.stop_matcher()
+        result["follower_exit"] = system.stop_follower()
         phase("replaying from a snapshot")
         result.update(replay_rate(system))
         result.update(redis_records(system))
@@ -164,9 +170,11 @@ def latency(system: LocalSystem, cmds: list[tuple], rate: int, seconds: float) -
     first = parse_id(last_id(client, keys.input))[0] + 1
     reader = _OutputWatch(system.url, keys, after=first - 1)
     sent: dict[int, float] = {}
+    ticks = int(seconds * TICKS_PER_SECOND)
+    snapshot = _SnapshotHalfway(system.client, keys, after=seconds / 2)
     start = time.perf_counter()
     k = 0
-    for tick in range(int(seconds * TICKS_PER_SECOND)):
+    for tick in range(ticks):
         delay = start + tick / TICKS_PER_SECOND - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
@@ -178,6 +186,7 @@ def latency(system: LocalSystem, cmds: list[tuple], rate: int, seconds: float) -
                 sent[s] = t
     answered = reader.wait_for(max(sent, default=0), timeout=30)
     achieved = len(sent) / (time.perf_counter() - start)
+    snapshot.thread.join()
     # a command is answered with its entry: the first output entry whose last seq >= its own
     lasts = sorted(answered)
     seen = {}
@@ -193,6 +202,8 @@ def latency(system: LocalSystem, cmds: list[tuple], rate: int, seconds: float) -
     if not lat:
         return {"latency_rate": rate}
     return {
+        "latency_snapshot_seq": snapshot.seq,
+        "latency_snapshot_seconds": snapshot.seconds,
         "latency_rate": rate,
         "latency_achieved_rate": round(min(achieved, rate * 1.0)),
         "latency_p50_ms": round(lat[len(lat) // 2], 2),
@@ -200,6 +211,38 @@ def latency(system: LocalSystem, cmds: list[tuple], rate: int, seconds: float) -
         "latency_max_ms": round(lat[-1], 2),
         "latency_samples": len(lat),
     }
+
+
+class _SnapshotHalfway:
+    """A thread that asks for a snapshot ``after`` seconds (the follower takes it, while the
+    latency is measured) and notes its seq and how long it took."""
+
+    def __init__(self, client: Any, keys: Keys, after: float) -> None:
+        self.client, self.keys, self.after = client, keys, after
+        self.seq = 0
+        self.seconds = 0.0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        time.sleep(self.after)
+        began = time.perf_counter()
+        self.seq = request_snapshot(self.client, self.keys, timeout=60)
+        self.seconds = round(time.perf_counter() - began, 2)
+
+
+def follower_catch_up(system: LocalSystem) -> dict[str, Any]:
+    """Start the follower and wait until it has verified everything committed so far."""
+    client, keys = system.client, system.keys
+    assert client is not None
+    began = time.perf_counter()
+    system.start_follower()
+    last = parse_id(last_id(client, keys.output))[0]
+    while int(client.get(keys.followed) or 0) < last:
+        if system.follower is not None and system.follower.poll() is not None:
+            raise RuntimeError("the follower stopped while catching up")
+        time.sleep(0.05)
+    return {"follower_catch_up_seconds": round(time.perf_counter() - began, 2)}
 
 
 class _OutputWatch:
@@ -243,11 +286,15 @@ def replay_rate(system: LocalSystem) -> dict[str, Any]:
     assert client is not None
     snaps = SnapshotStore(client, keys).list()
     oldest = snaps[-1].seq if snaps else 0
-    done = replay(client, keys, source=str(oldest) if oldest else "none")
+    source = str(oldest) if oldest else "none"
+    done = replay(client, keys, source=source)
+    verified = replay(client, keys, source=source, verify=True)
     return {
         "replay_from_seq": oldest,
         "replay_commands": done.commands,
         "replay_per_sec": round(done.rate),
+        "replay_verify_per_sec": round(verified.rate),
+        "replay_verified": verified.verified,
         "output_entries": int(raw(client).xlen(keys.output)),
         "last_seq": parse_id(last_id(client, keys.output))[0],
     }
