@@ -30,7 +30,7 @@ from .keys import Keys
 from .layout import check_layout
 from .snapshots import SnapshotStore
 from .streams import Row, last_id, parse_id, raw, stream_items
-from .wire import Assembler, Entry, OutputPiece, entries_of, parse_output
+from .wire import Assembler, Entry, OutputPiece, entry_of, parse_output
 
 
 class Sink(Protocol):
@@ -218,7 +218,7 @@ class GroupConsumer:
 
     def _take(self, rows: list[Row], pieces: list[OutputPiece] | None = None) -> None:
         """Buffer ``rows`` (their ``pieces``, if already parsed) for the sink, one entry per
-        seq. The pieces of an answer in pieces are buffered (and acknowledged) only once
+        answer. The pieces of an answer in pieces are buffered (and acknowledged) only once
         the last one is in."""
         if not rows:
             return
@@ -234,11 +234,11 @@ class GroupConsumer:
                 continue
             self._ids.extend(gathered if whole is not piece else ())
             self._ids.append(piece.id)
-            for entry in entries_of(whole):
-                if self._buffer and entry[0] <= self._buffer[-1][0]:
-                    continue  # a foreign entry sharing a seq: acknowledged, not kept
-                self._buffer.append(entry)
-                self._buffered_events += len(entry[2])
+            entry = entry_of(whole)
+            if self._buffer and entry[0] <= self._buffer[-1][0]:
+                continue  # a foreign entry's answer sharing a seq: acknowledged, not kept
+            self._buffer.append(entry)
+            self._buffered_events += len(entry[2])
         self.progress.entries += len(rows)
 
     def _due(self, idle: bool) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 
-from exchange.commands import decode
+from exchange.commands import decode, decode_many
 from exchange.errors import JournalError
 from exchange.events import BAD_ENTRY, EVENT_FIELDS, MALFORMED, Event
 from exchange.rules import LATEST as LATEST_RULES
@@ -131,8 +131,7 @@ def decode_entry(
         items = None
     if type(items) is not list or len(items) != n:
         return ts, rules, [invalid(s, ts, BAD_ENTRY) for s in range(first, last + 1)]
-    return ts, rules, [decode(item, s, ts, wire=True, rules=rules)
-                       for s, item in enumerate(items, first)]
+    return ts, rules, decode_many(items, first, ts, rules)
 
 
 # ----------------------------------------------------------------------------- output
@@ -228,7 +227,10 @@ def decode_events(payload: bytes) -> list[dict[str, Any]]:
 
 
 Entry = tuple[int, int, list[dict[str, Any]]]
-"""What sinks take: (seq, envelope time in ms, the events of that seq as stream-form maps)."""
+"""What sinks take: one answer to an input entry, (the entry's last seq, its envelope time in
+ms, its events as stream-form maps, each with its own ``seq``). An answer to a layout-1 entry
+holds the events of one seq. Sinks are idempotent by seq: they hold everything up to the last
+seq of the last entry they took."""
 
 
 @dataclass
@@ -260,24 +262,10 @@ def parse_output(eid: bytes, fields: list[bytes]) -> OutputPiece:
     return OutputPiece(eid, seq, ts, events)
 
 
-def entries_of(piece: OutputPiece) -> list[Entry]:
-    """The per-seq entries of a whole answer: its events grouped by seq, in order, and the
-    input entry's last seq last (with no events if its last command caused none), so that
-    a sink's position reaches it."""
-    out: list[Entry] = []
-    ts = piece.ts
-    current: list[dict[str, Any]] | None = None
-    seq = -1
-    for ev in piece.events:
-        s = ev.get("seq", piece.last_seq) if type(ev) is dict else piece.last_seq
-        if s != seq or current is None:
-            current = []
-            seq = s
-            out.append((s, ts, current))
-        current.append(ev)
-    if not out or out[-1][0] < piece.last_seq:
-        out.append((piece.last_seq, ts, []))
-    return out
+def entry_of(whole: OutputPiece) -> Entry:
+    """A whole answer as what a sink takes: (the input entry's last seq, its time, its
+    events, each with its own seq)."""
+    return whole.last_seq, whole.ts, whole.events
 
 
 class Assembler:
@@ -312,12 +300,12 @@ class Assembler:
 
 
 def read_entries(rows: Iterable[tuple[bytes, list[bytes]]]) -> list[Entry]:
-    """Output stream rows, read in order, as per-seq entries (the pieces of an answer joined):
-    what a sink is given."""
+    """Output stream rows, read in order, as the entries a sink is given: one per answer,
+    its pieces joined."""
     assembler = Assembler()
     out: list[Entry] = []
     for eid, fields in rows:
         whole = assembler.feed(parse_output(eid, fields))
         if whole is not None:
-            out.extend(entries_of(whole))
+            out.append(entry_of(whole))
     return out

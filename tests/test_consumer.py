@@ -75,7 +75,8 @@ def test_a_new_group_starts_after_what_the_sink_holds(redis_server) -> None:  # 
     sink = ListSink()
     sink.entries = [(500, 0, [])]  # as if the sink already held everything up to 500
     GroupConsumer(client, "late", sink).run(follow=False)
-    assert [e[0] for e in sink.entries] == [500] + list(range(501, 1001))
+    # one entry per answer (entries of PER_ENTRY commands)
+    assert [e[0] for e in sink.entries] == [500] + list(range(510, 1001, PER_ENTRY))
 
 
 def test_pending_entries_of_a_dead_consumer_are_claimed_and_not_doubled(redis_server) -> None:  # type: ignore[no-untyped-def]

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def trade_events(client) -> list[tuple[int, str]]:  # type: ignore[no-untyped-def]
     out = []
-    for seq, _, events in read_entries(raw(client).xrange(K.output)):
-        out.extend((seq, e["trade"]) for e in events if e["type"] == "trade")
+    for _, _, events in read_entries(raw(client).xrange(K.output)):
+        out.extend((e["seq"], e["trade"]) for e in events if e["type"] == "trade")
     return out
 
 

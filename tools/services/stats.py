@@ -257,7 +257,7 @@ class StatsSink:
                 if m.waiting and m.waiting[0][0] <= ts:
                     m.release(ts)
                     dirty.add(m.market)
-            for ev in events:
+            for ev in events:  # an answer: each event has its own seq
                 mid = ev.get("market")
                 if ev["type"] == "market_created":
                     self.markets[mid] = MarketStats(mid, list(ev["runners"]), ev["bet_delay_ms"])
@@ -265,7 +265,7 @@ class StatsSink:
                 if m is None:
                     continue
                 m.apply(ev, ts)
-                m.seq = seq
+                m.seq = ev.get("seq", seq)
                 dirty.add(mid)
             self.cursor = seq
         self._commit(sorted(dirty))

@@ -161,7 +161,9 @@ def _type_name(t: pa.DataType) -> str:
 
 
 def table_rows(entries: Iterable[Entry], after: int) -> tuple[int, dict[str, list[tuple]], list]:
-    """Every table's rows (tuples in ``COLUMNS`` order) from the entries with seq > ``after``.
+    """Every table's rows (tuples in ``COLUMNS`` order) from the entries with seq > ``after``
+    (an entry is an answer: its events carry their own seq, and ``idx`` counts the events of
+    one seq from 0).
 
     Returns the last seq seen (or ``after``), the rows per table, and the day marks: a list
     of ``(day, row count per table)`` at each entry where the UTC day changes.
@@ -178,12 +180,12 @@ def table_rows(entries: Iterable[Entry], after: int) -> tuple[int, dict[str, lis
     last = after
     seq = after
     try:
-        for seq, ts, events in entries:
-            if seq <= last:
-                if seq <= after:
+        for top, ts, events in entries:
+            if top <= last:
+                if top <= after:
                     continue
-                raise ValueError(f"entry seq {seq} after {last}: seqs must strictly increase")
-            last = seq
+                raise ValueError(f"entry seq {top} after {last}: seqs must strictly increase")
+            last = top
             if not events:
                 continue
             d = ts // DAY_MS
@@ -191,7 +193,13 @@ def table_rows(entries: Iterable[Entry], after: int) -> tuple[int, dict[str, lis
                 day = d
                 marks.append((d, len(trades), len(orders), len(markets), len(settlements),
                               len(funds)))
-            for idx, e in enumerate(events):
+            seq = idx = -1
+            for e in events:
+                s = e["seq"]
+                if s == seq:
+                    idx += 1
+                else:
+                    seq, idx = s, 0
                 t = e["type"]
                 if t == "order_accepted":
                     oa((seq, idx, ts, t, e["order"], e["account"], e["market"], e["runner"],
