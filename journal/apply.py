@@ -6,7 +6,15 @@ from __future__ import annotations
 from exchange import Exchange
 
 from .streams import Row
-from .wire import PIECE_BYTES, decode_entry, encode_pieces, entry_seq, foreign_events, piece_ids
+from .wire import (
+    PIECE_BYTES,
+    decode_entry,
+    encode_events,
+    encode_pieces,
+    entry_seq,
+    foreign_events,
+    piece_ids,
+)
 
 Record = tuple[bytes, int, bytes, int, int]
 """An output entry to write: (id, ts, events payload, part, parts); a whole answer is part 1
@@ -48,11 +56,13 @@ def apply_rows(
         n += len(events)
         if emit:
             pieces = encode_pieces(events, piece_bytes)
-            if len(pieces) == 1:
+            count = len(pieces)
+            ids = piece_ids(previous, eid, count)
+            if count == 1:
                 out.append((eid, ts, pieces[0], 1, 1))
+            elif ids is None:  # no room for pieces (see piece_ids): the answer whole
+                out.append((eid, ts, encode_events(events), 1, 1))
             else:
-                count = len(pieces)
-                ids = piece_ids(previous, eid, count)
                 out.extend(
                     (pid, ts, p, i, count) for i, (pid, p) in enumerate(zip(ids, pieces), 1)
                 )

@@ -201,20 +201,22 @@ def encode_pieces(events: list[Event], limit: int = PIECE_BYTES) -> list[bytes]:
     return pieces
 
 
-def piece_ids(previous: bytes, eid: bytes, count: int) -> list[bytes]:
+def piece_ids(previous: bytes, eid: bytes, count: int) -> list[bytes] | None:
     """Ids for the ``count`` pieces of the answer to input entry ``eid`` whose previous input
     entry is ``previous`` (``b"0-0"`` if none): the last is ``eid``; the others lie strictly
     between ``previous`` and ``eid``, where no input entry is, so a piece's id is never the
-    answer to another entry."""
+    answer to another entry. None when there is no room: only after an entry appended by
+    something else at the very top of its ms, followed by another such entry (the sequencer
+    leaves room after one), and then the answer is written whole."""
     if count == 1:
         return [eid]
     ms, sub = parse_id(previous)
     if sub + count - 1 <= MAX_ID:
         return [f"{ms}-{sub + i}".encode() for i in range(1, count)] + [eid]
     last_ms = parse_id(eid)[0]
-    if ms + 1 < last_ms:  # a foreign id at the top of its ms: use the next one
+    if ms + 1 < last_ms:  # a foreign id at the top of its ms: the next ms is free
         return [f"{ms + 1}-{i}".encode() for i in range(count - 1)] + [eid]
-    raise ValueError(f"no room for {count} output pieces between {previous!r} and {eid!r}")
+    return None
 
 
 def decode_events(payload: bytes) -> list[dict[str, Any]]:

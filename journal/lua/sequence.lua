@@ -10,7 +10,9 @@
 -- last one), n (commands in it), r (the rules version in force: the partition's setting; a
 -- brand-new journal starts under the newest the caller knows, one that predates rules
 -- versions stays under 1 until an operator moves it on) and c (a msgpack array of their
--- maps, in seq order); its commands hold seqs last-n+1 .. last. The next seq comes from the stream's last entry id, so
+-- maps, in seq order); its commands hold seqs last-n+1 .. last. After an entry appended by
+-- something else with an id <ms>-<sub> whose sub is not 0, seq ms+1 is skipped: the ids
+-- <ms+1>-* stay free for the pieces of the next entry's answer (docs/journal.md). The next seq comes from the stream's last entry id, so
 -- an entry appended by anything else can never wedge sequencing: the next entry goes after it.
 --
 -- Checks first, writes after (Lua has no rollback). Ids are decimal text throughout: Lua's
@@ -92,7 +94,9 @@ if k > 0 then
     local info = redis.call('XINFO', 'STREAM', stream)
     for i = 1, #info, 2 do
       if info[i] == 'last-generated-id' then
-        previous = string.match(info[i + 1], '^(%d+)')
+        local ms, sub = string.match(info[i + 1], '^(%d+)-(%d+)$')
+        previous = ms
+        if sub ~= '0' then previous = add(previous, 1) end
         break
       end
     end
