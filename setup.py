@@ -23,6 +23,7 @@ COMPILED_MODULES = [
     "exchange/market.py",
     "exchange/engine.py",
     "exchange/commands.py",
+    "exchange/packed.py",
 ]
 
 HERE = os.path.dirname(os.path.abspath(__file__))

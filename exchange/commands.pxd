@@ -11,5 +11,9 @@ cpdef object _fast_place(dict obj, object seq, object ts)
 
 cpdef object _fast_cancel(dict obj, object seq, object ts)
 
+cpdef object _place_tuple(object account, object market, object runner, object side,
+                          object price, object stake, object tif, object persist, object ref,
+                          object seq, object ts)
+
 @cython.locals(out=list, ids=bint, cmd=object, kind=object)
 cpdef list decode_many(list items, object first, object ts, object rules=*)

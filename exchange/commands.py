@@ -337,6 +337,15 @@ def _fast_place(obj: dict, seq: int, ts: int) -> tuple | None:
             tif = "GTC"
         if persist is None:
             persist = "LAPSE"
+    return _place_tuple(account, market, runner, side, price, stake, tif, persist, ref, seq, ts)
+
+
+def _place_tuple(
+    account: Any, market: Any, runner: Any, side: Any, price: Any, stake: Any, tif: Any,
+    persist: Any, ref: Any, seq: int, ts: int,
+) -> tuple | None:
+    """A place's tuple if every field is of its kind (the generic decoder's checks,
+    unrolled), else None."""
     if (
         type(account) is str and 0 < len(account) <= MAX_ID and account[0] != "@"
         and type(market) is str and 0 < len(market) <= MAX_ID

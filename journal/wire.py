@@ -26,6 +26,7 @@ import msgpack  # type: ignore[import-untyped]
 from exchange.commands import decode, decode_many
 from exchange.errors import JournalError
 from exchange.events import BAD_ENTRY, EVENT_FIELDS, MALFORMED, Event
+from exchange.packed import decode_packed
 from exchange.rules import LATEST as LATEST_RULES
 
 from .streams import field, parse_id
@@ -125,7 +126,11 @@ def decode_entry(
             )
         if r > rules:
             rules = r
-    try:
+    if type(payload) is bytes:
+        cmds = decode_packed(payload, n, first, ts, rules)
+        if cmds is not None:
+            return ts, rules, cmds
+    try:  # bytes the fast reader leaves (see exchange.packed): the general way
         items = _unpackb(payload)
     except Exception:  # msgpack raises several unrelated types on bad bytes
         items = None
