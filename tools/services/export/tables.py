@@ -268,9 +268,12 @@ def by_day(rows: list[tuple], k: int, marks: list) -> dict[int, list[tuple]]:
     return out
 
 
-def decimal_array(values: Sequence[Any], typ: pa.Decimal128Type) -> pa.Array:
-    """Integer minor units (None allowed) as a decimal array of scale 2: exact, no Decimal."""
-    ints = pa.array(values, pa.int64())
+def decimal_array(values: Sequence[Any] | pa.Array, typ: pa.Decimal128Type) -> pa.Array:
+    """Integer minor units (None allowed; or an int64 array of them) as a decimal array of
+    scale 2: exact, no Decimal."""
+    ints = values if isinstance(values, pa.Array) else pa.array(values, pa.int64())
+    if ints.offset:
+        ints = pa.concat_arrays([ints])  # the buffers below start at the array's first value
     n = len(ints)
     validity, data = ints.buffers()
     if n:
@@ -285,18 +288,35 @@ def decimal_array(values: Sequence[Any], typ: pa.Decimal128Type) -> pa.Array:
     return pa.Array.from_buffers(typ, n, [validity, pa.py_buffer(wide)], null_count=ints.null_count)
 
 
-def _column(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
-    if pa.types.is_decimal(typ):
-        return decimal_array(values, typ)
-    if typ == TS:
-        return pa.array(values, pa.int64()).view(TS)
-    return pa.array(values, typ)
+def _plain(typ: pa.DataType) -> pa.DataType:
+    """The type Arrow reads a column's Python values as: integers for money, prices, rates and
+    times (made exact decimals and timestamps after), text for the dictionary columns."""
+    if pa.types.is_decimal(typ) or typ == TS:
+        return pa.int64()
+    return pa.string() if typ == ENUM else typ
+
+
+_ROWS = {name: pa.struct([pa.field(f.name, _plain(f.type)) for f in schema])
+         for name, schema in SCHEMAS.items()}
+"""Each table's rows as Arrow reads them: one struct of plain columns."""
 
 
 def arrow_table(name: str, rows: list[tuple]) -> pa.Table:
+    """A table's rows (tuples in ``COLUMNS`` order) as an Arrow table of its schema: read by
+    Arrow in one pass as structs (turning the rows into columns in Python cost more than
+    anything else here), then each column made its type."""
     schema = SCHEMAS[name]
-    cols = list(zip(*rows))
-    arrays = [_column(col, f.type) for col, f in zip(cols, schema)]
+    plain = pa.array(rows, type=_ROWS[name])
+    arrays = []
+    for i, f in enumerate(schema):
+        col = plain.field(i)
+        if pa.types.is_decimal(f.type):
+            col = decimal_array(col, f.type)
+        elif f.type == TS:
+            col = col.view(TS)
+        elif f.type == ENUM:
+            col = col.dictionary_encode().cast(ENUM)
+        arrays.append(col)
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
