@@ -19,7 +19,9 @@ The tree (the module that raises each one in brackets)::
     ├── ServerError                the embedded Redis could not be found, started or reached
     │                              [journal.server]
     ├── JournalError               a journal this version cannot read (a newer layout)
-    │                              [journal.layout]
+    │   │                          [journal.layout]
+    │   └── Refused                the sequencer refused a call and wrote nothing (also a
+    │                              ``redis.ResponseError``) [journal.sequencer]
     ├── LeaseLost                  another process holds the lease now: stop writing [journal]
     ├── Fenced                     the output does not end where this matcher thought [journal]
     └── SinkError                  an export folder this sink cannot safely continue from

@@ -29,7 +29,6 @@ delayed orders reach the book on time and a replay sees the same times.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import queue
@@ -341,7 +340,6 @@ class Matcher:
         self._control_cursor = last_id(self.client, k.control)
         self._since_snapshot = 0
         self.progress.last_seq = parse_id(follows)[0]
-        gc.collect()
         log.info(
             "recovered at %s (snapshot %s, %d entries replayed)",
             follows.decode(), found[0].seq if found else "none", replayed,
@@ -356,6 +354,7 @@ class Matcher:
         backoff = 0.0
         while not self.stopping.is_set():
             try:
+                check_layout(self.client, self.keys)  # before the lease: refuse, take nothing
                 if not self.acquire():
                     self.progress.state = "standby"
                     self.progress.holder = self.holder()
@@ -365,8 +364,12 @@ class Matcher:
                 self.progress.holder = self.token
                 self._keeper = LeaseKeeper(self)
                 try:
-                    self.recover()
-                    self._follow()
+                    # the collector off from the restore on: a full collection over millions
+                    # of restored orders holds the interpreter for seconds, and the lease
+                    # keeper with it
+                    with collector_paused():
+                        self.recover()
+                        self._follow()
                     backoff = 0.0
                 finally:
                     self._keeper.stop()
@@ -397,35 +400,34 @@ class Matcher:
     def _follow(self) -> None:
         k = self.keys
         client = self.client
-        with collector_paused():
-            self.committer = Committer(self)
-            try:
-                self.progress.state = "running"
-                while not self.stopping.is_set():
-                    self._check_lease()
-                    self.step("reading")
-                    block = 100 if self.ex.next_wakeup() is not None else 500
-                    reply = client.xread(
-                        {k.input: self._prev, k.control: self._control_cursor},
-                        count=self.batch,
-                        block=block,
-                    )
-                    rows: list[Row] = []
-                    for name, entries in stream_items(reply):
-                        if name.endswith(b":control"):
-                            self._control(entries)
-                        else:
-                            rows = entries
-                    if self._snapshot_child is not None:
-                        self._wait_snapshot_child(block=False)
-                    if rows:
-                        self._process(rows)
+        self.committer = Committer(self)
+        try:
+            self.progress.state = "running"
+            while not self.stopping.is_set():
+                self._check_lease()
+                self.step("reading")
+                block = 100 if self.ex.next_wakeup() is not None else 500
+                reply = client.xread(
+                    {k.input: self._prev, k.control: self._control_cursor},
+                    count=self.batch,
+                    block=block,
+                )
+                rows: list[Row] = []
+                for name, entries in stream_items(reply):
+                    if name.endswith(b":control"):
+                        self._control(entries)
                     else:
-                        self._heartbeat_if_due()
-                    self._report()
-                self.committer.drain()
-            finally:
-                self.committer.close()
+                        rows = entries
+                if self._snapshot_child is not None:
+                    self._wait_snapshot_child(block=False)
+                if rows:
+                    self._process(rows)
+                else:
+                    self._heartbeat_if_due()
+                self._report()
+            self.committer.drain()
+        finally:
+            self.committer.close()
 
     def _process(self, rows: list[Row]) -> None:
         if faults.ACTIVE:

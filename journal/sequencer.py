@@ -21,6 +21,7 @@ import msgpack  # type: ignore[import-untyped]
 import redis
 
 from exchange.commands import to_wire
+from exchange.errors import JournalError
 from exchange.rules import LATEST as LATEST_RULES
 
 from .keys import Keys
@@ -76,6 +77,19 @@ def seqs_of(reply: list) -> list[int]:
     return out
 
 
+class Refused(JournalError, redis.ResponseError):
+    """The sequencer script refused a call and wrote nothing (a journal of a newer layout,
+    no seqs left, a call too big): an error of the tree (``exch`` prints one line and exits
+    1) that is still the ``redis.ResponseError`` the script raised."""
+
+
+def _refused(e: redis.ResponseError) -> redis.ResponseError:
+    """The script's own refusals (``exch: ...``) as ``Refused``; other errors as they are."""
+    text = str(e)
+    at = text.find("exch: ")
+    return Refused(text[at + 6:]) if at >= 0 else e
+
+
 class Sequencer:
     """Submits commands to one partition's input journal."""
 
@@ -113,7 +127,10 @@ class Sequencer:
         if len(cmds) > self.BATCH:
             raise ValueError(f"at most {self.BATCH} commands in one call")
         keys, args = self._args([self._payload(c) for c in cmds])
-        return seqs_of(self._script(keys=keys, args=args))
+        try:
+            return seqs_of(self._script(keys=keys, args=args))
+        except redis.ResponseError as e:
+            raise _refused(e) from None
 
     def submit(self, cmds: Iterable[tuple], *, pipeline_depth: int = 4) -> Submitted:
         """Sequence every command, in order, in calls of up to ``BATCH`` commands (and
@@ -149,5 +166,9 @@ class Sequencer:
         pipe = self.client.pipeline(transaction=False)
         for keys, args in calls:
             self._script(keys=keys, args=args, client=pipe)
-        for reply in pipe.execute():
+        try:
+            replies = pipe.execute()
+        except redis.ResponseError as e:
+            raise _refused(e) from None
+        for reply in replies:
             yield seqs_of(reply)

@@ -31,6 +31,7 @@ from .journal_helpers import (
     submitting,
     unnumbered,
     wait_caught_up,
+    wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -108,6 +109,10 @@ def recover_and_check(redis_server, tmp_path: Path) -> None:  # type: ignore[no-
     """A fresh matcher catches up after the fault; then everything must be consistent."""
     client = redis_server.client()
     survivor, _ = start_matcher(redis_server.url, tmp_path)
+    # the journal may be answered already: wait for the survivor to hold the lease (so it has
+    # started, and its SIGTERM handler with it), then for it to catch up
+    wait_until(lambda: (client.get(K.lease) or b"").split(b":")[1:2] == [str(survivor.pid).encode()]
+               or survivor.poll() is not None, "the survivor never took the lease", timeout=60)
     wait_caught_up(client, timeout=120)
     stop(survivor)
     assert_consistent(client)

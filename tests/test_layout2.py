@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import msgpack
@@ -22,7 +21,6 @@ from exchange.errors import JournalError
 from journal.consumer import GroupConsumer
 from journal.keys import Keys
 from journal.replay import replay
-from journal.runner import Matcher
 from journal.sequencer import Sequencer, dedup_key, seqs_of
 from journal.snapshots import SnapshotStore
 from journal.streams import field, last_id, parse_id, raw
@@ -158,6 +156,9 @@ def test_a_layout1_journal_is_recovered_then_continued_in_layout2(redis_server) 
     ins = rows_of(client, K.input)
     assert [r[0] for r in ins[-2:]] == [b"1505-0", b"1506-0"]
     assert [fields_of(r)[b"n"] for r in ins[-2:]] == [b"5", b"1"]
+    # a journal from before rules versions stays under version 1
+    assert [fields_of(r)[b"r"] for r in ins[-2:]] == [b"1", b"1"]
+    assert client.hget(K.settings, "rules") == b"1"
     assert answered_ids(client) == [r[0] for r in ins]
     new = [(e["seq"], e["type"]) for e in output_events(client) if e["seq"] > 1500]
     assert ("trade" in {t for _, t in new}) and new[0] == (1501, "market_created")
@@ -211,23 +212,35 @@ def test_hostile_entries_are_answered_and_the_matcher_carries_on(redis_server) -
             # layout 1 entries in the middle: one command; bytes not msgpack are MALFORMED
             ("40013-0", ["ts", t0, "c", msgpack.packb(wire(deposit("dave")))]),
             ("40014-0", ["ts", t0, "c", b"\xc1"]),
+            # r (the rules version) not a number: every seq BAD_ENTRY
+            ("40016-0", ["ts", t0, "n", "2", "r", "x", "c", msgpack.packb([dep, dep])]),
+            # bytes after the array; an array cut short: every seq BAD_ENTRY
+            ("40017-0", ["ts", t0, "n", "1", "c", msgpack.packb([dep]) + b"\x00"]),
+            ("40019-0", ["ts", t0, "n", "2",
+                         "c", b"\x92" + msgpack.packb(dep) + msgpack.packb(dep)[:-3]]),
+            # rules never go back: under version 2 (a new journal's), an r of 1 keeps 2,
+            # where an account id with a control character is MALFORMED
+            ("40020-0", ["ts", t0, "n", "1", "r", "1",
+                         "c", msgpack.packb([wire(deposit("eve")) | {"account": "e\x01ve"}])]),
         ]
         for eid, values in hostile:
             r.execute_command("XADD", K.input, eid, *values)
         nxt = seq.submit([place("alice", "BACK", "3", "5")])
-        assert nxt.first_seq == 40015
+        assert nxt.first_seq == 40021
         wait_caught_up(client)
     bad = "BAD_ENTRY"
     assert rejections(client) == [
         (3, bad), (4, bad), (5, bad), (6, bad), (7, bad), (8, bad), (9, bad),
         (10, bad), (11, bad), (12, bad), (13, bad), (20, bad), (20, "MALFORMED"),
         (30010, bad), (40012, "MALFORMED"), (40014, "MALFORMED"),
+        (40015, bad), (40016, bad), (40017, bad), (40018, bad), (40019, bad),
+        (40020, "MALFORMED"),
     ]
     funded = [(e["seq"], e["account"]) for e in output_events(client)
               if e["type"] == "funds_changed"]
     assert funded == [(2, "alice"), (40010, "bob"), (40011, "carol"), (40013, "dave")]
     events = output_events(client)
-    assert events[-1]["type"] == "order_accepted" and events[-1]["seq"] == 40015
+    assert events[-1]["type"] == "order_accepted" and events[-1]["seq"] == 40021
     ins = rows_of(client, K.input)
     assert answered_ids(client) == [row[0] for row in ins]
     # time: a ts that is not a time at or after the previous entry's takes the previous one
@@ -245,7 +258,7 @@ def test_hostile_entries_are_answered_and_the_matcher_carries_on(redis_server) -
     assert expected[1:6] == [t0, t0, t0 + 1, t0 + 1, t0 + 1]
     result = replay(client, source="none", verify=True)
     assert result.verified, result.divergence
-    assert result.to_seq == 40015
+    assert result.to_seq == 40021
 
 
 # ------------------------------------------------------------------ 3. exact ids
@@ -270,7 +283,7 @@ def test_sequencer_ids_are_exact_past_2_53_and_up_to_2_64(redis_server) -> None:
         refs = [place("a", "BACK", "3", "5", ref=f"r{i}") for i in range(3)]
         calls = client.keys("exch:{0}:batch:*")
         clock = client.get(K.clock)
-        with pytest.raises(redis.ResponseError, match="no seqs left"):
+        with pytest.raises(redis.ResponseError, match=f"no seqs left after {MAX_ID - 2}"):
             seq.submit_batch(refs)
         assert client.keys("exch:{0}:batch:*") == calls  # no call record either
         assert client.get(K.clock) == clock
@@ -279,7 +292,7 @@ def test_sequencer_ids_are_exact_past_2_53_and_up_to_2_64(redis_server) -> None:
         # two fit exactly: the last seq is 2**64 - 1
         assert seq.submit_batch([deposit("d"), deposit("e")]) == [MAX_ID - 1, MAX_ID]
         assert last_id(client, K.input) == f"{MAX_ID}-0"
-        with pytest.raises(redis.ResponseError, match="no seqs left"):
+        with pytest.raises(redis.ResponseError, match=f"no seqs left after {MAX_ID}"):
             seq.submit_batch(refs[:1])
         assert r.sismember(K.refs, dedup_key(wire(refs[0]))) == 0
         wait_caught_up(client)
@@ -293,6 +306,24 @@ def test_sequencer_ids_are_exact_past_2_53_and_up_to_2_64(redis_server) -> None:
     # the place that failed was never recorded: with room (a fresh journal) it is sequenced
     client.delete(K.input)
     assert seq.submit_batch(refs[:1]) == [1]
+
+
+def test_a_foreign_entry_at_the_last_id_leaves_no_seq(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    r = raw(client)
+    seq = Sequencer(client)
+    assert seq.submit_batch([market()]) == [1]
+    r.execute_command("XADD", K.input, f"{MAX_ID}-0", "ts", "1", "c", b"\xc1")
+    calls, clock = client.keys("exch:{0}:batch:*"), client.get(K.clock)
+    ref = place("alice", "BACK", "3", "5", ref="r1")
+    with pytest.raises(redis.ResponseError, match=f"no seqs left after {MAX_ID}"):
+        seq.submit_batch([deposit("alice"), ref])
+    assert [row[0] for row in rows_of(client, K.input)] == [b"1-0", f"{MAX_ID}-0".encode()]
+    assert r.sismember(K.refs, dedup_key(wire(ref))) == 0
+    assert client.keys("exch:{0}:batch:*") == calls and client.get(K.clock) == clock
+    # a call of duplicates only needs no seq: it still answers (nothing to append)
+    client.sadd(K.refs, dedup_key(wire(ref)))
+    assert seq.submit_batch([ref]) == [0]
 
 
 # ------------------------------------------------------------------ 4. dedup
@@ -420,13 +451,16 @@ def test_big_answers_come_in_pieces_that_verify_and_consumers_join(redis_server)
     assert counts[b"302-0"] > 5 and counts[b"303-0"] > 5
     ids = [row[0] for row in rows_of(client, K.output)]
     assert ids[1:3] == [b"2-1", b"2-2"] and ids[counts[b"302-0"] + 1] == b"302-1"
-    whole = read_entries(rows_of(client, K.output))
-    assert [e[0] for e in whole] == list(range(1, 305))
-    by_seq = {e[0]: e[2] for e in whole}
-    assert [e["type"] for e in by_seq[303]] == ["market_status_changed"] + ["order_cancelled"] * 300
-    assert sorted(e["order"] for e in by_seq[303][1:]) == list(range(3, 303))
+    whole = read_entries(rows_of(client, K.output))  # one per answer, its pieces joined
+    assert [e[0] for e in whole] == [2, 302, 303, 304]
+    assert [e["seq"] for e in whole[1][2]] == list(range(3, 303))
+    closed = whole[2][2]
+    assert [e["type"] for e in closed] == ["market_status_changed"] + ["order_cancelled"] * 300
+    assert sorted(e["order"] for e in closed[1:]) == list(range(3, 303))
     result = replay(client, source="none", verify=True)
     assert result.verified, result.divergence
+    for to in (150, 303):  # up to a seq inside an answer in pieces
+        assert replay(client, source="none", to=to, verify=True).verified
     # a consumer reading a few entries at a time gets every seq once, joined
     sink = ListSink()
     GroupConsumer(client, "g", sink, batch=3, flush_events=50).run(follow=False)
@@ -443,15 +477,13 @@ def test_big_answers_come_in_pieces_that_verify_and_consumers_join(redis_server)
 
 
 def test_tail_from_a_seq_prints_the_events_after_it_even_in_earlier_pieces(redis_server) -> None:  # type: ignore[no-untyped-def]
-    """PRODUCT BUG (reported): ``exch tail --from N`` starts reading the output after id
-    ``N-0`` (tools/cli/journal.py, ``tail``: ``cursor = f"{from_seq}-0"``), but the pieces of
-    the answer holding seq N+1 have ids after the *previous* input entry's id (here 2-1,
-    2-2, ...), which are below ``N-0``: every event of those pieces is skipped, and only the
-    last piece's events are printed."""
+    """The pieces of the answer holding seq N+1 have ids after the *previous* input entry's
+    id (here 2-1, 2-2, ...), below ``N-0``: ``exch tail --from N`` starts there and skips
+    the seqs up to N (it used to start after ``N-0`` and print only the last piece)."""
     client = redis_server.client()
     fill_with_pieces(client)
     whole = read_entries(rows_of(client, K.output))
-    want = [(ev["seq"], ev["type"]) for e in whole for ev in e[2] if e[0] > 150]
+    want = [(ev["seq"], ev["type"]) for e in whole for ev in e[2] if ev["seq"] > 150]
     done = cli("tail", "--redis-url", redis_server.url, "--from", "150", "--no-follow", "--json")
     assert done.returncode == 0, done.stderr
     got = [(j["seq"], j["type"]) for j in map(json.loads, done.stdout.splitlines())]
@@ -471,7 +503,7 @@ def test_a_consumer_acknowledges_no_piece_before_the_whole_answer(redis_server) 
         r.execute_command("XADD", K.output, eid, *fields)
     sink = ListSink()
     GroupConsumer(client, "g", sink, consumer="c", batch=2).run(follow=False)
-    assert sink.entries[-1][0] == 302 and sink.entries == whole[:302]
+    assert sink.entries[-1][0] == 302 and sink.entries == whole[:2]
     pending = r.xpending_range(K.output, "g", min="-", max="+", count=100)
     assert [p["message_id"] for p in pending] == [row[0] for row in rows[cut - 3:cut]]
     for eid, fields in rows[cut:]:  # the matcher writes the rest
@@ -483,35 +515,44 @@ def test_a_consumer_acknowledges_no_piece_before_the_whole_answer(redis_server) 
 
 @pytest.mark.usefixtures("small_pieces")
 def test_pieces_after_a_foreign_entry_at_the_top_of_its_ms(redis_server) -> None:  # type: ignore[no-untyped-def]
-    """PRODUCT BUG (reported): a foreign input entry ``63-18446744073709551615`` (something
-    else may append any 64-bit id) leaves no id between it and the sequencer's next entry,
-    ``64-0``. When that entry's answer needs pieces (here a market close cancelling 60
-    orders, with small pieces; in production a close of millions), ``journal.wire.piece_ids``
-    raises ValueError ("no room for ... output pieces"), which ``Matcher.run`` does not catch:
-    the matcher thread dies and the entry is never answered (docs/journal.md: the matcher
-    answers every entry and never stops on one; a foreign id cannot wedge the journal)."""
+    """A foreign input entry ``63-18446744073709551615`` (something else may append any
+    64-bit id) leaves no id in ms 63 after it: the sequencer skips seq 64, so the pieces of
+    the next entry's answer go at ``64-0``, ``64-1``, ... Were something else to append
+    ``64-0`` too, the answer to it would be written whole. Either way the matcher answers
+    everything and never stops (it used to die with ValueError in ``piece_ids``)."""
     client = redis_server.client()
+    r = raw(client)
     seq = Sequencer(client)
-    m = Matcher(client, piece_bytes=PIECE)
-    t = threading.Thread(target=m.run, daemon=True)
-    t.start()
-    try:
+    with matcher_thread(client, piece_bytes=PIECE):
         seq.submit([market(), deposit("alice", "100000")])
         seq.submit_batch([place("alice", "BACK", "3", "1") for _ in range(61)])  # 63-0
         wait_caught_up(client)
-        raw(client).execute_command("XADD", K.input, f"63-{MAX_ID}", "ts", "1", "c", b"\xc1")
-        assert seq.submit_batch([close()]) == [64]
-        wait_until(lambda: last_id(client, K.output) == "64-0" or not t.is_alive(),
-                   "the matcher neither answered nor died", timeout=30)
-        assert t.is_alive(), "the matcher died on the entry after a foreign id"
-        assert last_id(client, K.output) == "64-0"
-    finally:
-        m.stopping.set()
-        t.join(timeout=30)
+        r.execute_command("XADD", K.input, f"63-{MAX_ID}", "ts", "1", "c", b"\xc1")
+        assert seq.submit_batch([close()]) == [65]  # seq 64 skipped
+        wait_caught_up(client, timeout=30)
+        # again, with no room: a foreign entry at the top of ms 65, then a foreign layout-1
+        # entry 66-0 (a valid command) whose answer needs pieces
+        seq.submit([market("1.2"), deposit("bob", "100000")])  # 67-0
+        seq.submit_batch([place("bob", "BACK", "3", "1", mid="1.2") for _ in range(60)])
+        wait_caught_up(client)
+        last = parse_id(last_id(client, K.input))[0]
+        r.execute_command("XADD", K.input, f"{last}-{MAX_ID}", "ts", "1", "c", b"\xc1")
+        r.execute_command("XADD", K.input, f"{last + 1}-0", "ts", "1",
+                          "c", msgpack.packb(wire(close("1.2"))))
+        assert seq.submit_batch([deposit("carol")]) == [last + 2]
+        wait_caught_up(client, timeout=30)
+    pieces = r.xrange(K.output, min=f"(63-{MAX_ID}", max="65-0")
+    assert [p[0] for p in pieces[:2]] == [b"64-0", b"64-1"] and pieces[-1][0] == b"65-0"
+    assert [int(fields_of(p)[b"part"]) for p in pieces] == list(range(1, len(pieces) + 1))
+    whole = r.xrange(K.output, min=f"({last}-{MAX_ID}", max=f"{last + 1}-0")
+    assert len(whole) == 1 and whole[0][1][::2] == [b"ts", b"e"]
+    assert len(fields_of(whole[0])[b"e"]) > PIECE  # an answer that wanted pieces
     assert answered_ids(client) == [row[0] for row in rows_of(client, K.input)]
-    whole = read_entries(rows_of(client, K.output))
-    assert [e["type"] for e in whole[-1][2]].count("order_cancelled") == 61
-    assert replay(client, source="none", verify=True).verified
+    answers = read_entries(rows_of(client, K.output))
+    closes = [[e["type"] for e in a[2]].count("order_cancelled") for a in answers]
+    assert [c for c in closes if c] == [61, 60]
+    result = replay(client, source="none", verify=True)
+    assert result.verified, result.divergence
 
 
 # ------------------------------------------------------------------ 7. a newer layout
@@ -553,9 +594,8 @@ def test_a_newer_layout_is_refused_by_every_reader_and_the_sequencer(redis_serve
 
 
 def test_exch_submit_refuses_a_newer_layout_with_one_line(redis_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """PRODUCT BUG (reported, minor): ``exch submit`` into a journal of a newer layout fails
-    as it should (nothing written) but with a traceback of the sequencer script's
-    ``redis.ResponseError`` instead of one ``error:`` line and exit 1, as the readers do."""
+    """``exch submit`` into a journal of a newer layout writes nothing and says so in one
+    ``error:`` line with exit 1, as the readers do (it used to print the script's traceback)."""
     client = redis_server.client()
     client.hset(K.settings, "layout", 3)
     f = tmp_path / "cmds.jsonl"

@@ -350,7 +350,13 @@ def tail(
     client = raw(redis_client(redis_url))
     keys = keys_for(partition)
     check_layout(client, keys)
-    cursor = f"{from_seq}-0" if from_seq is not None else last_id(client, keys.output)
+    if from_seq is None:
+        cursor = last_id(client, keys.output)
+    else:
+        # the answer holding seq from_seq + 1 may come in pieces, written after the previous
+        # input entry's id: start there, and skip the seqs up to from_seq
+        before = client.xrevrange(keys.input, max=f"({from_seq}-0", count=1) if from_seq else []
+        cursor = before[0][0].decode() if before else "0-0"
     try:
         while True:
             reply = client.xread({keys.output: cursor}, count=1000, block=1000 if follow else None)
