@@ -202,7 +202,8 @@ def test_book_shows_the_resting_ladder(day: Running) -> None:
     ]
     assert ladder_row(done.stdout, "2") == ["", "", "", "", "", "", "", "0.00"]
     missing = exch("book", "9.9", "--redis-url", day.url)
-    assert missing.returncode == 0 and "no market 9.9" in missing.stdout
+    assert missing.returncode == 1, missing.stderr[-3000:]
+    assert "error: no market 9.9 in partition 0" in missing.stderr
 
 
 def test_status_json_has_the_last_seqs_and_the_running_matcher(day: Running) -> None:
@@ -226,6 +227,18 @@ def test_replay_from_no_snapshot_verifies(day: Running) -> None:
     summary = json.loads(as_json.stdout)
     assert (summary["verified"], summary["from_seq"], summary["to_seq"], summary["commands"]) \
         == (True, 0, COMMANDS, COMMANDS)
+
+
+def test_replay_answers_truly_when_nothing_is_verified(day: Running) -> None:
+    empty = exch("replay", "--verify", "--partition", "7", "--redis-url", day.url)
+    assert empty.returncode == 1, empty.stdout
+    assert "error: nothing to verify: partition 7 holds no answered entry" in empty.stderr
+    assert "verified" not in empty.stdout
+    unchecked = exch("replay", "--from-snapshot", "none", "--redis-url", day.url)
+    assert unchecked.returncode == 0, unchecked.stderr[-3000:]
+    assert "verified" not in unchecked.stdout and f"{COMMANDS:,}" in unchecked.stdout
+    as_json = exch("replay", "--from-snapshot", "none", "--json", "--redis-url", day.url)
+    assert "verified" not in json.loads(as_json.stdout)
 
 
 def test_snapshot_of_the_running_matcher_is_reported_and_listed(redis_server,  # type: ignore[no-untyped-def]

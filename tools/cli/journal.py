@@ -211,12 +211,16 @@ def replay(
         "commands": result.commands,
         "commands_per_sec": round(result.rate),
         "state_hash": result.state_hash,
-        "verified": result.verified,
     }
+    if verify:  # without --verify nothing was checked: say nothing about it
+        summary["verified"] = result.verified
     if result.divergence is not None:
         d = result.divergence
         summary["divergence"] = {"seq": d.seq, "entry": d.entry, "why": d.why,
                                  "recorded": d.recorded, "replayed": d.replayed}
+    if verify and result.divergence is None and result.to_seq == 0:
+        # an empty or misspelled partition: nothing was compared, so nothing is verified
+        raise fail(f"nothing to verify: partition {partition} holds no answered entry", 1)
     report(summary, as_json)
     if result.divergence is not None:
         if not as_json:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import Partition, RedisUrl, keys_for, redis_client
+from .common import Partition, RedisUrl, fail, keys_for, redis_client
 
 app = typer.Typer()
 
@@ -103,3 +103,5 @@ def book(
         return ladder(view) if view else f"no market {market} (yet)"
 
     _watch(render, StatsService(client, keys), follow)
+    if not follow and read_view(client, market, keys) is None:
+        raise fail(f"no market {market} in partition {partition}", 1)
