@@ -20,8 +20,10 @@ The tree (the module that raises each one in brackets)::
     │                              [journal.server]
     ├── JournalError               a journal this version cannot read (a newer layout)
     │   │                          [journal.layout]
-    │   └── Refused                the sequencer refused a call and wrote nothing (also a
-    │                              ``redis.ResponseError``) [journal.sequencer]
+    │   ├── Refused                the sequencer refused a call and wrote nothing (also a
+    │   │                          ``redis.ResponseError``) [journal.sequencer]
+    │   └── ArchiveError           a segment of the archive missing, damaged, or another
+    │                              archive's [journal.archive]
     ├── LeaseLost                  another process holds the lease now: stop writing [journal]
     ├── Fenced                     the output does not end where this matcher thought [journal]
     └── SinkError                  an export folder this sink cannot safely continue from
@@ -83,6 +85,11 @@ class JournalError(ExchError, RuntimeError):
     """A journal this version cannot read as it is (say, written in a newer layout)."""
 
 
+class ArchiveError(JournalError):
+    """Part of the journal's archive is missing or damaged (names the segment), or the
+    archive is not the one the partition was archived to."""
+
+
 class LeaseLost(ExchError, RuntimeError):
     """Another process holds the lease now: stop writing."""
 
@@ -96,6 +103,7 @@ class SinkError(ExchError, RuntimeError):
 
 
 __all__ = [
+    "ArchiveError",
     "BadLine",
     "ExchError",
     "Fenced",

@@ -8,8 +8,9 @@ sink must be idempotent by seq (it skips what it already holds, see ``Sink``).
 
 A consumer is named after its process; when one dies, the next one claims what it left
 pending (XAUTOCLAIM) and deletes it from the group. Consumers never slow the matcher: they
-only read the output stream, and ``exch compact`` trims it only below what every group has
-acknowledged and what the newest snapshot needs.
+only read the output stream. Nor do they hold Redis's memory: ``exch compact`` trims below
+what is archived whatever a group has read, and a consumer that falls behind reads what was
+trimmed from the archive (``journal.history``) before it goes on from Redis.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from typing import Protocol
 
 import redis
 
+from exchange.errors import ArchiveError
+
 from .collector import collector_paused
+from .history import History
 from .keys import Keys
 from .layout import check_layout
-from .snapshots import SnapshotStore
 from .streams import Row, last_id, parse_id, raw, stream_items
 from .wire import Assembler, Entry, OutputPiece, entry_of, parse_output
 
@@ -91,6 +94,7 @@ class GroupConsumer:
         self.on_progress = on_progress
         self.stopping = threading.Event()
         self.progress = ConsumerProgress(group, self.name)
+        self.history = History(self.client, self.keys)
         self._buffer: list[Entry] = []
         self._ids: list[bytes] = []
         self._assembler = Assembler()
@@ -121,8 +125,8 @@ class GroupConsumer:
             oldest = self.client.xpending(self.keys.output, self.group)["min"]
             if oldest is not None:
                 low = min(low, parse_id(oldest)[0])
-        if low > committed + 1 and self.client.xrange(
-            self.keys.output, min=f"({committed}-0", max=f"({low}-0", count=1
+        if low > committed + 1 and self.history.xrange(
+            "out", min=f"({committed}-0", max=f"({low}-0", count=1
         ):
             self.client.xgroup_destroy(self.keys.output, self.group)
             self.client.xgroup_create(self.keys.output, self.group, id=start)
@@ -182,6 +186,9 @@ class GroupConsumer:
         check_layout(self.client, self.keys)
         self.ensure_group()
         self.claim_dead()
+        # Redis 7's XAUTOCLAIM drops pending entries that were trimmed from the group's list;
+        # the sink's position says whether any of them was never held: then start again there
+        self.ensure_group()
         self.progress.committed_seq = self.sink.committed_seq()
         start = "0-0"
         while not self.stopping.is_set():
@@ -191,12 +198,11 @@ class GroupConsumer:
             rows = [r for _, rs in stream_items(reply) for r in rs]
             if not rows:
                 break
-            # a pending entry trimmed away since comes back without fields: just acknowledge
-            self._ids.extend(eid for eid, fields in rows if not fields)
-            self._take([r for r in rows if r[1]])
+            # a pending entry trimmed away since comes back without fields: from the archive
+            self._take([r if r[1] else self._archived(r[0]) for r in rows])
             start = rows[-1][0].decode()
         self._flush()
-        reader = _Reader(self, follow)
+        reader = _Reader(self, follow, self._delivered())
         try:
             while not self.stopping.is_set():
                 rows, pieces = reader.next()
@@ -215,6 +221,24 @@ class GroupConsumer:
         self._flush()
         self._report()
         return self.progress
+
+    def _archived(self, eid: bytes) -> Row:
+        """A pending entry Redis no longer holds, read from the archive: never acknowledged
+        unread."""
+        found = self.history.xrange("out", min=eid, max=eid, count=1)
+        if not found or found[0][0] != eid:
+            raise ArchiveError(f"pending output entry {eid.decode()} is neither in Redis nor "
+                               "in the archive")
+        return found[0]
+
+    def _delivered(self) -> bytes:
+        """The group's last delivered id: the reader fills any gap after it from the
+        archive."""
+        for g in self.client.xinfo_groups(self.keys.output):
+            if g["name"] in (self.group, self.group.encode()):
+                value = g["last-delivered-id"]
+                return value if isinstance(value, bytes) else str(value).encode()
+        return b"0-0"
 
     def _take(self, rows: list[Row], pieces: list[OutputPiece] | None = None) -> None:
         """Buffer ``rows`` (their ``pieces``, if already parsed) for the sink, one entry per
@@ -271,11 +295,17 @@ class _Reader:
 
     Nothing changes for delivery: an entry read ahead is pending in the group like any
     delivered entry, and is acknowledged only after the sink holds it; if the consumer
-    stops or dies first, it is delivered again (see ``GroupConsumer.claim_dead``)."""
+    stops or dies first, it is delivered again (see ``GroupConsumer.claim_dead``).
 
-    def __init__(self, consumer: GroupConsumer, follow: bool) -> None:
+    A consumer that fell behind the window Redis holds is handed next the first entry Redis
+    still has: the reader reads what lies between from the archive first (``History.fill``),
+    so a consumer never skips what ``exch compact`` trimmed. (This counts on one reader per
+    group, as every service here runs: with several, each would fill the others' share.)"""
+
+    def __init__(self, consumer: GroupConsumer, follow: bool, delivered: bytes) -> None:
         self.consumer = consumer
         self.follow = follow
+        self.seen = delivered
         self.queue: queue.Queue = queue.Queue(maxsize=2)
         self.halt = threading.Event()
         self.thread = threading.Thread(target=self._run, name="exch-reader", daemon=True)
@@ -316,6 +346,10 @@ class _Reader:
                     c.group, c.name, {c.keys.output: ">"}, count=c.batch, block=block
                 )
                 rows = [r for _, rs in stream_items(reply) for r in rs]
+                if rows:
+                    skipped = c.history.fill("out", self.seen, rows[0][0])
+                    rows = skipped + rows if skipped else rows
+                    self.seen = rows[-1][0]
                 self._put((rows, [parse_output(eid, fields) for eid, fields in rows]))
                 if not rows and not self.follow:
                     return
@@ -343,59 +377,3 @@ def _process_gone(consumer: str) -> bool:
     except PermissionError:
         return False
     return False
-
-
-# ---------------------------------------------------------------------- trimming
-
-
-@dataclass
-class CompactPlan:
-    """Below which id the output stream may be trimmed, and why not further."""
-
-    trim_below: str
-    limited_by: str
-    entries_before: int
-    entries_after: int = 0
-
-
-def plan_compact(client: redis.Redis, keys: Keys | None = None) -> CompactPlan:
-    """The lowest id still needed: by a consumer group (its oldest pending entry, or the
-    entry after its last delivered one) or by the newest snapshot (replay --verify from it
-    compares the output after it). Nothing below it is needed by anyone."""
-    keys = keys or Keys()
-    client = raw(client)
-    limits: list[tuple[tuple[int, int], str]] = []
-    try:
-        groups = client.xinfo_groups(keys.output)
-    except redis.ResponseError:
-        groups = []
-    for g in groups:
-        name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
-        ms, sub = parse_id(g["last-delivered-id"])
-        oldest = (ms, sub + 1)  # the entry after the last delivered one
-        if g["pending"]:
-            summary = client.xpending(keys.output, name)
-            low = summary["min"]
-            if low is not None:
-                oldest = min(oldest, parse_id(low))
-        limits.append((oldest, f"consumer group {name!r}"))
-    snaps = SnapshotStore(client, keys).list()
-    newest = snaps[0].seq if snaps else 0
-    # (the answer to the entry after the snapshot may start with pieces at <seq>-1 and on)
-    limits.append(((newest, 1) if newest else (1, 0),
-                   f"the newest snapshot (seq {newest})" if newest else
-                   "no snapshot yet: a replay from scratch verifies against all of it"))
-    (ms, sub), why = min(limits)
-    length = int(client.xlen(keys.output)) if client.exists(keys.output) else 0
-    return CompactPlan(trim_below=f"{ms}-{sub}", limited_by=why, entries_before=length)
-
-
-def compact(client: redis.Redis, keys: Keys | None = None, *, dry_run: bool = False) -> CompactPlan:
-    """Trim the output stream below what every group has acknowledged and the newest
-    snapshot needs (``plan_compact``). Never anything still needed."""
-    keys = keys or Keys()
-    plan = plan_compact(client, keys)
-    if not dry_run and plan.entries_before:
-        client.xtrim(keys.output, minid=plan.trim_below, approximate=False)
-    plan.entries_after = int(client.xlen(keys.output)) if client.exists(keys.output) else 0
-    return plan

@@ -30,7 +30,9 @@ from exchange import Exchange
 from exchange.errors import ExchError
 
 from .apply import apply_rows
+from .archive import archive_of
 from .collector import collector_paused
+from .history import History
 from .keys import Keys
 from .layout import check_layout
 from .lease import Lease
@@ -90,6 +92,7 @@ class Follower:
         self.snapshot_every = snapshot_every
         self.lease = Lease(self.client, self.keys.follower, lease_ms or self.LEASE_MS)
         self.snapshots = SnapshotStore(self.client, self.keys)
+        self.history = History(self.client, self.keys)
         self.progress = FollowerProgress()
         self.on_progress = on_progress
         self.stopping = threading.Event()
@@ -114,6 +117,12 @@ class Follower:
         if found is not None:
             self.ex = Exchange.restore(found[1])
             self.progress.snapshot_seq = found[0].seq
+        elif done:
+            archive = archive_of(self.client, self.keys)
+            older = archive.latest_snapshot(done) if archive is not None else None
+            if older is not None:
+                self.ex = Exchange.restore(older[1])
+                self.progress.snapshot_seq = older[0]
         self._ts = self.ex.now
         seq = self.ex.last_seq
         self._prev = self._out = f"{seq}-0".encode() if seq else b"0-0"
@@ -141,7 +150,8 @@ class Follower:
                         else:
                             rows = entries
                     if rows:
-                        self._verify(rows)
+                        skipped = self.history.fill("out", self._out, rows[0][0])
+                        self._verify(skipped + rows if skipped else rows)
                     self._report()
             finally:
                 self.stopping.set()
@@ -163,7 +173,7 @@ class Follower:
         if last_whole is None:  # only pieces of an answer still being written
             self.stopping.wait(0.01)  # read them again, with the rest, in a moment
             return
-        rows = self.client.xrange(self.keys.input, min=b"(" + self._prev, max=last_whole)
+        rows = self.history.xrange("in", min=b"(" + self._prev, max=last_whole)
         self._ts, _, records, prev = apply_rows(self.ex, rows, self._ts, self._prev, emit=True)
         upto = [r for r in recorded if parse_id(r[0]) <= parse_id(last_whole)]
         divergence = compare(records, upto)

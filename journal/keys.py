@@ -33,6 +33,14 @@ class Keys:
         return self._k("settings")
 
     @property
+    def archive(self) -> str:
+        """Where the partition is archived, and how far (a hash): ``dir``, ``through`` (the
+        last input seq whose entry and answer are in segment files), ``snapshots`` (the
+        newest snapshot seq archived), ``trimmed`` (the id below which ``exch compact``
+        removed the streams' entries: read them from the archive). See docs/archive.md."""
+        return self._k("archive")
+
+    @property
     def snapshots(self) -> str:
         """Snapshot index: entry ``<seq>-0`` = ``hash``, ``size``, ``key`` of the state blob."""
         return self._k("snapshots")

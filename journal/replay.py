@@ -21,7 +21,9 @@ from exchange.errors import ReplayError
 from exchange.snapshot import SnapshotError, state_hash
 
 from .apply import Record, apply_rows
+from .archive import archive_of
 from .collector import collector_paused
+from .history import History
 from .keys import Keys
 from .layout import check_layout
 from .snapshots import SnapshotStore
@@ -69,18 +71,25 @@ def load_start(
     """The exchange to start from: ``latest`` (newest snapshot at or below ``to``), a seq, a
     snapshot file, or ``none`` (empty). Returns it with a description."""
     store = SnapshotStore(client, keys)
+    archive = archive_of(client, keys)
     if source == "none":
         return Exchange(), "none"
     if source == "latest":
         found = store.latest(to)
-        if found is None:
+        older = archive.latest_snapshot(to) if archive is not None else None
+        if found is None and older is None:
             return Exchange(), "none (no snapshot stored)"
+        if found is None or (older is not None and older[0] > found[0].seq):
+            assert older is not None
+            return Exchange.restore(older[1]), f"seq {older[0]} (archived)"
         return Exchange.restore(found[1]), f"seq {found[0].seq}"
     if source.isdigit():
         found = store.get(int(source))
-        if found is None:
-            raise ReplayError(f"no intact snapshot at seq {source} (see `exch snapshot --list`)")
-        return Exchange.restore(found[1]), f"seq {found[0].seq}"
+        if found is not None:
+            return Exchange.restore(found[1]), f"seq {found[0].seq}"
+        if archive is not None and int(source) in archive.snapshot_seqs():
+            return Exchange.restore(archive.read_snapshot(int(source))), f"seq {source} (archived)"
+        raise ReplayError(f"no intact snapshot at seq {source} (see `exch snapshot --list`)")
     path = Path(source)
     if not path.exists():
         raise ReplayError(f"{source}: not 'latest', 'none', a seq, or an existing file")
@@ -141,9 +150,10 @@ def _replay(
         raise ReplayError(f"the snapshot is at seq {ex.last_seq}, after --to {end}")
     start_seq = ex.last_seq
     began = time.perf_counter()
-    walk = _Walk(client, keys, ex, verify, f"({start_seq}-0" if start_seq else "-")
+    history = History(client, keys)
+    walk = _Walk(history, ex, verify, f"({start_seq}-0" if start_seq else "-")
     while end and walk.divergence is None:
-        rows = client.xrange(keys.input, min=walk.lower, max=f"{end}-{MAX_SUB}", count=CHUNK)
+        rows = history.xrange("in", min=walk.lower, max=f"{end}-{MAX_SUB}", count=CHUNK)
         if not rows:
             break
         walk.entries(rows)
@@ -171,11 +181,8 @@ class _Walk:
     """The replay's way through the journal: entries applied in order, and with ``verify``
     their answers compared with the recorded output as it goes."""
 
-    def __init__(
-        self, client: redis.Redis, keys: Keys, ex: Exchange, verify: bool, lower: str
-    ) -> None:
-        self.client = client
-        self.keys = keys
+    def __init__(self, history: History, ex: Exchange, verify: bool, lower: str) -> None:
+        self.history = history
         self.ex = ex
         self.verify = verify
         self.lower = lower
@@ -191,15 +198,15 @@ class _Walk:
         )
         self.lower = "(" + rows[-1][0].decode()
         if self.verify and records:
-            recorded = self.client.xrange(self.keys.output, min=self.out_lower,
-                                          max=records[-1][0], count=len(records) + 1)
+            recorded = self.history.xrange("out", min=self.out_lower, max=records[-1][0],
+                                           count=len(records) + 1)
             self.divergence = compare(records, recorded)
             self.out_lower = "(" + records[-1][0].decode()
 
     def partial(self, end: int) -> None:
         """Apply the commands up to seq ``end`` of the entry that holds it (a ``--to`` in the
         middle of an entry), comparing their events with the recorded answer's."""
-        rows = self.client.xrange(self.keys.input, min=self.lower, count=1)
+        rows = self.history.xrange("in", min=self.lower, count=1)
         if not rows:
             return
         eid, fields = rows[0]
@@ -215,7 +222,7 @@ class _Walk:
             events += self.ex.apply(cmd)
         if not self.verify:
             return
-        recorded = self.client.xrange(self.keys.output, min=self.out_lower, max=eid)
+        recorded = self.history.xrange("out", min=self.out_lower, max=eid)
         got: list[dict] = []
         for _, rec_fields in recorded:
             try:

@@ -42,17 +42,20 @@ import msgpack  # type: ignore[import-untyped]
 import redis
 
 from exchange import Exchange
-from exchange.errors import Fenced, LeaseLost
+from exchange.errors import Fenced, JournalError, LeaseLost
 
 from . import faults
 from .apply import Record, apply_rows
+from .archive import archive_of
 from .collector import collector_paused
+from .history import History
 from .keys import Keys
 from .layout import check_layout
 from .lease import Lease
+from .retention import eviction_problem
 from .scripts import script
 from .sequencer import Sequencer
-from .snapshots import SnapshotStore
+from .snapshots import SnapshotInfo, SnapshotStore
 from .streams import Row, field, last_id, parse_id, raw, stream_items
 from .wire import PIECE_BYTES
 
@@ -308,6 +311,12 @@ class Matcher:
             below = self.client.xrevrange(k.input, max=follows, count=1)
             answered = below[0][0] if below else b"0-0"
         found = self.snapshots.latest(parse_id(answered)[0])
+        if found is None and answered != b"0-0":
+            # none in Redis reads back whole: an archived one, the journal after it archived too
+            archive = archive_of(self.client, k)
+            older = archive.latest_snapshot(parse_id(answered)[0]) if archive else None
+            if older is not None:
+                found = (SnapshotInfo(older[0], "", len(older[1]), 0), older[1])
         if found is not None:
             info, data = found
             self.step("restoring a snapshot")
@@ -317,13 +326,13 @@ class Matcher:
         else:
             self.ex = Exchange()
             start = "-"
+        history = History(self.client, k)
         self._ts = self.ex.now
         self._prev = b"0-0"
         replayed = 0
         while answered != b"0-0":
             self.step("recovering")
-            rows = self.client.xrange(k.input, min=start, max=answered,
-                                      count=self.RECOVERY_CHUNK)
+            rows = history.xrange("in", min=start, max=answered, count=self.RECOVERY_CHUNK)
             if not rows:
                 break
             self._ts, _, _, self._prev = apply_rows(self.ex, rows, self._ts, self._prev,
@@ -352,8 +361,16 @@ class Matcher:
         A Redis error it did not expect (out of memory, a missing permission, Redis gone) is
         reported and retried with a growing pause, never the end of the service."""
         backoff = 0.0
+        checked = False
         while not self.stopping.is_set():
             try:
+                if not checked:  # a Redis that evicts keys would lose journal entries
+                    problem = eviction_problem(self.client)
+                    if problem is not None and problem[0]:
+                        raise JournalError(problem[1])
+                    if problem is not None:
+                        log.warning("%s", problem[1])
+                    checked = True
                 check_layout(self.client, self.keys)  # before the lease: refuse, take nothing
                 if not self.acquire():
                     self.progress.state = "standby"

@@ -93,10 +93,19 @@ class SnapshotStore:
         return SnapshotInfo(seq, digest, len(data), created)
 
     def _prune(self) -> None:
+        """Past the newest ``KEEP``, remove those the archive holds (``exch archive``); the
+        others wait for it: a snapshot leaves Redis only once it is archived."""
+        archived = int(self.client.hget(self.keys.archive, "snapshots") or 0)
         entries = self.client.xrevrange(self.keys.snapshots)
         for eid, _ in entries[self.KEEP:]:
             seq = parse_id(eid)[0]
-            self.client.delete(self.keys.snapshot_blob(seq))
+            if seq <= archived:
+                self.remove(seq)
+
+    def remove(self, seq: int) -> None:
+        """Delete the snapshot at ``seq`` (its bytes and its index entries)."""
+        self.client.delete(self.keys.snapshot_blob(seq))
+        for eid, _ in self.client.xrange(self.keys.snapshots, min=str(seq), max=str(seq)):
             self.client.xdel(self.keys.snapshots, eid)
 
     def list(self) -> list[SnapshotInfo]:

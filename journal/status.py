@@ -55,14 +55,10 @@ def _length(client: redis.Redis, key: str) -> int:
         return 0
 
 
-def status(client: redis.Redis, keys: Keys | None = None) -> Status:
-    """Read the partition's status."""
-    keys = keys or Keys()
-    last_in = parse_id(last_id(client, keys.input))[0]
-    last_out_id = last_id(client, keys.output)
-    last_out = parse_id(last_out_id)[0]
-    holder = client.get(keys.lease)
-    follower = client.get(keys.follower)
+def read_groups(client: redis.Redis, keys: Keys, last_out: int | None = None) -> list[GroupStatus]:
+    """The consumer groups of the output stream."""
+    if last_out is None:
+        last_out = parse_id(last_id(client, keys.output))[0]
     groups = []
     try:
         infos = client.xinfo_groups(keys.output)
@@ -73,10 +69,22 @@ def status(client: redis.Redis, keys: Keys | None = None) -> Status:
         delivered = delivered.decode() if isinstance(delivered, bytes) else str(delivered)
         name = g["name"].decode() if isinstance(g["name"], bytes) else str(g["name"])
         lag = g.get("lag")
-        if lag is None:  # Redis < 7 does not compute it; entries are dense by seq
+        if lag is None:  # Redis < 7 does not compute it (nor 7 after a trim); dense by seq
             lag = max(last_out - parse_id(delivered)[0], 0)
         groups.append(GroupStatus(name, int(g["consumers"]), int(g["pending"]), delivered,
                                   int(lag)))
+    return groups
+
+
+def status(client: redis.Redis, keys: Keys | None = None) -> Status:
+    """Read the partition's status."""
+    keys = keys or Keys()
+    last_in = parse_id(last_id(client, keys.input))[0]
+    last_out_id = last_id(client, keys.output)
+    last_out = parse_id(last_out_id)[0]
+    holder = client.get(keys.lease)
+    follower = client.get(keys.follower)
+    groups = read_groups(client, keys, last_out)
     snaps = [
         {"seq": s.seq, "hash": s.hash, "bytes": s.size, "created_ms": s.created_ms}
         for s in SnapshotStore(client, keys).list()

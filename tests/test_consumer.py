@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from journal.consumer import Entry, GroupConsumer, compact, plan_compact
+from journal.consumer import Entry, GroupConsumer
 from journal.keys import Keys
 from journal.sequencer import Sequencer
-from journal.snapshots import SnapshotStore
 from journal.status import status
 from journal.streams import raw
 from tools.sources.workload import core_workload
@@ -112,39 +111,6 @@ def test_pending_entries_of_a_dead_consumer_are_claimed_and_not_doubled(redis_se
     assert raw(client).xpending(K.output, "g")["pending"] == 0
     names = [c["name"] for c in raw(client).xinfo_consumers(K.output, "g")]
     assert names == [b"heir"]
-
-
-def test_compact_trims_only_what_nobody_needs(redis_server) -> None:  # type: ignore[no-untyped-def]
-    client = redis_server.client()
-    fill(client, 3000)
-    store = SnapshotStore(client)
-    from journal.replay import replay
-
-    # without a snapshot (drop the one the clean stop took) the output is needed from the start
-    client.delete(K.snapshots, K.snapshot_blob(3000))
-    assert plan_compact(client).trim_below == "1-0"  # nothing below the first entry
-    store.save(2500, b"")  # a snapshot at 2500 (contents do not matter to the plan)
-    fast, slow = ListSink(), ListSink()
-    GroupConsumer(client, "fast", fast).run(follow=False)
-    slow_consumer = GroupConsumer(client, "slow", slow, batch=100, flush_events=1)
-    slow_consumer.ensure_group()
-    # the slow group has read up to seq 1000 only (100 entries), and acknowledged 800
-    reply = raw(client).xreadgroup("slow", "s", {K.output: ">"}, count=100)
-    from journal.streams import stream_items
-
-    rows = [r for _, rs in stream_items(reply) for r in rs]
-    raw(client).xack(K.output, "slow", *[r[0] for r in rows[:80]])
-    plan = plan_compact(client)
-    assert plan.trim_below == "810-0" and "slow" in plan.limited_by  # its oldest pending
-    done = compact(client)
-    assert done.entries_after == 300 - 80
-    assert raw(client).xrange(K.output, count=1)[0][0] == b"810-0"
-    raw(client).xack(K.output, "slow", *[r[0] for r in rows[80:]])
-    GroupConsumer(client, "slow", slow, consumer="s").run(follow=False)
-    plan = plan_compact(client)
-    # everything after the snapshot's entry, pieces of the next answer included
-    assert plan.trim_below == "2500-1" and "snapshot" in plan.limited_by
-    assert replay(client, source="none").commands == 3000  # the input is never trimmed
 
 
 def test_a_sink_behind_its_group_gets_everything_again(redis_server) -> None:  # type: ignore[no-untyped-def]

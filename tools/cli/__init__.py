@@ -3,8 +3,9 @@
 Each command is a thin shell: it parses options (every one with help, and an ``EXCH_*``
 environment variable where it names a place or a size), calls one function from ``exchange``,
 ``journal`` or ``tools``, and reports. Commands are grouped by what they touch, one module
-each: ``journal`` (submit, run, replay, snapshot, status, compact, tail), ``markets`` (book,
-stats), ``data`` (simulate, load, import, export, demo), ``bench`` and ``server``.
+each: ``journal`` (submit, run, replay, snapshot, status, archive, compact, groups, tail),
+``markets`` (book, stats), ``data`` (simulate, load, import, export, demo), ``bench`` and
+``server``.
 
 Exit codes: 0 success, 1 a check failed, 2 bad usage or bad input. Every error ``exch``
 raises on purpose belongs to one tree (``exchange.errors``) and carries its exit code; the
@@ -44,6 +45,7 @@ app = typer.Typer(
 )
 app.add_typer(journal.app)
 app.add_typer(journal.rules_app, name="rules")
+app.add_typer(journal.groups_app, name="groups")
 app.add_typer(markets.app)
 app.add_typer(data.app)
 app.add_typer(data.export_app, name="export")

@@ -312,25 +312,146 @@ def status(
         console.print(g)
 
 
+ArchiveDir = Annotated[
+    str | None,
+    typer.Option("--dir", envvar="EXCH_ARCHIVE", show_default=False,
+                 help="The archive folder. Default: archive/ under $EXCH_HOME (.exch), or "
+                      "where the partition is already archived."),
+]
+
+
 @app.command()
-def compact(
-    dry_run: Annotated[bool, typer.Option(help="Only say what would be trimmed.")] = False,
+def archive(
+    dir_: ArchiveDir = None,
+    follow: Annotated[bool, typer.Option(
+        help="Keep archiving as the journal grows, until Ctrl-C or SIGTERM.")] = False,
+    every: Annotated[float, typer.Option(
+        help="With --follow, seconds between passes.", min=0.1)] = 60.0,
+    segment_mb: Annotated[float, typer.Option(
+        "--segment-mb", help="Cut a segment once its input holds this many MB.",
+        min=0.001)] = 64,
     redis_url: RedisUrl = None,
     partition: Partition = "0",
 ) -> None:
-    """Trim the output stream below what every consumer group has acknowledged and what the
-    newest snapshot needs. Never automatic, never anything still needed; the input journal
-    is never trimmed."""
-    from journal.consumer import compact as run_compact
+    """Copy the answered journal (input and output) and every intact snapshot to immutable,
+    checksummed segment files (docs/archive.md), so that `exch compact` may free Redis.
+
+    A crash leaves no partial or duplicate file; running again resumes where it stopped.
+    """
+    import signal
+    import threading
+    from pathlib import Path
+
+    from journal.archive import Archive, Archiver, archive_of, default_dir
+
+    client = redis_client(redis_url)
+    keys = keys_for(partition)
+    known = archive_of(client, keys)
+    root = Path(dir_) if dir_ else (known.root if known else default_dir())
+    archiver = Archiver(client, Archive(root, partition), keys,
+                        segment_bytes=int(segment_mb * (1 << 20)))
+
+    def say(r) -> None:  # type: ignore[no-untyped-def]
+        typer.echo(f"archived through seq {r.through:,}: {r.segments} new segment(s), "
+                   f"{r.entries:,} input entries, {r.snapshots} snapshot(s) in "
+                   f"{archiver.archive.folder}")
+        if r.skipped_snapshots:
+            typer.secho(f"not archived (do not read back whole): snapshots at "
+                        f"{', '.join(map(str, r.skipped_snapshots))}", err=True,
+                        fg=typer.colors.YELLOW)
+
+    if not follow:
+        say(archiver.run_once())
+        return
+    stopping = threading.Event()
+
+    def stop(signum, frame):  # type: ignore[no-untyped-def]
+        stopping.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    archiver.follow(stopping.is_set, every=every,
+                    on_pass=lambda r: say(r) if r.segments or r.snapshots else None)
+
+
+@app.command()
+def compact(
+    dry_run: Annotated[bool, typer.Option(help="Only say what would be freed, and what "
+                                               "stops it going further.")] = False,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Free Redis: remove the input and output entries and old snapshots that the archive
+    holds (`exch archive`) and recovery no longer needs. Consumer groups do not hold it back:
+    one that falls behind reads the archive. Nothing is ever lost."""
+    from journal.retention import compact as run_compact
 
     plan = run_compact(redis_client(redis_url), keys_for(partition), dry_run=dry_run)
-    if dry_run:
-        typer.echo(f"would trim the output below {plan.trim_below}; limited by "
-                   f"{plan.limited_by}; it holds {plan.entries_before:,} entries")
+    mb = plan.bytes / 1e6
+    if plan.trim_below == "0-0":
+        typer.echo(f"nothing to trim: {plan.limited_by}")
+    elif dry_run:
+        typer.echo(f"would remove the entries below {plan.trim_below} ({plan.commands:,} "
+                   f"commands, about {mb:,.1f} MB); limited by {plan.limited_by}")
     else:
-        typer.echo(f"trimmed the output below {plan.trim_below}: "
-                   f"{plan.entries_before - plan.entries_after:,} entries removed, "
-                   f"{plan.entries_after:,} left; limited by {plan.limited_by}")
+        typer.echo(f"removed the entries below {plan.trim_below}: {plan.input_removed:,} "
+                   f"input and {plan.output_removed:,} output entries, {mb:,.1f} MB; limited "
+                   f"by {plan.limited_by}")
+    if plan.snapshots_removed:
+        typer.echo(f"{'would remove' if dry_run else 'removed'} snapshots at "
+                   f"{', '.join(f'{s:,}' for s in plan.snapshots_removed)}")
+    if plan.snapshots_kept_unarchived:
+        typer.echo("kept until archived: snapshots at "
+                   f"{', '.join(f'{s:,}' for s in plan.snapshots_kept_unarchived)}")
+
+
+groups_app = typer.Typer(help="The output's consumer groups.", invoke_without_command=True)
+
+
+@groups_app.callback()
+def groups(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """List the consumer groups with their lag. None holds Redis's memory: one behind the
+    window Redis keeps reads from the archive."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from dataclasses import asdict
+
+    from journal.retention import groups as read_groups
+
+    found = read_groups(redis_client(redis_url), keys_for(partition))
+    if as_json:
+        print(json.dumps({"groups": [asdict(g) for g in found]}))
+        return
+    if not found:
+        typer.echo(f"no consumer groups on partition {partition}")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table("group", "consumers", "pending", "last delivered", "lag", "reads")
+    for g in found:
+        t.add_row(g.name, str(g.consumers), f"{g.pending:,}", g.last_delivered, f"{g.lag:,}",
+                  "archive" if g.from_archive else "Redis")
+    Console().print(t)
+
+
+@groups_app.command("remove")
+def groups_remove(
+    name: Annotated[str, typer.Argument(help="The group (an export's is named after its "
+                                             "folder: see `exch groups`).")],
+    redis_url: RedisUrl = None,
+    partition: Partition = "0",
+) -> None:
+    """Remove a consumer group, say of an export folder that was deleted."""
+    from journal.retention import remove_group
+
+    remove_group(redis_client(redis_url), keys_for(partition), name)
+    typer.echo(f"removed consumer group {name!r}")
 
 
 @app.command()
@@ -345,6 +466,7 @@ def tail(
 ) -> None:
     """Follow the output stream and print its events as they are committed."""
     from exchange.codec import dumps_line, json_from_wire
+    from journal.history import History
     from journal.layout import check_layout
     from journal.streams import field, last_id, parse_id, raw, stream_items
     from journal.wire import decode_events
@@ -354,19 +476,27 @@ def tail(
     client = raw(redis_client(redis_url))
     keys = keys_for(partition)
     check_layout(client, keys)
+    history = History(client, keys)
     if from_seq is None:
         cursor = last_id(client, keys.output)
     else:
         # the answer holding seq from_seq + 1 may come in pieces, written after the previous
-        # input entry's id: start there, and skip the seqs up to from_seq
-        before = client.xrevrange(keys.input, max=f"({from_seq}-0", count=1) if from_seq else []
-        cursor = before[0][0].decode() if before else "0-0"
+        # input entry's id: start there (in the archive, if compacted), skip seqs to from_seq
+        cursor = history.start_before(from_seq + 1).decode()
+    catching_up = from_seq is not None
     try:
         while True:
-            reply = client.xread({keys.output: cursor}, count=1000, block=1000 if follow else None)
-            rows = [r for _, rs in stream_items(reply) for r in rs]
-            if not rows and not follow:
-                return
+            if catching_up:  # the past, through the archive where Redis no longer holds it
+                rows = history.xrange("out", min=f"({cursor}", max="+", count=1000)
+                if not rows:
+                    catching_up = False
+                    continue
+            else:
+                reply = client.xread({keys.output: cursor}, count=1000,
+                                     block=1000 if follow else None)
+                rows = [r for _, rs in stream_items(reply) for r in rs]
+                if not rows and not follow:
+                    return
             for eid, fields in rows:
                 payload = field(fields, b"e")
                 for ev in decode_events(payload) if payload else []:
