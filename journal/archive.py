@@ -40,6 +40,7 @@ from exchange.snapshot import readable, state_hash
 from . import faults
 from .keys import Keys
 from .layout import check_layout
+from .lease import Lease
 from .snapshots import SnapshotStore
 from .streams import Row, parse_id, raw
 
@@ -136,35 +137,41 @@ class Archive:
         return sorted((s for s in found if s is not None), key=lambda s: s.first)
 
     def through(self) -> int:
-        """The last seq of the archived ranges (both files present and chained from the
-        start), 0 if none. Raises ``ArchiveError`` at a gap."""
-        outs = {s.path.name for s in self.segments("out")}
+        """The last seq of the archived ranges (both files present, chained from the start),
+        0 if none. Only the newest range may lack its answers (a run stopped between the two
+        files); anything else missing is an ``ArchiveError`` naming it."""
+        ins, outs = self.segments("in"), self.segments("out")
+        have_out = {s.path.name for s in outs}
+        have_in = {s.path.name for s in ins}
         last = 0
-        for s in self.segments("in"):
-            if s.path.name not in outs:
-                break  # a range half done (its answers not yet written): not archived
+        for i, s in enumerate(ins):
             if s.first != last + 1:
                 gap = segment_name(last + 1, s.first - 1)
                 raise ArchiveError(f"archive segment missing: {self.folder}/in/{gap} (the "
                                    f"archive jumps from seq {last} to {s.first})")
+            if s.path.name not in have_out:
+                if i == len(ins) - 1:
+                    break  # the newest range, its answers not yet written: not archived
+                raise ArchiveError(f"archive segment missing: {self.folder}/out/{s.path.name}")
             last = s.last
+        for s in outs:
+            if s.path.name not in have_in:
+                raise ArchiveError(f"archive segment missing: {self.folder}/in/{s.path.name}")
         return last
 
     def tidy(self) -> int:
-        """Remove what a crashed run left half done: temporary files, and an input segment
-        whose answers were not written (it is written again, the same bytes). The archived
-        seq (``through``)."""
+        """Remove what a stopped run left half done, and nothing else: temporary files, and
+        the newest input segment if its answers were not written (it is written again, the
+        same bytes). The archived seq (``through``); an ``ArchiveError`` before anything is
+        removed if the archive has a hole."""
+        through = self.through()
         for stream in ("in", "out", "snapshots"):
             folder = self.folder / stream
             if folder.is_dir():
                 for p in folder.iterdir():
                     if p.name.startswith(".") and p.name.endswith(".tmp"):
                         p.unlink()
-        through = self.through()
         for s in self.segments("in"):
-            if s.first > through:
-                s.path.unlink()
-        for s in self.segments("out"):
             if s.first > through:
                 s.path.unlink()
         return through
@@ -370,6 +377,11 @@ class Archiver:
     CHUNK = 200
     """Input entries read at once."""
 
+    LEASE_MS = 60_000
+    """The archiver's lease, renewed at every segment: another archiver may start this long
+    after one on another host was killed, at once after one on this host (its process is
+    gone), and at once after one that ended (it gives the lease up)."""
+
     def __init__(self, client: redis.Redis, archive: Archive, keys: Keys | None = None, *,
                  segment_bytes: int = SEGMENT_BYTES,
                  on_segment: Callable[[ArchiveReport], None] | None = None) -> None:
@@ -378,33 +390,45 @@ class Archiver:
         self.archive = archive
         self.segment_bytes = segment_bytes
         self.on_segment = on_segment
+        self.lease = Lease(self.client, self.keys.archiver, self.LEASE_MS)
 
     def claim(self) -> int:
-        """Tidy the folder, and check that it is this partition's archive: the one Redis
-        names, reaching at least as far as Redis says. Records it. The archived seq."""
+        """Check that the folder is this partition's archive (the one Redis names, reaching
+        at least as far as Redis says), then tidy it and record it. The archived seq. Only
+        the holder of the archiver's lease may call it."""
         check_layout(self.client, self.keys)
-        through = self.archive.tidy()
         rec = record(self.client, self.keys)
         if rec.get("dir") and Path(rec["dir"]) != self.archive.root:
             raise ArchiveError(
                 f"partition {self.keys.partition} is archived in {rec['dir']}, not "
                 f"{self.archive.root}: use that folder (--dir or EXCH_ARCHIVE)")
+        through = self.archive.through()
         if int(rec.get("through") or 0) > through:
             raise ArchiveError(
                 f"{self.archive.folder} reaches seq {through}, but Redis records the archive "
                 f"through seq {rec['through']}: segments are missing from this folder")
+        through = self.archive.tidy()
         self.client.hset(self.keys.archive, mapping={"dir": str(self.archive.root),
                                                      "through": through})
         return through
+
+    def _hold(self) -> None:
+        """Take (or keep) the archiver's lease: one archiver per partition, or two would cut
+        different segments of the same seqs."""
+        if not self.lease.take_from_the_dead():
+            raise ArchiveError(f"another `exch archive` runs on partition "
+                               f"{self.keys.partition} ({self.lease.holder()})")
 
     def run_once(self) -> ArchiveReport:
         """Archive everything answered so far, and every intact snapshot."""
         from .replay import answered
 
+        self._hold()
         through = self.claim()
         report = ArchiveReport(through=through)
         _, end = answered(self.client, self.keys)
         while through < end:
+            self._hold()
             first, last, inputs = self._next_inputs(through, end)
             if not inputs:
                 break
@@ -483,12 +507,22 @@ class Archiver:
                on_pass: Callable[[ArchiveReport], None] | None = None) -> None:
         """Archive every ``every`` seconds (and what is answered at the start) until
         ``stopping()``."""
-        while True:
-            report = self.run_once()
-            if on_pass is not None:
-                on_pass(report)
-            deadline = time.monotonic() + every
-            while time.monotonic() < deadline:
-                if stopping():
-                    return
-                time.sleep(min(0.2, every))
+        try:
+            while True:
+                report = self.run_once()
+                if on_pass is not None:
+                    on_pass(report)
+                deadline = time.monotonic() + every
+                while time.monotonic() < deadline:
+                    if stopping():
+                        return
+                    time.sleep(min(0.2, every))
+        finally:
+            self.lease.release()
+
+    def once(self) -> ArchiveReport:
+        """One pass (``run_once``), giving the lease up after it."""
+        try:
+            return self.run_once()
+        finally:
+            self.lease.release()

@@ -29,7 +29,7 @@ import redis
 from exchange.errors import ArchiveError
 
 from .collector import collector_paused
-from .history import History
+from .history import History, upper_bound
 from .keys import Keys
 from .layout import check_layout
 from .streams import Row, last_id, parse_id, raw, stream_items
@@ -120,13 +120,16 @@ class GroupConsumer:
                 raise
         group = next(g for g in self.client.xinfo_groups(self.keys.output)
                      if g["name"] in (self.group, self.group.encode()))
-        low = parse_id(group["last-delivered-id"])[0] + 1
+        # entries after the sink's position that the group will not hand out again: those
+        # up to its oldest pending one (exclusive), or up to its last delivered one
+        delivered = group["last-delivered-id"]
+        upto = delivered.decode() if isinstance(delivered, bytes) else str(delivered)
         if group["pending"]:
             oldest = self.client.xpending(self.keys.output, self.group)["min"]
             if oldest is not None:
-                low = min(low, parse_id(oldest)[0])
-        if low > committed + 1 and self.history.xrange(
-            "out", min=f"({committed}-0", max=f"({low}-0", count=1
+                upto = "(" + (oldest.decode() if isinstance(oldest, bytes) else str(oldest))
+        if upper_bound(upto) > (committed, 0) and self.history.xrange(
+            "out", min=f"({committed}-0", max=upto, count=1
         ):
             self.client.xgroup_destroy(self.keys.output, self.group)
             self.client.xgroup_create(self.keys.output, self.group, id=start)
@@ -347,8 +350,12 @@ class _Reader:
                 )
                 rows = [r for _, rs in stream_items(reply) for r in rs]
                 if rows:
-                    skipped = c.history.fill("out", self.seen, rows[0][0])
-                    rows = skipped + rows if skipped else rows
+                    while not self.halt.is_set():  # what was trimmed meanwhile, in batches
+                        skipped = c.history.fill("out", self.seen, rows[0][0], c.batch)
+                        if not skipped:
+                            break
+                        self.seen = skipped[-1][0]
+                        self._put((skipped, [parse_output(i, f) for i, f in skipped]))
                     self.seen = rows[-1][0]
                 self._put((rows, [parse_output(eid, fields) for eid, fields in rows]))
                 if not rows and not self.follow:

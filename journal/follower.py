@@ -150,8 +150,10 @@ class Follower:
                         else:
                             rows = entries
                     if rows:
-                        skipped = self.history.fill("out", self._out, rows[0][0])
-                        self._verify(skipped + rows if skipped else rows)
+                        # trimmed meanwhile: from the archive first, a few batches at a time
+                        skipped = self.history.fill("out", self._out, rows[0][0],
+                                                    4 * self.BATCH)
+                        self._verify(skipped or rows)
                     self._report()
             finally:
                 self.stopping.set()

@@ -104,8 +104,10 @@ class History:
         # Redis's own rows below the trimmed id (if XTRIM has not run yet) are the archive's
         newer = [r for r in rows if parse_id(r[0]) >= trimmed]
         if not newer and count is not None and len(rows) == count and high >= trimmed:
-            newer = self.client.xrange(key, min=f"{trimmed[0]}-{trimmed[1]}", max=max,
-                                       count=count - len(old))
+            # Redis's rows were all below the bound (not yet removed): read on from it, again
+            # through the record (should it have risen meanwhile)
+            newer = self.xrange(stream, min=f"{trimmed[0]}-{trimmed[1]}", max=max,
+                                count=count - len(old))
         return old + newer[:None if count is None else count - len(old)]
 
     def start_before(self, seq: int) -> bytes:
@@ -125,10 +127,12 @@ class History:
                 return f"{s.first - 1}-0".encode()
         return found[0][0] if found else b"0-0"
 
-    def fill(self, stream: str, after: bytes, upto: bytes) -> list[Row]:
+    def fill(self, stream: str, after: bytes, upto: bytes, count: int | None = None
+             ) -> list[Row]:
         """The entries strictly between ``after`` and ``upto`` that Redis no longer holds
         (a reader that was handed ``upto`` next, having last seen ``after``, skipped them
-        if they were trimmed): read from the archive. Empty when nothing was skipped."""
+        if they were trimmed): read from the archive, at most ``count``. Empty when nothing
+        was skipped."""
         trimmed = self.trimmed()
         low = lower_bound(b"(" + after)
         if trimmed is None or low >= trimmed:
@@ -136,7 +140,7 @@ class History:
         high = _min(before(parse_id(upto)), before(trimmed))
         if high < low:
             return []
-        return self.archive().rows(stream, low, high)
+        return self.archive().rows(stream, low, high, count)
 
 
 def _min(a: Id, b: Id) -> Id:

@@ -61,6 +61,35 @@ class Lease:
             return v.decode()
         return v or ""
 
+    def take_from_the_dead(self) -> bool:
+        """Take the lease if it is free, or if its holder was a process on this host that has
+        ended (a token is ``host:pid:random``): then nobody need wait out a killed holder's
+        time. True if it is ours now."""
+        if self.acquire():
+            return True
+        holder = self.holder()
+        host, pid = holder.split(":")[:2] if holder.count(":") >= 2 else ("", "")
+        if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+            return False
+        try:
+            os.kill(int(pid), 0)
+            return False  # alive (or not ours to signal): wait for it
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            return False
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(self.key)
+                if self.holder() != holder:
+                    return self.acquire()
+                pipe.multi()
+                pipe.delete(self.key)
+                pipe.execute()
+            except redis.WatchError:
+                pass
+        return self.acquire()
+
     def held(self) -> bool:
         """Whether we hold it right now (a read: it may pass on a moment later)."""
         return self.holder() == self.token

@@ -41,7 +41,7 @@ def everything(client) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
 
 def archived(client, folder: Path) -> Archive:  # type: ignore[no-untyped-def]
     archive = Archive(folder)
-    Archiver(client, archive, segment_bytes=SMALL).run_once()
+    Archiver(client, archive, segment_bytes=SMALL).once()
     return archive
 
 
@@ -69,7 +69,7 @@ def test_segments_are_plain_msgpack_chained_and_checksummed(redis_server, tmp_pa
     assert [tuple(r) for r in out_rows] == [(r[0], r[1]) for r in raw(client).xrange(K.output)]
     # a second pass has nothing new, and writes nothing
     before = {p: p.stat().st_mtime_ns for p in archive.folder.rglob("*")}
-    assert Archiver(client, archive, segment_bytes=SMALL).run_once().segments == 0
+    assert Archiver(client, archive, segment_bytes=SMALL).once().segments == 0
     assert {p: p.stat().st_mtime_ns for p in archive.folder.rglob("*")} == before
 
 
@@ -193,11 +193,11 @@ def test_archiver_finishes_a_crashed_run_and_refuses_other_folders(redis_server,
     last_out.path.unlink()
     (archive.folder / "in" / ".junk.seg.tmp").write_bytes(b"half")
     client.hset(K.archive, "through", last_in.first - 1)
-    Archiver(client, archive, segment_bytes=SMALL).run_once()
+    Archiver(client, archive, segment_bytes=SMALL).once()
     assert (last_in.path.read_bytes(), last_out.path.read_bytes()) == whole
     assert not list(archive.folder.rglob("*.tmp"))
     with pytest.raises(ArchiveError, match="use that folder"):
-        Archiver(client, Archive(tmp_path / "other")).run_once()
+        Archiver(client, Archive(tmp_path / "other")).once()
 
 
 def test_recovery_and_follower_start_from_an_archived_snapshot(redis_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -294,7 +294,7 @@ def test_sigkill_of_exch_archive_leaves_no_partial_segment(redis_server, tmp_pat
     archive = Archive(folder)
     for s in archive.segments("in") + archive.segments("out"):
         archive.read(s)  # whole: checksum and header hold
-    Archiver(client, archive, segment_bytes=SMALL).run_once()
+    Archiver(client, archive, segment_bytes=SMALL).once()
     assert archive.through() == 3000
     rows = [r for s in archive.segments("in") for r in archive.read(s)]
     assert [r[0] for r in rows] == [r[0] for r in raw(client).xrange(K.input)]
@@ -307,3 +307,78 @@ def test_remove_group_refuses_an_unknown_name(redis_server) -> None:  # type: ig
 
     with pytest.raises(InputError, match="no consumer group"):
         remove_group(redis_server.client(), K, "nobody")
+
+
+# ---------------------------------------------------------------- found by review
+
+
+def answer_in_pieces_after_seq_2(client, folder: Path) -> None:  # type: ignore[no-untyped-def]
+    """Seq 2's answer whole (2-0) and archived; the next entry's answer in pieces 2-1, 2-2,
+    ... 302-0; a close at 303."""
+    from journal.sequencer import Sequencer
+
+    from .test_layout2 import PIECE, close, deposit, market, place
+
+    seq = Sequencer(client)
+    with matcher_thread(client, piece_bytes=PIECE):
+        seq.submit([market(), deposit("alice", "100000")])
+        wait_caught_up(client)
+        archived(client, folder)
+        prices = ["2", "3", "4", "5", "6"]
+        seq.submit_batch([place("alice", "BACK", prices[i % 5], "1") for i in range(300)])
+        seq.submit([close()])
+        wait_caught_up(client)
+
+
+def test_a_consumer_dead_after_a_gap_fill_gets_the_answer_again(redis_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    answer_in_pieces_after_seq_2(client, tmp_path / "arch")
+    sink = ListSink()
+    GroupConsumer(client, "g", sink, consumer="c1").ensure_group()
+    assert compact(client).trim_below == "2-1"
+    # Redis hands the reader 2-1 on (it fills 2-0 from the archive, never pending); the
+    # process dies before the sink holds anything
+    raw(client).xreadgroup("g", "c1", {K.output: ">"}, count=10_000)
+    GroupConsumer(client, "g", sink, consumer="c1").run(follow=False)
+    assert [e[0] for e in sink.entries] == [2, 302, 303]
+
+
+def test_a_consumer_dead_with_trimmed_entries_pending_loses_none(redis_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    answer_in_pieces_after_seq_2(client, tmp_path / "arch")
+    sink = ListSink()
+    GroupConsumer(client, "g", sink, consumer="dead:1").ensure_group()
+    raw(client).xreadgroup("g", "dead:1", {K.output: ">"}, count=10_000)  # all pending
+    assert compact(client).trim_below == "2-1"
+    GroupConsumer(client, "g", sink, consumer="c2", claim_idle_ms=0).run(follow=False)
+    assert [e[0] for e in sink.entries] == [2, 302, 303]
+
+
+def test_a_hole_in_the_archive_is_reported_and_nothing_is_removed(redis_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    fill(client, 3000)
+    archive = archived(client, tmp_path / "arch")
+    compact(client)
+    files = sorted(archive.folder.rglob("*.seg"))
+    lost = archive.segments("out")[1]
+    lost.path.unlink()  # one answer segment lost (a disk, an operator)
+    with pytest.raises(ArchiveError, match="missing: .*out/" + lost.path.name):
+        Archiver(client, archive, segment_bytes=SMALL).once()
+    assert sorted(archive.folder.rglob("*.seg")) == [f for f in files if f != lost.path]
+
+
+def test_one_archiver_at_a_time(redis_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    fill(client, 1000)
+    folder = tmp_path / "arch"
+    refused = []
+
+    def meanwhile(report) -> None:  # type: ignore[no-untyped-def]
+        if not refused:  # a second archiver, while the first is between segments
+            with pytest.raises(ArchiveError, match="another `exch archive` runs") as e:
+                Archiver(client, Archive(folder), segment_bytes=SMALL).once()
+            refused.append(e)
+
+    Archiver(client, Archive(folder), segment_bytes=SMALL, on_segment=meanwhile).once()
+    assert refused and Archive(folder).through() == 1000
+    assert Archiver(client, Archive(folder), segment_bytes=SMALL).once().through == 1000

@@ -361,7 +361,7 @@ def archive(
                         fg=typer.colors.YELLOW)
 
     if not follow:
-        say(archiver.run_once())
+        say(archiver.once())
         return
     stopping = threading.Event()
 
@@ -497,6 +497,9 @@ def tail(
                 rows = [r for _, rs in stream_items(reply) for r in rs]
                 if not rows and not follow:
                     return
+                if rows and history.fill("out", cursor.encode(), rows[0][0], 1):
+                    catching_up = True  # compacted past us meanwhile: through the archive
+                    continue
             for eid, fields in rows:
                 payload = field(fields, b"e")
                 for ev in decode_events(payload) if payload else []:
