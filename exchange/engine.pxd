@@ -23,6 +23,8 @@ cdef class Exchange:
     cdef public dict _accounts
     cdef public dict _orders
     cdef public dict _refs
+    cdef public object _ref_queue
+    cdef public object _finished
     cdef public list _pending
     cdef public dict _handlers
 

@@ -22,6 +22,7 @@ rules and runs unchanged without them (see setup.py).
 
 from __future__ import annotations
 
+from collections import deque
 from functools import partial
 from heapq import heappop, heappush
 from importlib.machinery import EXTENSION_SUFFIXES
@@ -62,7 +63,7 @@ from .limits import (
     MAX_POSITION_STAKE,
 )
 from .market import OPEN, Market
-from .rules import FIRST
+from .rules import FIRST, REF_WINDOW, REF_WINDOW_MS
 from .units import TICK
 
 GTC = "GTC"
@@ -121,6 +122,13 @@ class Exchange:
         self._accounts: dict[str, Account] = {}
         self._orders: dict[int, Order] = {}
         self._refs: dict[tuple[str, str], int] = {}
+        """Client refs used: (account, ref) -> seq of first use, or from rules version 3
+        (``REF_WINDOW``) its envelope time, in order of first use."""
+        self._ref_queue: deque[tuple[int, tuple[str, str]]] = deque()
+        """From rules version 3: (time of first use, key) in order, to forget old refs."""
+        self._finished: deque[tuple[int, str]] = deque()
+        """From rules version 3: (time finished, market id) of settled and voided markets,
+        in order, to forget them after the grace (``exchange.lifecycle.forget_finished``)."""
         self._pending: list[tuple[int, int, Order]] = []
         # Bound once: a dict of bound callables is the cheapest dispatch for the rarer
         # commands (money and market lifecycle rule in exchange.lifecycle). The price is a
@@ -163,6 +171,36 @@ class Exchange:
         else:
             self._handlers[kind](cmd, out)
         return out
+
+    def set_rules(self, version: int, now: int) -> None:
+        """Apply rules ``version`` from the command at time ``now`` on (versions only go up).
+        Entering the ref window (version 3), the refs used so far count as first used
+        ``now``."""
+        if version >= REF_WINDOW > self.rules:
+            refs = self._refs
+            for key in refs:
+                refs[key] = now
+            self._ref_queue = deque((now, key) for key in refs)
+        self.rules = version
+
+    def _ref_used(self, key: tuple[str, str], ts: int) -> bool:
+        """Under the ref window: whether ``key`` was first used less than ``REF_WINDOW_MS``
+        before ``ts``; if not, it is used now. Refs older than the window are forgotten."""
+        refs = self._refs
+        first = refs.get(key)
+        if first is not None:
+            if ts - first < REF_WINDOW_MS:
+                return True
+            del refs[key]
+        refs[key] = ts
+        queue = self._ref_queue
+        queue.append((ts, key))
+        horizon = ts - REF_WINDOW_MS
+        while queue[0][0] <= horizon:
+            t, old = queue.popleft()
+            if refs.get(old) == t:
+                del refs[old]
+        return False
 
     def next_wakeup(self) -> int | None:
         """Envelope time at which the next order waiting out a bet delay reaches the book, or
@@ -330,9 +368,14 @@ class Exchange:
         if ref is not None:
             key = (account, ref)
             refs = self._refs
-            if key in refs:
+            if self.rules >= REF_WINDOW:
+                if self._ref_used(key, ts):
+                    return self._reject(out, seq, "place", DUPLICATE_REF, account, market_id,
+                                        ref)
+            elif key in refs:
                 return self._reject(out, seq, "place", DUPLICATE_REF, account, market_id, ref)
-            refs[key] = seq
+            else:
+                refs[key] = seq
         m = self._markets.get(market_id)
         if m is None:
             return self._reject(out, seq, "place", UNKNOWN_MARKET, account, market_id, ref)

@@ -97,7 +97,8 @@ REJECT_REASONS: dict[str, str] = {
     MARKET_NOT_OPEN: "the market is suspended, closed or settled",
     INSUFFICIENT_FUNDS: "the balance does not cover the worst-case loss with this order or "
     "withdrawal",
-    DUPLICATE_REF: "this account already used this client ref",
+    DUPLICATE_REF: "this account already used this client ref (from rules 3: in the last 60 s "
+    "of journal time)",
     FOK_NOT_FILLED: "a fill-or-kill order that could not be matched in full; nothing traded",
     POSITION_LIMIT: "the account's stake in the market, matched plus unmatched, would pass "
     "10^14 pence (a trillion pounds)",

@@ -36,6 +36,7 @@ from .events import (
 from .limits import MAX_BALANCE, MAX_DELAY_MS, MAX_MONEY, MAX_RUNNERS
 from .market import CLOSED, SETTLED, VOIDED, Market
 from .market import SUSPENDED as SUSPENDED_STATUS
+from .rules import FINISHED_GRACE_MS, FORGET_FINISHED
 
 if TYPE_CHECKING:
     from .engine import Command, Exchange
@@ -74,8 +75,20 @@ def withdraw(ex: Exchange, cmd: Command, out: list[Event]) -> None:
 # ---------------------------------------------------------------------- markets
 
 
+def forget_finished(ex: Exchange, now: int) -> None:
+    """From rules 3: drop the markets that finished (settled or voided) at least
+    ``FINISHED_GRACE_MS`` before ``now``. Their positions and orders are gone already."""
+    finished = ex._finished
+    horizon = now - FINISHED_GRACE_MS
+    while finished and finished[0][0] <= horizon:
+        _, market_id = finished.popleft()
+        del ex._markets[market_id]
+
+
 def create_market(ex: Exchange, cmd: Command, out: list[Event]) -> None:
     _, seq, ts, market_id, runners, commission, min_stake, winners, delay = cmd
+    if ex._finished:
+        forget_finished(ex, ts)
     if market_id in ex._markets:
         return ex._reject(out, seq, "create_market", DUPLICATE_MARKET, None, market_id)
     n = len(runners)
@@ -153,6 +166,8 @@ def close_for_settlement(ex: Exchange, seq: int, m: Market, out: list[Event]) ->
 
 def settle(ex: Exchange, cmd: Command, out: list[Event]) -> None:
     _, seq, ts, market_id, winners = cmd
+    if ex._finished:
+        forget_finished(ex, ts)
     m = ex._markets.get(market_id)
     if m is None:
         return ex._reject(out, seq, "settle", UNKNOWN_MARKET, None, market_id)
@@ -167,10 +182,13 @@ def settle(ex: Exchange, cmd: Command, out: list[Event]) -> None:
         return ex._reject(out, seq, "settle", INVALID_WINNERS, None, market_id)
     close_for_settlement(ex, seq, m, out)
     pay_out(ex, seq, m, list(winners), [index[r] for r in winners], out)
+    finish(ex, m, ts)
 
 
 def void(ex: Exchange, cmd: Command, out: list[Event]) -> None:
     _, seq, ts, market_id = cmd
+    if ex._finished:
+        forget_finished(ex, ts)
     m = ex._markets.get(market_id)
     if m is None:
         return ex._reject(out, seq, "void", UNKNOWN_MARKET, None, market_id)
@@ -178,6 +196,13 @@ def void(ex: Exchange, cmd: Command, out: list[Event]) -> None:
         return ex._reject(out, seq, "void", INVALID_STATUS, None, market_id)
     close_for_settlement(ex, seq, m, out)
     pay_out(ex, seq, m, [], None, out)
+    finish(ex, m, ts)
+
+
+def finish(ex: Exchange, m: Market, now: int) -> None:
+    """From rules 3, a finished market is forgotten after the grace (``forget_finished``)."""
+    if ex.rules >= FORGET_FINISHED:
+        ex._finished.append((now, m.id))
 
 
 def pay_out(

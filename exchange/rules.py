@@ -13,6 +13,15 @@ Versions:
 2. Ids are printable text: an account id, market id or client ref holding a control
    character (U+0000 to U+001F, U+007F to U+009F: escape sequences a terminal would obey)
    makes the command ``MALFORMED``.
+3. Client refs are deduplicated within a window of journal time, not forever: a ``place``
+   whose (account, ref) was first used less than ``REF_WINDOW_MS`` (60,000 ms) before its
+   envelope time is ``DUPLICATE_REF``; at 60,000 ms or more it is a new first use, and a new
+   window starts. Refs used before version 3 took effect count as first used at the time of
+   the first entry under it. The sequencer keeps the same window, so neither it nor the core
+   remembers a ref for longer (``journal/lua/sequence.lua``). And settled or voided markets
+   leave the state ``FINISHED_GRACE_MS`` (one hour of journal time) after they finished: from
+   then on a command naming one is answered ``UNKNOWN_MARKET``, and its id may be used by a
+   new market. Their records live on in the output, the archive and every sink.
 """
 
 from __future__ import annotations
@@ -20,16 +29,36 @@ from __future__ import annotations
 import re
 
 FIRST = 1
-LATEST = 2
+LATEST = 3
 """The newest rules version this release knows."""
 
 PRINTABLE_IDS = 2
 """From this version, ids may not hold control characters."""
 
+REF_WINDOW = 3
+"""From this version, client refs are deduplicated within ``REF_WINDOW_MS`` only."""
+
+FORGET_FINISHED = 3
+"""From this version, finished markets leave the state after ``FINISHED_GRACE_MS``."""
+
+FINISHED_GRACE_MS = 3_600_000
+"""From version 3, how long a settled or voided market stays in the state after it finished
+(ms of journal time): late commands about it get its true answer (settled, not open) for an
+hour, and the state holds live markets, not every market ever run. Forgotten markets go at
+the next market command (create, settle, void) after the grace."""
+
+REF_WINDOW_MS = 60_000
+"""How long a client ref is remembered, in ms of journal time, counted from its first use.
+Betfair's customerRef window is 60 s: long enough for any retry of a call that got no answer
+(redis-py retries within seconds), short enough that what is remembered stays small (at
+150,000 commands/s, every one with a ref, 9 million)."""
+
 VERSIONS: dict[int, str] = {
     1: "the rules as first released",
     2: "ids are printable text: a control character in an account id, market id or client "
     "ref makes the command MALFORMED",
+    3: "client refs are deduplicated within 60 s of journal time from first use, not forever; "
+    "settled and voided markets leave the state an hour after they finished",
 }
 """What each version changed."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from array import array
+from collections import deque
 from heapq import heapify
 from typing import Any
 
@@ -22,16 +23,19 @@ from .book import BACK, Order, Pending
 from .engine import Exchange
 from .errors import SnapshotError
 from .market import Market
-from .rules import FIRST, LATEST
+from .rules import FIRST, FORGET_FINISHED, LATEST, REF_WINDOW
 
 MAGIC = "exch-state"
 VERSION = 2
 """The format of a state under rules version 1: what the released version wrote, so the
 same state gives the same bytes (and hash) in every release."""
 VERSION_RULES = 3
-"""The format of a state under a later rules version: version 2's, and the rules version
+"""The format of a state under rules version 2: version 2's, and the rules version
 (``exchange.rules``) last."""
-READABLE = (VERSION, VERSION_RULES)
+VERSION_FORGET = 4
+"""The format of a state under rules version 3 and later: version 3's, and then the markets
+that finished, to be forgotten after the grace: [[time finished, market id], ...]."""
+READABLE = (VERSION, VERSION_RULES, VERSION_FORGET)
 
 
 def _orders_of(side: Any) -> list[list[Any]]:
@@ -60,9 +64,10 @@ def dump(ex: Exchange) -> bytes:
                 release, oid, o.pos.acct.id, side.market.id, side.ridx, side.side, pend.price,
                 pend.tif, o.remaining, o.persist,
             ])
+    version = VERSION if ex.rules == FIRST else (
+        VERSION_FORGET if ex.rules >= FORGET_FINISHED else VERSION_RULES)
     state = [
-        MAGIC, VERSION if ex.rules == FIRST else VERSION_RULES, ex.last_seq, ex.now, ex.house,
-        ex.net_deposits,
+        MAGIC, version, ex.last_seq, ex.now, ex.house, ex.net_deposits,
         [[a.id, a.balance] for a in ex._accounts.values()],
         markets,
         pending,
@@ -70,6 +75,8 @@ def dump(ex: Exchange) -> bytes:
     ]
     if ex.rules != FIRST:
         state.append(ex.rules)
+    if version == VERSION_FORGET:
+        state.append([[t, mid] for t, mid in ex._finished])
     return msgpack.packb(state)
 
 
@@ -117,9 +124,14 @@ def _build(state: list[Any]) -> Exchange:
     _, version, last_seq, now, house, net, accounts, markets, pending, refs = state[:10]
     ex = Exchange()
     ex.last_seq, ex.now, ex.house, ex.net_deposits = last_seq, now, house, net
+    finished: list = []
     if version == VERSION_RULES:
         (ex.rules,) = state[10:]
-        if type(ex.rules) is not int or not FIRST < ex.rules <= LATEST:
+        if type(ex.rules) is not int or not FIRST < ex.rules < FORGET_FINISHED:
+            raise ValueError(f"rules version {ex.rules!r} is not one this format holds")
+    elif version == VERSION_FORGET:
+        ex.rules, finished = state[10:]
+        if type(ex.rules) is not int or not FORGET_FINISHED <= ex.rules <= LATEST:
             raise ValueError(f"rules version {ex.rules!r} is not one this release knows")
     elif len(state) != 10:
         raise ValueError("a version 2 state has ten parts")
@@ -165,4 +177,16 @@ def _build(state: list[Any]) -> Exchange:
             pos.reexpose()
     for aid, ref, seq in refs:
         ex._refs[(aid, ref)] = seq
+    if ex.rules >= REF_WINDOW:  # values are times of first use, in order
+        times = list(ex._refs.values())
+        if any(a > b for a, b in zip(times, times[1:])):
+            raise ValueError("client refs out of the order of their first use")
+        ex._ref_queue = deque((t, key) for key, t in ex._refs.items())
+    previous = None
+    for t, mid in finished:
+        m = ex._markets[mid]
+        if not m.settled or (previous is not None and t < previous):
+            raise ValueError(f"market {mid} is listed as finished out of order or unsettled")
+        previous = t
+        ex._finished.append((t, mid))
     return ex

@@ -44,7 +44,8 @@ def apply_rows(
         last = entry_seq(eid, ex.last_seq)
         if last:
             ts, rules, cmds = decode_entry(last, fields, ts, ex.last_seq, ex.rules)
-            ex.rules = rules
+            if rules != ex.rules:
+                ex.set_rules(rules, ts)
             if len(cmds) == 1:
                 events = apply(cmds[0])
             else:

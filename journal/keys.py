@@ -41,6 +41,11 @@ class Keys:
         return self._k("archive")
 
     @property
+    def archiver(self) -> str:
+        """Which ``exch archive`` process archives the partition (token, with an expiry)."""
+        return self._k("archiver")
+
+    @property
     def snapshots(self) -> str:
         """Snapshot index: entry ``<seq>-0`` = ``hash``, ``size``, ``key`` of the state blob."""
         return self._k("snapshots")
@@ -51,8 +56,15 @@ class Keys:
 
     @property
     def refs(self) -> str:
-        """Set of (account, ref) keys already sequenced (``sequencer.dedup_key``)."""
+        """Set of (account, ref) keys already sequenced (``sequencer.dedup_key``), under rules
+        versions 1 and 2 (forever)."""
         return self._k("refs")
+
+    @property
+    def recent_refs(self) -> str:
+        """From rules version 3: the (account, ref) keys of the window (a sorted set, score
+        the ms of first use); older ones are removed (``exchange.rules.REF_WINDOW_MS``)."""
+        return self._k("recent-refs")
 
     @property
     def clock(self) -> str:

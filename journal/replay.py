@@ -213,8 +213,10 @@ class _Walk:
         last = entry_seq(eid, self.ex.last_seq)
         if not last:
             return
-        self.ts, self.ex.rules, cmds = decode_entry(last, fields, self.ts, self.ex.last_seq,
-                                                    self.ex.rules)
+        self.ts, rules, cmds = decode_entry(last, fields, self.ts, self.ex.last_seq,
+                                            self.ex.rules)
+        if rules != self.ex.rules:
+            self.ex.set_rules(rules, self.ts)
         events = []
         for cmd in cmds:
             if cmd[1] > end:

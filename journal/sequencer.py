@@ -113,7 +113,7 @@ class Sequencer:
         for key, payload in payloads:
             args.append(key)
             args.append(payload)
-        return [k.input, k.refs, k.clock, k.batch(call), k.settings], args
+        return [k.input, k.refs, k.clock, k.batch(call), k.settings, k.recent_refs], args
 
     def _payload(self, cmd: tuple) -> tuple[str, bytes]:
         wire = to_wire(cmd)

@@ -90,6 +90,14 @@ def output_lines(client: redis.Redis, keys: Keys | None = None) -> list[str]:
     return lines
 
 
+def ref_recorded(client: redis.Redis, key: str) -> bool:
+    """Whether the sequencer holds dedup key ``key`` as used: in the window (rules 3 on) or
+    in the older rules' set."""
+    keys = Keys()
+    return client.zscore(keys.recent_refs, key) is not None or bool(
+        client.sismember(keys.refs, key))
+
+
 def unnumbered(cmds: list[tuple]) -> list[tuple]:
     """Commands as a client submits them: seq and ts 0, since the journal gives both."""
     return [named(c)._replace(seq=0, ts=0) for c in cmds]

@@ -45,11 +45,14 @@ def edge_commands() -> list[tuple]:
     ]
 
 
-def digest(commands: Iterable[tuple]) -> list[str]:
-    """SHA-256 of every event a fresh exchange makes of ``commands``, and its state hash."""
+def digest(commands: Iterable[tuple], rules: int = 1) -> list[str]:
+    """SHA-256 of every event a fresh exchange under ``rules`` makes of ``commands``, and its
+    state hash."""
     from exchange.codec import json_event
 
     ex = Exchange()
+    if rules != 1:
+        ex.set_rules(rules, 0)
     h = hashlib.sha256()
     for cmd in commands:
         for event in ex.apply(cmd):
@@ -81,7 +84,27 @@ def findings() -> dict:
         "edges": digest(edge_commands()),
         "position_limit": digest(limit_commands()),
         "exposure_limit": digest(exposure_commands()),
+        "rules_3": digest(window_commands(), rules=3),
     }
+
+
+def window_commands() -> list[tuple]:
+    """A market day spread over hours of journal time under rules 3: client refs that expire
+    and come back, markets that finish and are forgotten."""
+    from tools.sources.market_day import market_day
+
+    day = [tuple(c) for c in market_day(seed=5, accounts=40, commands=8_000, refs=0.5)]
+    again: dict[int, list[tuple]] = {}
+    for i, c in enumerate(day):  # some places sent again 40 s (a duplicate) and 80 s later
+        if c[0] == "place" and c[-1] is not None and i % 7 == 0:
+            again.setdefault(i + 20, []).append(c)
+            again.setdefault(i + 40, []).append(c)
+    timed = []
+    for i, c in enumerate(day):
+        for c2 in [c, *again.get(i, [])]:
+            timed.append(c2)
+    # each command 2 s after the last: hours of journal time, ref windows, market graces
+    return [(c[0], n + 1, n * 2_000, *c[3:]) for n, c in enumerate(timed)]
 
 
 PROBE = "import json; from tests.test_compiled_core import findings; print(json.dumps(findings()))"

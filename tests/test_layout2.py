@@ -30,6 +30,7 @@ from .journal_helpers import (
     answered_ids,
     matcher_thread,
     output_events,
+    ref_recorded,
     wait_caught_up,
     wait_until,
 )
@@ -288,13 +289,13 @@ def test_sequencer_ids_are_exact_past_2_53_and_up_to_2_64(redis_server) -> None:
         assert client.keys("exch:{0}:batch:*") == calls  # no call record either
         assert client.get(K.clock) == clock
         assert parse_id(last_id(client, K.input)) == (MAX_ID - 2, 0)
-        assert not any(r.sismember(K.refs, dedup_key(wire(c))) for c in refs)
+        assert not any(ref_recorded(client, dedup_key(wire(c))) for c in refs)
         # two fit exactly: the last seq is 2**64 - 1
         assert seq.submit_batch([deposit("d"), deposit("e")]) == [MAX_ID - 1, MAX_ID]
         assert last_id(client, K.input) == f"{MAX_ID}-0"
         with pytest.raises(redis.ResponseError, match=f"no seqs left after {MAX_ID}"):
             seq.submit_batch(refs[:1])
-        assert r.sismember(K.refs, dedup_key(wire(refs[0]))) == 0
+        assert not ref_recorded(client, dedup_key(wire(refs[0])))
         wait_caught_up(client)
     assert rejections(client) == [(2**53 + 1, "MALFORMED"), (MAX_ID - 5, "MALFORMED")]
     funded = [e["seq"] for e in output_events(client) if e["type"] == "funds_changed"]
@@ -319,10 +320,11 @@ def test_a_foreign_entry_at_the_last_id_leaves_no_seq(redis_server) -> None:  # 
     with pytest.raises(redis.ResponseError, match=f"no seqs left after {MAX_ID}"):
         seq.submit_batch([deposit("alice"), ref])
     assert [row[0] for row in rows_of(client, K.input)] == [b"1-0", f"{MAX_ID}-0".encode()]
-    assert r.sismember(K.refs, dedup_key(wire(ref))) == 0
+    assert not ref_recorded(client, dedup_key(wire(ref)))
     assert client.keys("exch:{0}:batch:*") == calls and client.get(K.clock) == clock
     # a call of duplicates only needs no seq: it still answers (nothing to append)
-    client.sadd(K.refs, dedup_key(wire(ref)))
+    seconds, micros = client.time()
+    client.zadd(K.recent_refs, {dedup_key(wire(ref)): seconds * 1000 + micros // 1000})
     assert seq.submit_batch([ref]) == [0]
 
 
@@ -357,7 +359,7 @@ def test_dedup_keys_cannot_collide_through_a_separator(redis_server) -> None:  #
     assert len(keys) == 4
     assert seq.submit_batch([one, two, three, four]) == [1, 2, 3, 4]
     assert seq.submit_batch([one, two, three, four]) == [0, 0, 0, 0]
-    assert raw(client).scard(K.refs) == 4
+    assert raw(client).zcard(K.recent_refs) == 4  # a new journal: rules 3, the window
 
 
 def test_a_retried_call_gets_the_first_answer_and_adds_one_entry(redis_server) -> None:  # type: ignore[no-untyped-def]
@@ -370,7 +372,7 @@ def test_a_retried_call_gets_the_first_answer_and_adds_one_entry(redis_server) -
     again = seq._script(keys=keys, args=args)  # what redis-py sends again after a drop
     assert seqs_of(first) == seqs_of(again) == [1, 2, 0]  # not [0, 0, 0] the second time
     assert client.xlen(K.input) == 1
-    assert client.ttl(keys[3]) > 86000  # the record is kept a day
+    assert 55 < client.ttl(keys[3]) <= 60  # kept as long as a ref (rules 3: 60 s)
     # another call with the same commands is a new call: the ref is a duplicate now
     assert seq.submit_batch(cmds) == [0, 3, 0]
     assert client.xlen(K.input) == 2
@@ -560,7 +562,6 @@ def test_pieces_after_a_foreign_entry_at_the_top_of_its_ms(redis_server) -> None
 
 def test_a_newer_layout_is_refused_by_every_reader_and_the_sequencer(redis_server) -> None:  # type: ignore[no-untyped-def]
     client = redis_server.client()
-    r = raw(client)
     seq = Sequencer(client)
     with matcher_thread(client):
         seq.submit([market(), deposit("alice")])
@@ -573,7 +574,7 @@ def test_a_newer_layout_is_refused_by_every_reader_and_the_sequencer(redis_serve
     with pytest.raises(redis.ResponseError, match="layout 3"):
         seq.submit_batch([ref, deposit("bob")])
     assert sorted(client.keys("*")) == keys_before and client.get(K.clock) == clock
-    assert client.xlen(K.input) == 1 and r.sismember(K.refs, dedup_key(wire(ref))) == 0
+    assert client.xlen(K.input) == 1 and not ref_recorded(client, dedup_key(wire(ref)))
     with pytest.raises(JournalError, match="layout 3"):
         replay(client, source="none", verify=True)
     with pytest.raises(JournalError, match="layout 3"):

@@ -46,7 +46,7 @@ def test_an_old_journal_keeps_version_1_until_upgraded(redis_server) -> None:  #
     with matcher_thread(client, snapshot_every=10**9):
         seq.submit([deposit(ESCAPE)])  # under version 1: accepted, as it always was
         wait_caught_up(client)
-        assert upgrade(client, K) == LATEST == 2
+        assert upgrade(client, K, 2) == 2
         seq.submit([deposit(ESCAPE)])  # from here on, version 2: MALFORMED
         wait_caught_up(client)
     rows = raw(client).xrange(K.input)

@@ -3,6 +3,7 @@
 -- KEYS[1] input stream   KEYS[2] set of used (account, ref)   KEYS[3] clock
 -- KEYS[4] this call's record (a retried call returns what the first call gave)
 -- KEYS[5] the partition's settings (hash: its journal layout, its rules version)
+-- KEYS[6] refs of the window (sorted set: dedup key -> ms of first use), rules 3 and on
 -- ARGV[1] number of commands n; ARGV[2] the newest rules version the caller knows;
 -- then per command: dedup key ("" if none), payload (msgpack)
 --
@@ -20,12 +21,22 @@
 -- next id is formed and checked exactly before anything is written, and a call that cannot
 -- be sequenced writes nothing (no refs, no record) and fails with an error.
 --
+-- Client refs (exchange.rules): under rules 1 and 2 a ref is remembered forever (KEYS[2], a
+-- set); from rules 3 within REF_WINDOW_MS of its first use, exactly as the core decides: a
+-- ref first used at t is a duplicate at now iff now - t < REF_WINDOW_MS (KEYS[6]). The set
+-- of an older journal counts as first used at the first entry under rules 3 (settings field
+-- refs_since, the core's rule too), and is dropped once that is out of the window. The
+-- call's record is kept as long (a day under the older rules).
+--
 -- Returns {last, dups}: `last` the seq of the entry's last command as decimal text ("" when
 -- every command was a duplicate and nothing was appended), `dups` one character a command,
 -- "1" for a command whose (account, ref) was used before (not sequenced), else "0".
 
 local stream, refs, clock, record, settings = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local recent = KEYS[6]
 local LAYOUT = 2
+local REF_WINDOW = 3
+local REF_WINDOW_MS = 60000
 local MAX_COMMANDS = 10000
 local MAX_ID = '18446744073709551615'
 
@@ -69,14 +80,33 @@ local function at_most(a, b)
   return a <= b
 end
 
--- which commands are new: not used before, and not twice in this call
+-- the time (before the checks of refs: from rules 3, a ref's age decides)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local before = tonumber(redis.call('GET', clock) or '0')
+if now < before then now = before end
+local ts = string.format('%d', now)
+local windowed = tonumber(rules) >= REF_WINDOW
+local horizon = now - REF_WINDOW_MS
+local since = nil
+if windowed then since = tonumber(redis.call('HGET', settings, 'refs_since') or '') end
+-- the older rules' set: first used at refs_since (or now, if this entry starts rules 3)
+local old_live = windowed and (since == nil or since > horizon)
+local function used(ref)
+  if not windowed then return redis.call('SISMEMBER', refs, ref) == 1 end
+  local first = redis.call('ZSCORE', recent, ref)
+  if first and tonumber(first) > horizon then return true end
+  return old_live and redis.call('SISMEMBER', refs, ref) == 1
+end
+
+-- which commands are new: not used before (within the window), and not twice in this call
 local dups = {}
 local fresh = {}
 local seen = {}
 local k = 0
 for i = 0, n - 1 do
   local ref = ARGV[3 + 2 * i]
-  if ref ~= '' and (seen[ref] or redis.call('SISMEMBER', refs, ref) == 1) then
+  if ref ~= '' and (seen[ref] or used(ref)) then
     dups[#dups + 1] = '1'
   else
     dups[#dups + 1] = '0'
@@ -108,12 +138,12 @@ if k > 0 then
 end
 
 -- write
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local before = tonumber(redis.call('GET', clock) or '0')
-if now < before then now = before end
-local ts = string.format('%d', now)
 redis.call('SET', clock, ts)
+if windowed then
+  if since == nil and k > 0 then redis.call('HSET', settings, 'refs_since', ts) end
+  if since ~= nil and not old_live then redis.call('UNLINK', refs) end
+  redis.call('ZREMRANGEBYSCORE', recent, '-inf', horizon)
+end
 if layout ~= LAYOUT then redis.call('HSET', settings, 'layout', LAYOUT) end
 if k > 0 then redis.call('HSET', settings, 'rules', rules) end
 
@@ -130,11 +160,13 @@ if k > 0 then
   for j = 1, k do
     local i = fresh[j]
     local ref = ARGV[3 + 2 * i]
-    if ref ~= '' then redis.call('SADD', refs, ref) end
+    if ref ~= '' then
+      if windowed then redis.call('ZADD', recent, ts, ref) else redis.call('SADD', refs, ref) end
+    end
     parts[j + 1] = ARGV[4 + 2 * i]
   end
   redis.call('XADD', stream, last .. '-0', 'ts', ts, 'n', k, 'r', rules, 'c',
     table.concat(parts))
 end
-redis.call('SET', record, last .. '|' .. dups, 'EX', 86400)
+redis.call('SET', record, last .. '|' .. dups, 'EX', windowed and REF_WINDOW_MS / 1000 or 86400)
 return {last, dups}
