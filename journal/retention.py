@@ -27,7 +27,7 @@ from exchange.errors import InputError
 from .archive import record
 from .keys import Keys
 from .snapshots import SnapshotStore
-from .status import read_groups
+from .status import read_groups, stream_length
 from .streams import field as field_of
 from .streams import parse_id, raw
 
@@ -71,8 +71,8 @@ def plan_compact(client: redis.Redis, keys: Keys | None = None) -> CompactPlan:
     _, done = answered(client, keys)
     intact = store.latest(done) if done else None
     snapshots = store.list()
-    plan = CompactPlan("0-0", "", int(_length(client, keys.input)),
-                       int(_length(client, keys.output)))
+    plan = CompactPlan("0-0", "", stream_length(client, keys.input),
+                       stream_length(client, keys.output))
     archived_snapshots = int(rec.get("snapshots") or 0)
     if intact is not None:
         newest = intact[0].seq
@@ -112,13 +112,6 @@ def plan_compact(client: redis.Redis, keys: Keys | None = None) -> CompactPlan:
         share = plan.commands / max(last - first_seq + 1, 1)
         plan.bytes = int(share * (_memory(client, keys.input) + _memory(client, keys.output)))
     return plan
-
-
-def _length(client: redis.Redis, key: str) -> int:
-    try:
-        return int(client.xlen(key))
-    except redis.ResponseError:
-        return 0
 
 
 def compact(client: redis.Redis, keys: Keys | None = None, *, dry_run: bool = False) -> CompactPlan:

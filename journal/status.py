@@ -48,7 +48,8 @@ class Status:
         return asdict(self)
 
 
-def _length(client: redis.Redis, key: str) -> int:
+def stream_length(client: redis.Redis, key: str) -> int:
+    """Entries in stream ``key`` (0 if there is none)."""
     try:
         return int(client.xlen(key))
     except redis.ResponseError:
@@ -95,8 +96,8 @@ def status(client: redis.Redis, keys: Keys | None = None) -> Status:
         last_input_seq=last_in,
         last_output_seq=last_out,
         lag=max(last_in - last_out, 0),
-        input_entries=_length(client, keys.input),
-        output_entries=_length(client, keys.output),
+        input_entries=stream_length(client, keys.input),
+        output_entries=stream_length(client, keys.output),
         matcher=holder.decode() if holder else "",
         follower=follower.decode() if follower else "",
         followed_seq=int(client.get(keys.followed) or 0) if follower else 0,
