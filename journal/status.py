@@ -70,7 +70,9 @@ def read_groups(client: redis.Redis, keys: Keys, last_out: int | None = None) ->
         delivered = delivered.decode() if isinstance(delivered, bytes) else str(delivered)
         name = g["name"].decode() if isinstance(g["name"], bytes) else str(g["name"])
         lag = g.get("lag")
-        if lag is None:  # Redis < 7 does not compute it (nor 7 after a trim); dense by seq
+        if parse_id(delivered)[0] >= last_out:
+            lag = 0  # Redis counts entries read, and one read from the archive is not counted
+        elif lag is None:  # Redis < 7 does not compute it (nor 7 after a trim); dense by seq
             lag = max(last_out - parse_id(delivered)[0], 0)
         groups.append(GroupStatus(name, int(g["consumers"]), int(g["pending"]), delivered,
                                   int(lag)))

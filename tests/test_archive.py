@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import msgpack
@@ -26,7 +27,7 @@ from journal.streams import raw
 from journal.wire import read_entries
 
 from .conftest import ROOT
-from .journal_helpers import matcher_thread, wait_caught_up, wait_until
+from .journal_helpers import matcher_thread, submitting, wait_caught_up, wait_until
 from .test_consumer import ListSink, fill
 
 K = Keys()
@@ -159,6 +160,12 @@ def test_a_consumer_behind_the_window_reads_the_archive(redis_server, tmp_path) 
     assert got == want
     assert progress.committed_seq == 3000
     assert raw(client).xpending(K.output, "slow")["pending"] == 0
+    # caught up: no lag, though Redis counts only the entries read from it (the others came
+    # from the archive), as if none had been read here
+    raw(client).execute_command("XGROUP", "SETID", K.output, "slow", "$", "ENTRIESREAD", 0)
+    assert raw(client).xinfo_groups(K.output)[0]["lag"] > 0
+    (view,) = groups(client)
+    assert (view.lag, view.pending, view.from_archive) == (0, 0, False)
 
 
 def test_a_missing_or_damaged_segment_is_named_never_a_gap(redis_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -382,3 +389,81 @@ def test_one_archiver_at_a_time(redis_server, tmp_path) -> None:  # type: ignore
     Archiver(client, Archive(folder), segment_bytes=SMALL, on_segment=meanwhile).once()
     assert refused and Archive(folder).through() == 1000
     assert Archiver(client, Archive(folder), segment_bytes=SMALL).once().through == 1000
+
+
+def _history_trades(client) -> list[tuple[int, str]]:  # type: ignore[no-untyped-def]
+    """Every trade event of the output, read through the archive and Redis as one."""
+    from journal.history import History
+
+    trades, low = [], "-"
+    while rows := History(client, K).xrange("out", min=low, count=2000):
+        for _, _, events in read_entries(rows):
+            trades.extend((e["seq"], e["trade"]) for e in events if e["type"] == "trade")
+        low = "(" + rows[-1][0].decode()
+    return trades
+
+
+def _needs_the_archive(client) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the (only) consumer group's next or pending entries are no longer in Redis."""
+    from journal.streams import parse_id
+
+    trimmed = record(client, K).get("trimmed")
+    found = raw(client).xinfo_groups(K.output)
+    if not found:
+        return False  # the exporter was killed before it made its group
+    (group,) = found
+    pending = raw(client).xpending(K.output, group["name"])
+    lowest = min(parse_id(group["last-delivered-id"]),
+                 parse_id(pending["min"]) if pending["pending"] else (2**64, 0))
+    return trimmed is not None and lowest < parse_id(trimmed)
+
+
+@pytest.mark.slow
+def test_compact_while_the_exporter_lags_loses_nothing(redis_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`exch compact` runs again and again while the exporter is dead (SIGKILLed with
+    entries pending), so that its group falls behind the window Redis holds: the restarted
+    exporter reads what is gone from the archive, and every trade reaches Parquet once."""
+    from .test_export import trade_rows
+    from .test_faults import start_matcher, stop, workload
+
+    client = redis_server.client()
+    matcher, _ = start_matcher(redis_server.url, tmp_path, snapshot_every=2000, batch=200)
+    parquet, arch = tmp_path / "parquet", tmp_path / "arch"
+
+    def exch(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tools.cli", *args, "--redis-url",
+                               redis_server.url], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)
+
+    behind = 0
+    try:
+        with submitting(redis_server.client(), workload(30_000, seed=5), chunk=200,
+                        pause=0.1) as done:
+            for delay in (0.7, 1.2, 0.4, 1.5):
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "tools.cli", "export", "parquet", "--out",
+                     str(parquet), "--follow", "--redis-url", redis_server.url],
+                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(delay)
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                time.sleep(1.0)  # the exporter is down: the journal moves on without it
+                assert exch("snapshot").returncode == 0  # recovery needs only what follows
+                assert exch("archive", "--dir", str(arch)).returncode == 0
+                compacted = exch("compact")
+                assert compacted.returncode == 0, compacted.stderr
+                behind += _needs_the_archive(client)
+        assert done.is_set()
+        wait_caught_up(client, timeout=120)
+    finally:
+        stop(matcher)
+    assert behind >= 2, "the exporter never fell behind the window: the test tests nothing"
+    assert exch("archive", "--dir", str(arch)).returncode == 0
+    assert exch("compact").returncode == 0
+    final = exch("export", "parquet", "--out", str(parquet), "--until-caught-up")
+    assert final.returncode == 0, final.stderr
+    rows = trade_rows(parquet)
+    want = _history_trades(client)
+    assert len(set(rows)) == len(rows), "a trade was exported twice"
+    assert rows == sorted(want) and len(want) > 1000
+    assert raw(client).xinfo_groups(K.output)[0]["pending"] == 0
