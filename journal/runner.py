@@ -469,13 +469,27 @@ class Matcher:
         p.events += events
         p.batches += 1
         self._since_snapshot += commands
-        if self._since_snapshot >= self.snapshot_every and not self.follower_alive():
-            self.take_snapshot(background=True)
+        if self._since_snapshot >= self.snapshot_every:
+            if self.follower_keeps_up():
+                self._since_snapshot = 0  # its snapshots will do: ask again an interval on
+            else:
+                self.take_snapshot(background=True)
 
     def follower_alive(self) -> bool:
         """Whether a follower (``exch follow``) announces itself: it takes the periodic
         snapshots then, and the matcher takes none."""
         return bool(self.client.exists(self.keys.follower))
+
+    def follower_keeps_up(self) -> bool:
+        """Whether a follower takes the periodic snapshots for this matcher: one announces
+        itself and has verified to within one snapshot interval of here. A follower further
+        behind (a slow or starved machine) would leave recovery, and so what compaction may
+        free, ever further back: the matcher takes the snapshot itself then."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.exists(self.keys.follower)
+            pipe.get(self.keys.followed)
+            alive, followed = pipe.execute()
+        return bool(alive) and int(followed or 0) >= self.ex.last_seq - self.snapshot_every
 
     def take_snapshot(self, *, background: bool = False, reply: str | None = None) -> int:
         """Snapshot the state once everything matched is committed; returns its seq.
@@ -617,7 +631,13 @@ def request_snapshot(client: redis.Redis, keys: Keys | None = None, timeout: flo
     client.xadd(
         keys.control, {"r": msgpack.packb({"op": "snapshot", "reply": reply})}, maxlen=100
     )
-    got = client.blpop([reply], timeout=timeout)
-    if got is None:
-        raise TimeoutError("no running matcher or follower answered (is `exch run` running?)")
+    deadline = time.monotonic() + timeout
+    got = None
+    while got is None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no running matcher or follower answered within {timeout:g} s "
+                               f"(is `exch run --partition {keys.partition}` running?)")
+        # a few seconds at a time: a blocking read never outlasts the socket's timeout
+        got = client.blpop([reply], timeout=max(min(left, 5.0), 0.01))
     return int(msgpack.unpackb(got[1])["seq"])

@@ -63,7 +63,7 @@ def test_the_follower_verifies_and_takes_the_snapshots(redis_server) -> None:  #
     following = Running(client, snapshot_every=1500)
     wait_until(lambda: client.exists(K.follower), "the follower never announced itself")
     try:
-        with matcher_thread(client, snapshot_every=1000) as m:
+        with matcher_thread(client, snapshot_every=4000) as m:
             sequencer(client).submit(unnumbered(core_workload(6000)))
             last = wait_caught_up(client)
             wait_until(lambda: following.follower.progress.verified_seq == last,
@@ -81,6 +81,20 @@ def test_the_follower_verifies_and_takes_the_snapshots(redis_server) -> None:  #
     assert not client.exists(K.follower), "a clean stop gives the follower key up"
     for seq in taken:
         assert replay(client, source=str(seq), verify=True).verified
+
+
+def test_the_matcher_snapshots_when_the_follower_falls_behind(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """A follower that announces itself but is more than an interval behind (here: stuck at
+    seq 0) would leave recovery, and what compaction may free, ever further back."""
+    client = redis_server.client()
+    client.set(K.follower, "stuck", px=600_000)
+    with matcher_thread(client, snapshot_every=1000) as m:
+        sequencer(client).submit(unnumbered(core_workload(5000)))
+        wait_caught_up(client)
+        wait_until(lambda: len(SnapshotStore(client).list()) >= 3,
+                   "the matcher never snapshotted beside a stuck follower")
+        assert m.progress.snapshot_seq > 0
+    client.delete(K.follower)
 
 
 def test_a_new_follower_starts_from_a_snapshot_and_catches_up(redis_server) -> None:  # type: ignore[no-untyped-def]

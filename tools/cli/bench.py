@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .common import busy, report
+from .common import busy, fail, report
 
 app = typer.Typer(help="Measure throughput and memory.", no_args_is_help=True)
 
@@ -73,3 +73,74 @@ def bench_export(
     with busy(f"export benchmark: {commands:,} commands, {runs} runs", as_json):
         result = run(commands, runs=runs)
     report(result, as_json)
+
+
+@app.command("soak")
+def bench_soak(
+    commands: Annotated[
+        int, typer.Option(help="Commands to send, as market days one after another.",
+                          envvar="EXCH_BENCH_COMMANDS", min=1000)
+    ] = 5_000_000,
+    day: Annotated[int, typer.Option(help="Commands per market day; compaction runs after "
+                                          "each.", min=1000)] = 250_000,
+    markets: Annotated[int, typer.Option(help="Markets per day.", min=1)] = 8,
+    accounts: Annotated[int, typer.Option(help="Betting accounts.", min=2)] = 1000,
+    rate: Annotated[float | None, typer.Option(
+        help="Commands per second (default: as fast as possible).", min=1)] = None,
+    snapshot_every: Annotated[int | None, typer.Option(
+        help="The follower's snapshot interval in commands (default: half a day); what stays "
+             "in Redis is about this much journal.", min=1000, show_default=False)] = None,
+    keep: Annotated[str | None, typer.Option(
+        help="Keep Redis's data, the archive and the Parquet in this folder (default: a "
+             "temporary folder, removed).", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the first day (the next day: seed+1, ...).")
+                    ] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The whole system (sequencer, matcher, follower, archiver, Parquet exporter, compaction
+    after every day) over many commands: Redis's used_memory over time, the archive's size,
+    and the checks that nothing was lost (output dense, trades one for one in Parquet, replay
+    from the first command verified). Exit 1 if a check fails."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tools.bench.soak import Sample
+    from tools.bench.soak import bench_soak as run
+
+    console = Console(stderr=True)
+    mb = 1e6
+
+    def sample(s: Sample) -> None:
+        if not as_json:
+            console.print(f"{s.commands:>11,} cmds {s.seconds:>7.1f} s  Redis "
+                          f"{s.used_memory_before / mb:7.1f} MB -> {s.used_memory / mb:6.1f} MB "
+                          f"compacted  archive {s.archive_bytes / mb:8.1f} MB  "
+                          f"lag {s.matcher_lag:,}", highlight=False)
+
+    status = busy("soak", as_json)
+    with status as st:
+        def phase(name: str) -> None:
+            if st is not None and hasattr(st, "update"):
+                st.update(name)
+
+        try:
+            result = run(commands, day=day, markets=markets, accounts=accounts, seed=seed,
+                         rate=rate, snapshot_every=snapshot_every, folder=keep,
+                         on_sample=sample, on_phase=phase)
+        except ValueError as e:
+            raise fail(str(e)) from None
+    ok = result["output_dense"] and result["trades_one_for_one"] and result["replay_verified"]
+    if as_json:
+        report(result, True)
+    else:
+        table = Table(title="Redis memory (MB) by commands sent", box=None)
+        for name in ("commands", "before compact", "after", "in entries", "archive"):
+            table.add_column(name, justify="right")
+        for s in result["samples"]:
+            table.add_row(f"{s['commands']:,}", f"{s['used_memory_before'] / mb:.1f}",
+                          f"{s['used_memory'] / mb:.1f}", f"{s['input_entries']:,}",
+                          f"{s['archive_bytes'] / mb:.1f}")
+        Console().print(table)
+        report({k: v for k, v in result.items() if k != "samples"}, False)
+    if not ok:
+        raise typer.Exit(1)
