@@ -33,7 +33,7 @@ from .events import (
     INVALID_WINNERS,
     MALFORMED,
 )
-from .limits import MAX_DELAY_MS, MAX_ID, MAX_INT, MAX_MONEY, MAX_RUNNERS
+from .limits import MAX_DELAY_MS, MAX_ID, MAX_INT, MAX_MONEY, MAX_RUNNERS, MAX_TS
 from .named import NAMED, Invalid
 from .rules import PRINTABLE_IDS, printable
 from .units import INVALID, TICK, format_money, format_price, format_rate, parse_fixed
@@ -435,9 +435,10 @@ def problem(obj: Any) -> tuple[str, str] | None:
     for k in obj:
         if k not in ENVELOPE and k not in _NAMES[kind]:
             return MALFORMED, f"{kind} has no field {_shown(k)}"
-    if "ts" in obj and not _int_ok(obj["ts"]):
-        return MALFORMED, ("ts must be milliseconds as a non-negative integer, not "
-                           f"{_shown(obj['ts'])}")
+    ts = obj.get("ts")
+    if "ts" in obj and not (type(ts) is int and 0 <= ts <= MAX_TS):
+        return MALFORMED, (f"ts must be milliseconds since 1970 from 0 to {MAX_TS:,} "
+                           f"(2262-04-11), not {_shown(ts)}")
     for name, fkind, default, _ in spec:
         v = obj.get(name)
         if v is None:

@@ -11,6 +11,13 @@ MAX_ID = 64
 MAX_INT = 2**63 - 1
 """Largest runner id or order id."""
 
+MAX_TS = 9_223_372_036_854
+"""Latest envelope time, in ms since 1970 (2262-04-11 23:47:16.854 UTC): the latest that
+every consumer can hold, pandas' nanosecond timestamps included. A command file's ``ts`` past
+it is refused at the edge; a journal entry's is read as no time (it keeps the previous
+entry's), like any other time that is not one, so nothing downstream meets a year it cannot
+write."""
+
 MAX_MONEY = 10**12
 """Largest stake, deposit or withdrawal in one command, in pence (ten billion pounds)."""
 

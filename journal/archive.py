@@ -52,11 +52,13 @@ Id = tuple[int, int]
 
 
 def default_dir() -> Path:
-    """``$EXCH_ARCHIVE``, else ``archive`` under ``$EXCH_HOME`` (default ``.exch``)."""
+    """``$EXCH_ARCHIVE``, else ``archive`` in this user's exchange folder (``exch_home``)."""
     explicit = os.environ.get("EXCH_ARCHIVE")
     if explicit:
         return Path(explicit)
-    return Path(os.environ.get("EXCH_HOME") or ".exch") / "archive"
+    from .server import exch_home
+
+    return exch_home() / "archive"
 
 
 @dataclass(frozen=True)

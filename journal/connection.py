@@ -3,22 +3,72 @@
 Every client retries a command after a connection error, with backoff, for about half a
 minute: long enough for a Redis restart. A retried command may have been applied already; the
 journal's scripts are written so that a second application is recognised, never doubled.
+Refused credentials are never retried (they will not get better), and no socket waits for
+ever: a server that does not answer (a TLS client on a plain port, a stopped process) is a
+timeout, not a hang. ``redacted`` is the form of a URL to print: never its password.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+from exchange.errors import InputError
+
 from .server import ensure_embedded
+
+SCHEMES = ("redis", "rediss", "unix")
+"""The URL schemes a Redis URL may have."""
+
+CONNECT_SECONDS = 5.0
+"""How long opening a connection may take."""
+
+SOCKET_SECONDS = 60.0
+"""How long a reply may take. Blocking reads in this project wait at most a few seconds at a
+time, well inside it."""
+
+
+def _retryable(error: Exception) -> bool:
+    return not isinstance(error, redis.AuthenticationError)
 
 
 def _retry() -> Retry:
-    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=40)
+    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=40,
+                 supported_errors=(redis.ConnectionError, redis.TimeoutError),
+                 is_retryable=_retryable)
+
+
+def redacted(url: str | None) -> str:
+    """``url`` as it may be printed: its password replaced by ``***``."""
+    if url is None:
+        return "the embedded server"
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "(a URL that cannot be parsed)"
+    if password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def check_url(url: str) -> None:
+    """Raise ``InputError`` (bad usage) unless ``url`` names a Redis the client can use."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in SCHEMES:
+        raise InputError(f"{redacted(url)}: a Redis URL starts with redis://, rediss:// or "
+                         "unix:// (for example redis://localhost:6379/0)")
+    try:
+        urlsplit(url).port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as e:
+        raise InputError(f"{redacted(url)}: {e}") from None
 
 
 def connect(
@@ -33,11 +83,14 @@ def connect(
         "retry": _retry(),
         "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
         "health_check_interval": 10,
+        "socket_connect_timeout": CONNECT_SECONDS,
+        "socket_timeout": SOCKET_SECONDS,
     }
     options.update(kwargs)
     if url is None:
         server = ensure_embedded(home)
         return redis.Redis(unix_socket_path=str(server.socket), **options)
+    check_url(url)
     if not url.startswith("unix:"):
         options.setdefault("socket_keepalive", True)
     return redis.Redis.from_url(url, **options)

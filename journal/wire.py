@@ -26,6 +26,7 @@ import msgpack  # type: ignore[import-untyped]
 from exchange.commands import decode, decode_many
 from exchange.errors import JournalError
 from exchange.events import BAD_ENTRY, EVENT_FIELDS, MALFORMED, Event
+from exchange.limits import MAX_TS
 from exchange.packed import decode_packed
 from exchange.rules import LATEST as LATEST_RULES
 
@@ -68,12 +69,13 @@ def foreign_events(eid: bytes) -> list[Event]:
 
 
 def _ts(raw: bytes | None, previous: int) -> int:
-    """An entry's time: its ``ts`` if it is a time at or after the previous one, else that."""
+    """An entry's time: its ``ts`` if it is a time at or after the previous one (and not past
+    ``MAX_TS``), else that."""
     try:
         ts = int(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return previous
-    return ts if previous <= ts < 2**63 else previous
+    return ts if previous <= ts <= MAX_TS else previous
 
 
 def decode_entry(

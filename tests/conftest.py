@@ -23,8 +23,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Refuse to test a compiled core older than its source: it is not the code under test."""
+    """Refuse to test a compiled core older than its source: it is not the code under test.
+    Give the tests an exchange folder of their own: never the user's embedded server."""
+    import os
+    import tempfile
+
     import exchange
+
+    os.environ["EXCH_HOME"] = tempfile.mkdtemp(prefix="exch-tests-")
+    os.environ.pop("EXCH_REDIS_URL", None)
+    os.environ.pop("EXCH_ARCHIVE", None)
 
     stale = exchange._stale_builds()
     if stale:
@@ -33,6 +41,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             + ": rebuild it with `pip install -e .` or `python setup.py build_ext --inplace`",
             returncode=2,
         )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop an embedded server a test started in the tests' own folder, and remove it."""
+    import os
+    import shutil
+
+    from journal.server import stop_embedded
+
+    home = os.environ.get("EXCH_HOME", "")
+    if "exch-tests-" in home:
+        stop_embedded(home)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

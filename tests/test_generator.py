@@ -234,3 +234,15 @@ def test_order_ids_follow_a_journal_that_numbers_differently() -> None:
     assert ids.translate(("deposit", 8, 0, "a", 100)) == ("deposit", 8, 0, "a", 100)
     with pytest.raises(KeyError):
         ids.order_id(9)
+
+
+def test_a_replay_at_speed_cuts_idle_gaps_to_max_gap() -> None:
+    from tools.sources.load import Pace
+
+    hour = 3_600_000
+    ts = [1_000, 2_000, 2_000 + 9 * hour, 2_500 + 9 * hour, 2_500 + 10 * hour]
+    plain = Pace(100.0)
+    assert [plain.offset(t) for t in ts] == [(t - 1_000) / 1000 / 100 for t in ts]
+    capped = Pace(100.0, max_gap=60)
+    # each pause of hours counts as a minute: 1 s, +60 s, +0.5 s, +60 s of stream time
+    assert [capped.offset(t) for t in ts] == [0.0, 0.01, 0.61, 0.615, 1.215]

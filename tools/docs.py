@@ -65,7 +65,12 @@ def render() -> str:
         "",
         "Every command has a `type` and may carry `ts` (milliseconds): `exch simulate` uses it",
         "as the command's time; through the journal the sequencer stamps Redis time instead.",
-        "An unknown field makes the command MALFORMED (a typo must not silently change a bet).",
+        "An unknown field makes the command MALFORMED (a typo must not silently change a bet),",
+        "and so does a field given twice in one object (JSON readers disagree on which value",
+        "wins). A `ts` is 0 to 9,223,372,036,854 (2262-04-11, the latest a pandas timestamp",
+        "holds); a journal entry whose time is past it, or earlier than the entry before, keeps",
+        "the previous entry's time. Ids (markets, accounts, refs) are printable text: a control",
+        "character makes the command MALFORMED (from rules version 2).",
         "",
     ]
     for kind, fields in COMMANDS.items():

@@ -12,13 +12,14 @@ from typing import Any
 
 from exchange import Exchange, decode
 from exchange.codec import dumps_line, json_event
+from exchange.limits import MAX_TS
 
 
 def envelope_ts(obj: Any, previous: int) -> int:
     """The time a command file gives a command: its valid ``ts``, else the previous one."""
     if isinstance(obj, dict):
         ts = obj.get("ts")
-        if type(ts) is int and previous <= ts < 2**63:
+        if type(ts) is int and previous <= ts <= MAX_TS:
             return ts
     return previous
 

@@ -14,6 +14,7 @@ group below maps it to a one-line message, so no command catches errors of its o
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import typer
@@ -25,8 +26,40 @@ from . import bench, data, journal, markets, server
 from .common import exit_for
 
 
+def unwrapped(text: str | None) -> str | None:
+    """Help text with the docstring's hard line breaks taken out, so that the terminal wraps
+    it at its own width: paragraphs (blank line between) and list items ("- ") stay apart."""
+    if not text:
+        return text
+    paragraphs = []
+    for paragraph in inspect.cleandoc(text).split("\n\n"):
+        if paragraph.startswith("\b"):  # click's mark for "keep these lines as they are"
+            paragraphs.append(paragraph)
+            continue
+        items: list[str] = []
+        for line in paragraph.splitlines():
+            line = line.strip()
+            if items and not line.startswith("- "):
+                items[-1] += " " + line
+            else:
+                items.append(line)
+        paragraphs.append("\n".join(items))
+    return "\n\n".join(paragraphs)
+
+
+def _unwrap_tree(command: Any) -> None:
+    command.help = unwrapped(command.help)
+    for sub in getattr(command, "commands", {}).values():
+        _unwrap_tree(sub)
+
+
 class _ExchGroup(TyperGroup):
-    """The root group: an error of the tree becomes its message and exit code."""
+    """The root group: an error of the tree becomes its message and exit code; help texts
+    are unwrapped (see ``unwrapped``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _unwrap_tree(self)
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:

@@ -19,7 +19,8 @@ RedisUrl = Annotated[
         "--redis-url",
         envvar="EXCH_REDIS_URL",
         help="Redis to use (redis://, rediss://, unix://). Default: the embedded server, "
-        "started on demand with its data in $EXCH_HOME/redis (.exch/redis).",
+        "started on demand, one per user, with its data in $EXCH_HOME/redis (default "
+        "~/.local/share/exch/redis; `exch server status` says where).",
         show_default=False,
     ),
 ]
@@ -29,17 +30,34 @@ Partition = Annotated[
 
 
 def redis_client(redis_url: str | None) -> redis.Redis:
-    """A Redis client for the URL, or the embedded server (started if needed)."""
-    from journal.connection import connect
+    """A Redis client for the URL, or the embedded server (started if needed).
 
+    The first contact fails fast (a few seconds, no retries) with a clear line and the
+    password masked; the client returned retries with back-off, as services need once they
+    run."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from journal.connection import connect, redacted
+
+    where = redacted(redis_url)
     try:
-        found = connect(redis_url)
-        found.ping()
+        probe = connect(redis_url, retry=Retry(NoBackoff(), 0), retry_on_error=[],
+                        socket_connect_timeout=3, socket_timeout=5)
+        try:
+            probe.ping()
+        finally:
+            probe.close()
+    except redis.AuthenticationError as e:
+        raise ServerError(f"Redis at {where} refused the credentials: {e}") from None
+    except redis.TimeoutError:
+        raise ServerError(f"Redis at {where} did not answer within a few seconds (a TLS URL, "
+                          "rediss://, for a server without TLS, or the other way round?)"
+                          ) from None
     except (redis.RedisError, OSError) as e:  # every way of "cannot reach it"
-        raise ServerError(
-            f"cannot reach Redis at {redis_url or 'the embedded server'}: {e}"
-        ) from None
-    return found
+        text = str(e).replace(redis_url, where) if redis_url else str(e)
+        raise ServerError(f"cannot reach Redis at {where}: {text}") from None
+    return connect(redis_url)
 
 
 def keys_for(partition: str) -> Any:
@@ -92,24 +110,37 @@ def busy(what: str, quiet: bool) -> Any:
     return Console(stderr=True).status(what)
 
 
-def report(result: dict, as_json: bool) -> None:
-    """A result as one JSON object, or as a table for people."""
+def report(result: dict, as_json: bool, *, err: bool = False) -> None:
+    """A result as one JSON object, or as a table for people (on stderr with ``err``)."""
     if as_json:
-        print(json.dumps(result))
+        print(json.dumps(result), file=sys.stderr if err else sys.stdout)
         return
     from rich.console import Console
     from rich.table import Table
 
     table = Table(show_header=False, box=None)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # a hash or an id wraps, never ends in "..."
     for key, value in result.items():
-        if isinstance(value, bool):
-            text = "yes" if value else "no"
-        elif isinstance(value, int):
-            text = f"{value:,}"
-        else:
-            text = str(value)
+        text = shown(value)
         table.add_row(key, text)
-    Console().print(table)
+    Console(stderr=err).print(table)
+
+
+def shown(value: Any) -> str:
+    """A value as a table cell for people: yes/no, numbers with thousands separators, a
+    mapping as "key value" pairs, a list comma-separated."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {shown(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(shown(v) for v in value)
+    return str(value)
 
 
 def exit_for(error: ExchError) -> typer.Exit:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated, Any
 
@@ -222,6 +221,10 @@ def import_betfair(
     speed: Annotated[float, typer.Option(
         help="With --submit: replay the recording this many times faster than it happened "
              "(bet delays scaled alike); 0 = as fast as possible.", min=0)] = 100.0,
+    max_gap: Annotated[float, typer.Option(
+        "--max-gap", help="With --submit and a speed: a pause in the recording longer than "
+        "this many seconds counts as this long (recordings sleep for hours between races).",
+        min=0)] = 60.0,
     redis_url: RedisUrl = None,
     partition: Partition = "0",
 ) -> None:
@@ -257,8 +260,8 @@ def import_betfair(
                 done[0] = r.sent
 
             sent = send(flow, Sequencer(redis_client(redis_url), keys_for(partition)),
-                        speed=speed or None, on_batch=on_batch)
+                        speed=speed or None, max_gap=max_gap, on_batch=on_batch)
         typer.echo(f"sequenced {sent.sequenced:,} commands: seq {sent.first_seq}..{sent.last_seq}",
                    err=True)
     summary = converted.to_dict()
-    typer.echo(json.dumps({k: v for k, v in summary.items() if k != "markets"}), err=True)
+    report({k: v for k, v in summary.items() if k != "markets"}, False, err=True)

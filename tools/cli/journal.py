@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -214,7 +214,7 @@ def replay(
     }
     if verify:  # without --verify nothing was checked: say nothing about it
         summary["verified"] = result.verified
-    if result.divergence is not None:
+    if result.divergence is not None and as_json:
         d = result.divergence
         summary["divergence"] = {"seq": d.seq, "entry": d.entry, "why": d.why,
                                  "recorded": d.recorded, "replayed": d.replayed}
@@ -224,12 +224,32 @@ def replay(
     report(summary, as_json)
     if result.divergence is not None:
         if not as_json:
-            typer.secho(f"DIVERGED at seq {d.seq} (output entry {d.entry}): {d.why}", err=True,
-                        fg=typer.colors.RED)
+            _say_divergence(result.divergence)
         raise typer.Exit(1)
     if verify and not as_json:
         typer.secho(f"verified: output matches the journal up to seq {result.to_seq}",
                     fg=typer.colors.GREEN)
+
+
+def _say_divergence(d: Any) -> None:
+    """The first difference, for people: where, why, and the events of that seq as recorded
+    and as replayed, one readable line each."""
+    from exchange.codec import json_from_wire
+
+    from .views import escaped, event_line
+
+    typer.secho(f"DIVERGED at seq {d.seq:,} (output entry {d.entry}): {escaped(d.why)}",
+                err=True, fg=typer.colors.RED)
+    for label, events in (("recorded", d.recorded), ("replayed", d.replayed)):
+        if events is None:
+            continue
+        typer.echo(f"{label}:" + ("" if events else " (no events)"), err=True)
+        for ev in events:
+            try:
+                line = event_line(ev.get("seq", d.seq), json_from_wire(ev))
+            except Exception:  # noqa: BLE001 - a damaged recorded event is shown as it is
+                line = escaped(repr(ev))[:300]
+            typer.echo("  " + line.strip(), err=True)
 
 
 @app.command()
@@ -294,6 +314,8 @@ def status(
 
     console = Console()
     t = Table(show_header=False, box=None)
+    t.add_column(no_wrap=True)
+    t.add_column(overflow="fold")
     t.add_row("partition", st.partition)
     t.add_row("journal layout", str(st.layout))
     t.add_row("last input seq", f"{st.last_input_seq:,}")
@@ -315,8 +337,8 @@ def status(
 ArchiveDir = Annotated[
     str | None,
     typer.Option("--dir", envvar="EXCH_ARCHIVE", show_default=False,
-                 help="The archive folder. Default: archive/ under $EXCH_HOME (.exch), or "
-                      "where the partition is already archived."),
+                 help="The archive folder. Default: archive/ under $EXCH_HOME "
+                      "(~/.local/share/exch), or where the partition is already archived."),
 ]
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -23,28 +24,32 @@ def _cell(level: list[str] | None, style: str) -> Text:
     return Text(f"{price}\n{size}", style=style, justify="center")
 
 
-def ladder(view: dict[str, Any], names: dict[int, str] | None = None) -> Table:
+def ladder(view: dict[str, Any], names: dict[int, str] | None = None,
+           width: int | None = None) -> Table:
     """The market as a betting person reads it: per runner, the three best prices available
-    to back (best nearest the middle) and to lay, with sizes; last traded price and volume."""
+    to back (best nearest the middle) and to lay, with sizes; last traded price and volume.
+    On a terminal narrower than 100 columns, the best price each side only: the table fits,
+    and no id is cut."""
     status = view["status"] + (" · IN-PLAY" if view["in_play"] else "")
     if view.get("winners"):
         status += f" · winners {', '.join(map(str, view['winners']))}"
+    depth = 3 if (width or Console().width) >= 100 else 1
     t = Table(title=f"market {view['market']} · {status} · seq {view['seq']:,}",
               show_lines=True, title_justify="left")
-    t.add_column("runner")
-    for label in ("back", "back", "back"):
+    t.add_column("runner", no_wrap=True)
+    for label in ("back",) * depth:
         t.add_column(label, justify="center", min_width=9)
-    for label in ("lay", "lay", "lay"):
+    for label in ("lay",) * depth:
         t.add_column(label, justify="center", min_width=9)
-    t.add_column("last", justify="right")
-    t.add_column("volume", justify="right")
+    t.add_column("last", justify="right", no_wrap=True)
+    t.add_column("volume", justify="right", no_wrap=True)
     for r in view["runners"]:
-        to_back = list(reversed(r["to_back"]))  # best back price next to the best lay price
-        to_back = [None] * (3 - len(to_back)) + to_back
-        to_lay = r["to_lay"] + [None] * (3 - len(r["to_lay"]))
+        to_back = list(reversed(r["to_back"][:depth]))  # best back price next to the best lay
+        to_back = [None] * (depth - len(to_back)) + to_back
+        to_lay = r["to_lay"][:depth] + [None] * (depth - len(r["to_lay"][:depth]))
         name = (names or {}).get(r["runner"], str(r["runner"]))
         t.add_row(
-            name,
+            escaped(name),
             *[_cell(x, BACK_STYLE) for x in to_back],
             *[_cell(x, LAY_STYLE) for x in to_lay],
             r["ltp"] or "",
@@ -53,21 +58,30 @@ def ladder(view: dict[str, Any], names: dict[int, str] | None = None) -> Table:
     return t
 
 
-def market_summary(views: list[dict[str, Any]]) -> Table:
-    """One line per runner of every market: last price, VWAP, volume, orders."""
-    t = Table("market", "status", "runner", "best back", "best lay", "last", "vwap", "volume",
-              "live orders", "orders placed", title="market statistics", title_justify="left")
+def market_summary(views: list[dict[str, Any]]) -> Group:
+    """Per market, a line (id and status) and its runners: best prices with sizes, last
+    price, VWAP, volume, orders live and placed. Eight narrow columns: it fits 80 columns, and
+    a cell that would not is wrapped, never cut."""
+    from rich import box
+
+    parts: list[Any] = []
     for v in views:
-        status = v["status"] + (" in-play" if v["in_play"] else "")
+        status = v["status"] + (" · in-play" if v["in_play"] else "")
+        t = Table(title=escaped(f"market {v['market']} · {status}"), title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+        t.add_column("runner", no_wrap=True)
+        for name in ("best back", "best lay", "last", "vwap", "volume", "live", "placed"):
+            t.add_column(name, justify="right", overflow="fold")
         for r in v["runners"]:
             back = r["to_back"][0] if r["to_back"] else None
             lay = r["to_lay"][0] if r["to_lay"] else None
-            t.add_row(v["market"], status, str(r["runner"]),
+            t.add_row(str(r["runner"]),
                       f"{back[0]} ({back[1]})" if back else "",
                       f"{lay[0]} ({lay[1]})" if lay else "",
                       r["ltp"] or "", r["vwap"] or "", r["volume"], f"{r['orders']:,}",
                       f"{r['placed']:,}")
-    return t
+        parts.append(t)
+    return Group(*parts)
 
 
 def traded_by_price(view: dict[str, Any]) -> Table:
@@ -113,7 +127,17 @@ def event_line(seq: int, ev: dict[str, Any]) -> str:
                 f"{ev['commission']} -> balance {ev['balance']}")
     else:
         body = str(ev)
-    return f"{seq:>10}  {kind:<22} {body}"
+    return escaped(f"{seq:>10}  {kind:<22} {body}")
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def escaped(text: str) -> str:
+    """``text`` safe for a terminal: every control character shown as ``\\xNN``, so that an
+    id written straight into Redis (which no edge checked) cannot move the cursor, clear the
+    screen or retitle the window of whoever reads it."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def market_lines(views: list[dict[str, Any]]) -> Table:

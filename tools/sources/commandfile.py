@@ -17,26 +17,57 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from exchange.commands import decode, problem
 from exchange.errors import BadLine
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names the same key twice."""
+
+
+def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise DuplicateKey(twice)
+    return obj
+
+
 def parse_line(text: str) -> Any:
-    """One line of JSON, numbers as ``Decimal``/``int``. Raises ``json.JSONDecodeError``."""
-    return json.loads(text, parse_float=Decimal)
+    """One line of JSON, numbers as ``Decimal``/``int``. Raises ``json.JSONDecodeError``, or
+    ``DuplicateKey`` for an object that names a key twice: JSON parsers disagree on which
+    value wins (Python's takes the last), so such a line is refused, never guessed at."""
+    return json.loads(text, parse_float=Decimal, object_pairs_hook=_one_value_per_key)
 
 
-def iter_lines(stream: TextIO, source: str = "-") -> Iterator[tuple[int, Any]]:
+def iter_lines(stream: TextIO | BinaryIO, source: str = "-") -> Iterator[tuple[int, Any]]:
     """(line number, parsed JSON value or ``BadLine``) for every command line: a line that is
-    not JSON does not stop the reading, so that every bad line can be reported."""
-    for number, text in enumerate(stream, 1):
+    not JSON (or not UTF-8 text) does not stop the reading, so that every bad line can be
+    reported."""
+    for number, line in enumerate(stream, 1):
+        if isinstance(line, bytes):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield number, BadLine(source, number, f"not UTF-8 text (byte {e.start + 1} "
+                                      "of the line); a command file is JSON lines")
+                continue
+        else:
+            text = line
         text = text.strip()
         if not text or text.startswith("#"):
             continue
+        if "\x00" in text:
+            yield number, BadLine(source, number, "a NUL byte: this is a binary file, not JSON "
+                                  "lines")
+            continue
         try:
             yield number, parse_line(text)
+        except DuplicateKey as e:
+            yield number, BadLine(source, number, f"the key {_cut(str(e))!r} is given twice")
         except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
             if isinstance(e, json.JSONDecodeError):
                 why = e.msg
@@ -45,6 +76,10 @@ def iter_lines(stream: TextIO, source: str = "-") -> Iterator[tuple[int, Any]]:
             else:
                 why = "a number too long to read"  # int() refuses over 4,300 digits
             yield number, BadLine(source, number, f"not JSON ({why})")
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def read_commands(stream: TextIO, source: str = "-") -> Iterator[tuple[int, Any]]:
@@ -57,11 +92,12 @@ def read_commands(stream: TextIO, source: str = "-") -> Iterator[tuple[int, Any]
         yield number, obj
 
 
-def open_source(path: str) -> TextIO:
-    """A command file by path, or standard input for ``-``."""
+def open_source(path: str) -> BinaryIO:
+    """A command file by path, or standard input for ``-``, as bytes: each line is decoded
+    on its own, so that text that is not UTF-8 is a bad line, not a crash."""
     if path == "-":
-        return sys.stdin
-    return Path(path).open(encoding="utf-8")
+        return sys.stdin.buffer
+    return Path(path).open("rb")
 
 
 # ----------------------------------------------------------------------------- the edge

@@ -7,7 +7,8 @@ journal gives its own seqs, and may sequence other commands in between (the matc
 heartbeats, other clients), so the sender translates order ids after each acknowledged batch
 (``OrderIds``), flushes first when a command names an order whose placing command is still in
 the unsent batch, and drops commands that name an order the sequencer skipped (a repeated
-client ref). Heartbeats in the stream are dropped: the matcher sequences its own.
+client ref). Heartbeats in the stream are sent like any command (they carry only time: the
+journal's): a load sends the number of commands it was asked for.
 """
 
 from __future__ import annotations
@@ -67,6 +68,27 @@ class OrderIds:
 
 
 
+class Pace:
+    """When each command of a timed stream goes, replayed ``speed`` times faster: seconds
+    after the first, with every pause longer than ``max_gap`` seconds (of stream time)
+    counted as ``max_gap``."""
+
+    def __init__(self, speed: float, max_gap: float | None = None) -> None:
+        self.speed = speed
+        self.gap_ms = None if max_gap is None else max_gap * 1000
+        self.first: int | None = None
+        self.last = 0
+        self.skipped = 0  # stream ms left out: the part of each pause beyond max_gap
+
+    def offset(self, ts: int) -> float:
+        if self.first is None:
+            self.first = self.last = ts
+        if self.gap_ms is not None and ts - self.last > self.gap_ms:
+            self.skipped += ts - self.last - self.gap_ms
+        self.last = max(self.last, ts)
+        return (ts - self.first - self.skipped) / 1000 / self.speed
+
+
 @dataclass
 class LoadReport(Submitted):
     """What a load sent and what the journal did with it (sequenced, duplicates, seq range:
@@ -96,6 +118,7 @@ def send(
     *,
     rate: float | None = None,
     speed: float | None = None,
+    max_gap: float | None = None,
     batch: int = 500,
     on_batch: Callable[[LoadReport], None] | None = None,
 ) -> LoadReport:
@@ -104,7 +127,9 @@ def send(
     ``rate``: at most this many commands per second (None: as fast as possible).
     ``speed``: keep the stream's own time, ``speed`` times faster (each command goes when
     (its ts - the first ts) / speed seconds have passed); ``rate`` and ``speed`` exclude
-    each other.
+    each other. ``max_gap``: with ``speed``, a pause in the stream's time longer than this
+    many seconds counts as this long (a recording that sleeps for hours overnight replays its
+    trading, not its silence).
     """
     if rate is not None and speed is not None:
         raise ValueError("choose a rate or a speed, not both")
@@ -115,7 +140,7 @@ def send(
     generated: list[int] = []
     in_batch: set[int] = set()
     start = time.perf_counter()
-    first_ts: int | None = None
+    pace = Pace(speed, max_gap) if speed is not None else None
 
     def flush() -> None:
         if not pending:
@@ -133,8 +158,6 @@ def send(
 
     for cmd in commands:
         kind, seq, ts = cmd[0], cmd[1], cmd[2]
-        if kind == "heartbeat":
-            continue
         if kind == "cancel" or kind == "replace":
             target = named(cmd).order
             if target in skipped:
@@ -146,10 +169,8 @@ def send(
                 cmd = ids.translate(cmd)
             except KeyError:
                 pass  # names an order never placed: sent as it is, the core will say so
-        if speed is not None:
-            if first_ts is None:
-                first_ts = ts
-            due = start + (ts - first_ts) / 1000 / speed
+        if pace is not None:
+            due = start + pace.offset(ts)
             wait = due - time.perf_counter()
             if wait > 0.002:
                 flush()

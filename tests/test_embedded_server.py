@@ -1,0 +1,74 @@
+"""The embedded server is one per user, wherever a command runs: never a second, empty
+exchange because the command ran from another folder. These tests give it a home of their
+own (never the user's) and stop what they start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from journal.server import embedded_folder, exch_home, socket_path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def exch(*args: str, cwd: Path, env: dict[str, str], stdin: str | None = None
+         ) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tools.cli", *args], cwd=cwd, env=env,
+                          input=stdin, capture_output=True, text=True, timeout=120)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("EXCH_HOME", "EXCH_REDIS_URL", "XDG_DATA_HOME", "EXCH_ARCHIVE")}
+    env["PYTHONPATH"] = str(ROOT)
+    return {**env, **extra}
+
+
+def test_one_server_per_user_wherever_the_command_runs(tmp_path: Path) -> None:
+    env = clean_env(XDG_DATA_HOME=str(tmp_path / "data"))
+    elsewhere = tmp_path / "some" / "other" / "folder"
+    elsewhere.mkdir(parents=True)
+    try:
+        first = exch("submit", "-", cwd=ROOT / "tools", env=env,
+                     stdin='{"type": "deposit", "account": "alice", "amount": "10"}\n')
+        assert first.returncode == 0, first.stderr
+        status = exch("server", "status", cwd=elsewhere, env=env)
+        assert status.returncode == 0, status.stderr
+        assert f"data in {tmp_path / 'data' / 'exch' / 'redis'}" in status.stdout
+        # the deposit made from tools/ is in the journal seen from elsewhere
+        seen = exch("status", "--json", cwd=elsewhere, env=env)
+        assert seen.returncode == 0 and '"last_input_seq": 1' in seen.stdout, seen.stdout
+        assert not (ROOT / "tools" / ".exch").exists() and not (elsewhere / ".exch").exists()
+    finally:
+        exch("server", "stop", cwd=elsewhere, env=env)
+    stopped = exch("server", "status", cwd=elsewhere, env=env)
+    assert stopped.returncode == 1 and "not running" in stopped.stdout
+
+
+def test_exch_home_overrides_and_a_long_home_gets_a_short_socket(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*["a-rather-long-folder-name"] * 5)
+    env = clean_env(EXCH_HOME=str(deep))
+    try:
+        started = exch("server", "start", cwd=tmp_path, env=env)
+        assert started.returncode == 0, started.stderr
+        assert f"data in {deep / 'redis'}" in started.stdout
+        sock = started.stdout.split("unix://", 1)[1].split(",", 1)[0]
+        assert len(sock.encode()) <= 100 and Path(sock).is_socket()
+        assert oct(Path(sock).parent.stat().st_mode & 0o777) == "0o700"
+    finally:
+        exch("server", "stop", cwd=tmp_path, env=env)
+
+
+def test_the_home_follows_the_environment(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("EXCH_HOME", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert exch_home() == tmp_path / "xdg" / "exch"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    assert exch_home() == tmp_path / "me" / ".local" / "share" / "exch"
+    monkeypatch.setenv("EXCH_HOME", str(tmp_path / "mine"))
+    assert embedded_folder() == tmp_path / "mine" / "redis"
+    assert socket_path(tmp_path) == tmp_path / "redis.sock"
