@@ -389,6 +389,9 @@ class Archiver:
                  on_segment: Callable[[ArchiveReport], None] | None = None) -> None:
         self.client = raw(client)
         self.keys = keys or Keys(archive.partition)
+        if self.keys.partition != archive.partition:
+            raise ArchiveError(f"the archive of partition {archive.partition} cannot hold "
+                               f"partition {self.keys.partition}'s journal")
         self.archive = archive
         self.segment_bytes = segment_bytes
         self.on_segment = on_segment

@@ -68,11 +68,19 @@ class History:
     def archive(self) -> Archive:
         """The partition's archive (where Redis's record says, unless given)."""
         if self._archive is None:
-            self._archive = archive_of(self.client, self.keys)
-            if self._archive is None:
+            found = archive_of(self.client, self.keys)
+            if found is None:
                 raise ArchiveError(
                     f"partition {self.keys.partition} was trimmed, but Redis names no archive "
                     "folder")
+            got = self.client.hget(self.keys.archive, "through")
+            recorded = int(got) if got and got.isdigit() else 0
+            holds = found.through()
+            if holds < recorded:  # a moved, emptied or foreign folder: never a silent gap
+                raise ArchiveError(
+                    f"partition {self.keys.partition} was archived through seq {recorded:,} "
+                    f"to {found.folder}, but that folder holds only through seq {holds:,}")
+            self._archive = found
         return self._archive
 
     def trimmed(self) -> Id | None:

@@ -488,3 +488,15 @@ def test_soak_keeps_redis_bounded_and_loses_nothing(tmp_path) -> None:  # type: 
     # (it passes every second: two seconds of commands at the rate), whichever is more
     assert len(held) >= 8 and max(held) <= day + every + 2 * rate, held
     assert result["samples"][-1]["journal_commands"] <= every, "the last compaction kept more"
+
+
+def test_a_moved_or_foreign_archive_is_an_error_never_a_silent_gap(redis_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    fill(client, 3000)
+    with pytest.raises(ArchiveError, match="cannot hold partition 0"):
+        Archiver(client, Archive(tmp_path / "arch", "7"), K)
+    archive = archived(client, tmp_path / "arch")
+    assert compact(client).input_removed > 0  # below the snapshot the clean stop took
+    archive.folder.rename(tmp_path / "moved")  # the folder Redis names now holds nothing
+    with pytest.raises(ArchiveError, match="holds only through seq 0"):
+        replay(client, source="none", verify=True)
