@@ -174,7 +174,8 @@ def test_a_missing_or_damaged_segment_is_named_never_a_gap(redis_server, tmp_pat
     archive = archived(client, tmp_path / "arch")
     compact(client)
     segment = archive.segments("in")[2]
-    data = bytearray(segment.path.read_bytes())
+    whole = segment.path.read_bytes()
+    data = bytearray(whole)
     data[len(data) // 2] ^= 0xFF
     segment.path.write_bytes(bytes(data))
     with pytest.raises(ArchiveError, match=segment.path.name + " is damaged"):
@@ -182,6 +183,8 @@ def test_a_missing_or_damaged_segment_is_named_never_a_gap(redis_server, tmp_pat
     segment.path.unlink()
     with pytest.raises(ArchiveError, match="missing: .*" + segment.path.name):
         replay(client, source="none", verify=True)
+    segment.path.write_bytes(whole)  # back, whole: now only an answer segment goes missing
+    assert replay(client, source="none", verify=True).verified
     answers = archive.segments("out")[2]
     answers.path.unlink()  # the consumers read the answers
     sink = ListSink()
