@@ -503,3 +503,13 @@ def test_a_moved_or_foreign_archive_is_an_error_never_a_silent_gap(redis_server,
     archive.folder.rename(tmp_path / "moved")  # the folder Redis names now holds nothing
     with pytest.raises(ArchiveError, match="holds only through seq 0"):
         replay(client, source="none", verify=True)
+
+
+@pytest.mark.slow
+def test_bench_archive_runs_and_verifies_both_ways() -> None:
+    """`exch bench archive` in small: what it times really goes through the archive."""
+    from tools.bench.archive import bench_archive
+
+    result = bench_archive(20_000)
+    assert result["replay_redis_verified"] and result["replay_archive_verified"]
+    assert result["compacted_below"] == "20000-0" and result["archive_mb"] > 1

@@ -93,3 +93,30 @@ def test_redacted_masks_only_the_password() -> None:
     assert redacted("redis://h:1/0") == "redis://h:1/0"
     assert redacted("unix:///tmp/r.sock") == "unix:///tmp/r.sock"
     assert redacted(None) == "the embedded server"
+
+
+def test_a_service_that_lost_redis_keeps_running_and_stops_when_told(redis_server) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.cli", "run", "--redis-url", redis_server.url],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        client = redis_server.client()
+        deadline = time.monotonic() + 60
+        while not client.exists("exch:{0}:lease"):
+            assert time.monotonic() < deadline and proc.poll() is None, "exch run did not start"
+            time.sleep(0.05)
+        redis_server.kill()  # Redis gone: the matcher keeps retrying, it does not exit
+        time.sleep(2)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)  # a clean stop would wait out Redis's retries...
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)  # ...a second signal ends it at once
+        _, err = proc.communicate(timeout=HANG)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err[-2000:]
+    assert "exch run: asked again to stop; exiting now" in err

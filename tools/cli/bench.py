@@ -75,6 +75,31 @@ def bench_export(
     report(result, as_json)
 
 
+@app.command("archive")
+def bench_archive(
+    commands: Annotated[
+        int, typer.Option(help="Commands in the workload.", envvar="EXCH_BENCH_COMMANDS", min=1)
+    ] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Workload seed.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The archive: how fast the answered journal is copied to segment files, and how fast
+    a replay from the first command reads it back through the archive rather than Redis
+    (with and without --verify). Exit 1 if a replay does not verify."""
+    from tools.bench import bench_archive as run
+
+    status = busy("archive benchmark", as_json)
+    with status as st:
+        def phase(name: str) -> None:
+            if st is not None and hasattr(st, "update"):
+                st.update(name)
+
+        result = run(commands, seed=seed, on_phase=phase)
+    report(result, as_json)
+    if not (result["replay_redis_verified"] and result["replay_archive_verified"]):
+        raise typer.Exit(1)
+
+
 @app.command("soak")
 def bench_soak(
     commands: Annotated[

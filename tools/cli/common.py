@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from typing import Annotated, Any
 
@@ -65,6 +66,39 @@ def keys_for(partition: str) -> Any:
     from journal.keys import Keys
 
     return Keys(partition)
+
+
+STOP_GRACE = 60.0
+"""Seconds a service may take to stop cleanly after Ctrl-C or SIGTERM before it exits anyway
+(say, while Redis is unreachable and every call waits out its retries)."""
+
+
+def stop_on_signals(stop: Callable[[], None], what: str, grace: float = STOP_GRACE) -> None:
+    """On the first Ctrl-C or SIGTERM, ``stop()`` (a clean stop); if that takes over
+    ``grace`` seconds, or at a second signal, exit at once (exit 1). An abrupt exit is safe:
+    whatever was not committed is recomputed from the journal by the next run."""
+    import os
+    import signal
+    import threading
+
+    asked = threading.Event()
+
+    def leave(reason: str) -> None:
+        sys.stderr.write(f"\n{what}: {reason}; exiting now (nothing committed is lost)\n")
+        sys.stderr.flush()
+        os._exit(1)
+
+    def handler(signum: int, frame: Any) -> None:
+        if asked.is_set():
+            leave("asked again to stop")
+        asked.set()
+        stop()
+        timer = threading.Timer(grace, leave, args=(f"not stopped after {grace:g} s",))
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

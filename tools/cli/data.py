@@ -7,7 +7,17 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import Partition, RedisUrl, busy, fail, keys_for, progress, redis_client, report
+from .common import (
+    Partition,
+    RedisUrl,
+    busy,
+    fail,
+    keys_for,
+    progress,
+    redis_client,
+    report,
+    stop_on_signals,
+)
 
 app = typer.Typer()
 export_app = typer.Typer(help="Export the output stream for analytics.", no_args_is_help=True)
@@ -56,7 +66,6 @@ def export_parquet(
     """Export the output stream to Parquet tables (trades, orders, markets, settlements,
     funds), partitioned by date, exactly once: a crash never leaves a partial or duplicate
     file, and a restart resumes after the last committed seq."""
-    import signal
 
     from journal.streams import last_id, parse_id
     from tools.services.export.service import Exporter
@@ -72,12 +81,8 @@ def export_parquet(
             seen[0] = p.entries
 
         exporter = Exporter(client, out, keys, on_progress=on_progress)
-        signal.signal(signal.SIGTERM, lambda *_: exporter.stop())
-        try:
-            done = exporter.run(follow=follow)
-        except KeyboardInterrupt:
-            exporter.stop()
-            raise typer.Exit(0) from None
+        stop_on_signals(exporter.stop, "exch export parquet")
+        done = exporter.run(follow=follow)
     typer.echo(f"exported up to seq {done.committed_seq:,} "
                f"({done.events:,} events this run) to {out}"
                + ("" if follow or done.committed_seq >= target else " (output still growing)"))

@@ -8,7 +8,16 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import Partition, RedisUrl, fail, keys_for, progress, redis_client, report
+from .common import (
+    Partition,
+    RedisUrl,
+    fail,
+    keys_for,
+    progress,
+    redis_client,
+    report,
+    stop_on_signals,
+)
 
 app = typer.Typer()
 
@@ -101,7 +110,6 @@ def run(
     few seconds of its death. Stops cleanly (snapshot, lease released) on Ctrl-C or SIGTERM.
     """
     import logging
-    import signal
 
     from journal.runner import Matcher
 
@@ -114,11 +122,7 @@ def run(
     matcher = Matcher(client, keys_for(partition), snapshot_every=snapshot_every, batch=batch,
                       lease_ms=lease_ms, max_step=max_step, on_progress=view.update)
 
-    def stop(signum, frame):  # type: ignore[no-untyped-def]
-        matcher.stopping.set()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    stop_on_signals(matcher.stopping.set, "exch run")
     with view:
         matcher.run()
     typer.echo(f"stopped at seq {matcher.progress.last_seq:,}", err=True)
@@ -141,7 +145,6 @@ def follow(
     Stops on Ctrl-C or SIGTERM (exit 0).
     """
     import logging
-    import signal
 
     from journal.follower import Follower, nice
 
@@ -163,11 +166,7 @@ def follow(
     follower = Follower(client, keys_for(partition), snapshot_every=snapshot_every,
                         on_progress=show)
 
-    def stop(signum, frame):  # type: ignore[no-untyped-def]
-        follower.stopping.set()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    stop_on_signals(follower.stopping.set, "exch follow")
     done = follower.run()
     typer.echo(f"stopped: verified up to seq {done.verified_seq:,}", err=True)
 
@@ -360,7 +359,6 @@ def archive(
 
     A crash leaves no partial or duplicate file; running again resumes where it stopped.
     """
-    import signal
     import threading
     from pathlib import Path
 
@@ -386,12 +384,7 @@ def archive(
         say(archiver.once())
         return
     stopping = threading.Event()
-
-    def stop(signum, frame):  # type: ignore[no-untyped-def]
-        stopping.set()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    stop_on_signals(stopping.set, "exch archive")
     archiver.follow(stopping.is_set, every=every,
                     on_pass=lambda r: say(r) if r.segments or r.snapshots else None)
 
