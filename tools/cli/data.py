@@ -187,10 +187,12 @@ def load(
 ) -> None:
     """Send a seeded, realistic order flow (a generated market day) to a running system, at
     a chosen rate or as fast as possible, and report what was sent. Market ids and client
-    refs are made unique per run, so loads can be repeated into the same journal."""
+    refs are made unique per run, so loads can be repeated into the same journal. In-play bet
+    delays are scaled to the rate: a day of hours passes in seconds of journal time, and
+    delayed bets must still be able to match while a race is in play."""
     from journal.sequencer import Sequencer
     from journal.streams import last_id, parse_id
-    from tools.sources.load import send
+    from tools.sources.load import delay_scale, scale_delays, send
     from tools.sources.market_day import GeneratorStats, market_day, minimum_commands
 
     if commands < minimum_commands(markets, accounts):
@@ -202,8 +204,10 @@ def load(
     keys = keys_for(partition)
     base = parse_id(last_id(client, keys.input))[0]
     stats = GeneratorStats()
-    flow = market_day(seed=seed, markets=markets, accounts=accounts, commands=commands,
-                      market_base=2_000_001 + base * 1000, ref_prefix=f"L{base}-", stats=stats)
+    day = market_day(seed=seed, markets=markets, accounts=accounts, commands=commands,
+                     market_base=2_000_001 + base * 1000, ref_prefix=f"L{base}-", stats=stats)
+    # bet delays shrink with the day's compression into journal time (see delay_scale)
+    flow = scale_delays(day, delay_scale(commands, markets, rate))
     with progress("sending", commands, quiet=as_json) as advance:
         done = [0]
 

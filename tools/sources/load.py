@@ -193,6 +193,23 @@ def send(
     return report
 
 
+IN_PLAY_SECONDS = 300
+"""How long a generated race is in play (``market_day_plan._Plan.IN_PLAY_MS``, horse)."""
+
+ASSUMED_RATE = 30_000
+"""Commands a second a load is assumed to reach when sent as fast as possible."""
+
+
+def delay_scale(commands: int, markets: int, rate: float | None) -> float:
+    """What to divide a generated day's bet delays by, so that a delay takes the same share
+    of an in-play period in journal time as in the generated day. The journal's clock is
+    Redis's: a day of hours sent in seconds squeezes each race's in-play period (about 45%
+    of its commands) into a fraction of a second, and an unscaled delay of 1 to 5 s would
+    outlast it: no in-play bet would ever match."""
+    in_play_journal_s = 0.45 * commands / max(markets, 1) / (rate or ASSUMED_RATE)
+    return max(IN_PLAY_SECONDS / in_play_journal_s, 1.0)
+
+
 def scale_delays(commands: Iterable[Command], factor: float) -> Iterable[Command]:
     """The same commands with every market's in-play bet delay divided by ``factor`` (to
     replay a stream faster than it happened while keeping the delay's share of the flow)."""
