@@ -10,9 +10,10 @@ timeout, not a hang. ``redacted`` is the form of a URL to print: never its passw
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -38,25 +39,25 @@ def _retryable(error: Exception) -> bool:
 
 
 def _retry() -> Retry:
+    # A timeout is not retried: a server that accepts and never answers would otherwise
+    # cost 40 (commands) x 40 (reconnections) x the timeout. The services' own loops retry
+    # it, with a visible back-off.
     return Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=40,
-                 supported_errors=(redis.ConnectionError, redis.TimeoutError),
-                 is_retryable=_retryable)
+                 supported_errors=(redis.ConnectionError,), is_retryable=_retryable)
+
+
+_USERINFO = re.compile(r"(://[^/@:?#]*):.*@")
+_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&#]*")
 
 
 def redacted(url: str | None) -> str:
-    """``url`` as it may be printed: its password replaced by ``***``."""
+    """``url`` as it may be printed: its password (in the user part, or a ``password=``
+    parameter) replaced by ``***``. Masks too much rather than too little: everything
+    between the user name and the last ``@`` goes."""
     if url is None:
         return "the embedded server"
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "(a URL that cannot be parsed)"
-    if password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    url = _USERINFO.sub(r"\1:***@", url)
+    return _QUERY_PASSWORD.sub(r"\1***", url)
 
 
 def check_url(url: str) -> None:
@@ -67,8 +68,9 @@ def check_url(url: str) -> None:
                          "unix:// (for example redis://localhost:6379/0)")
     try:
         urlsplit(url).port  # noqa: B018 - raises on a port that is not a number
-    except ValueError as e:
-        raise InputError(f"{redacted(url)}: {e}") from None
+    except ValueError:  # its text may quote a piece of the password: not shown
+        raise InputError(f"{redacted(url)}: not a host and port that can be read (a "
+                         "password with '/', '?', '#' or '@' must be percent-encoded)") from None
 
 
 def connect(
@@ -81,7 +83,7 @@ def connect(
     """
     options: dict[str, Any] = {
         "retry": _retry(),
-        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+        "retry_on_error": [redis.ConnectionError],
         "health_check_interval": 10,
         "socket_connect_timeout": CONNECT_SECONDS,
         "socket_timeout": SOCKET_SECONDS,

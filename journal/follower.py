@@ -222,12 +222,20 @@ class Follower:
         seq = self.ex.last_seq
         if not seq:
             return 0
+        newest = self.snapshots.list()
+        if newest and newest[0].seq > seq:
+            # the matcher took one further on (this follower fell an interval behind): no
+            # use serializing an older state; count the interval from here again
+            self._since_snapshot = 0
+            return 0
         self.progress.state = "snapshotting"
         self._report()
         try:
             self.snapshots.save(seq, self.ex.snapshot())
         except ValueError as e:  # a newer one is stored (a matcher took one as we started)
             log.warning("snapshot at %d not saved: %s", seq, e)
+            self._since_snapshot = 0
+            self.progress.state = "following"
             return 0
         self._since_snapshot = 0
         self.progress.snapshot_seq = seq

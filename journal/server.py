@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -55,8 +56,10 @@ def socket_path(folder: Path) -> Path:
     tag = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
     private = Path(tempfile.gettempdir()) / f"exch-{os.getuid()}-{tag}"
     private.mkdir(mode=0o700, exist_ok=True)
-    if private.stat().st_uid != os.getuid():
-        raise ServerError(f"{private} belongs to another user: set EXCH_HOME to a shorter path")
+    st = os.lstat(private)  # not through a symlink someone else planted
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise ServerError(f"{private} is not a private folder of this user: set EXCH_HOME "
+                          "to a shorter path")
     return private / "redis.sock"
 
 

@@ -15,6 +15,7 @@ command would hold every client, the matcher included, for the time it takes.
 from __future__ import annotations
 
 import time
+import uuid
 import zlib
 from dataclasses import dataclass
 
@@ -73,7 +74,7 @@ class SnapshotStore:
         created = int(time.time() * 1000)
         blob = k.snapshot_blob(seq)
         packed = zlib.compress(data, 1)
-        staging = blob + ":writing"
+        staging = f"{blob}:writing:{uuid.uuid4().hex}"  # two writers at one seq never mix
         self.client.delete(staging)
         for i in range(0, len(packed), self.PIECE):
             self.client.append(staging, packed[i:i + self.PIECE])

@@ -93,6 +93,16 @@ def test_redacted_masks_only_the_password() -> None:
     assert redacted("redis://h:1/0") == "redis://h:1/0"
     assert redacted("unix:///tmp/r.sock") == "unix:///tmp/r.sock"
     assert redacted(None) == "the embedded server"
+    # a password as a parameter, or with characters a URL parser splits on, is masked too
+    assert redacted("redis://h/0?password=secret") == "redis://h/0?password=***"
+    assert redacted("unix:///s.sock?db=0&password=secret") == "unix:///s.sock?db=0&password=***"
+    for url in ("redis://:pa/ss@h:1", "redis://u:p@ss@h:1", "redis://:pa#ss@h", "redis://:p?s@h"):
+        assert "ss" not in redacted(url).split("@")[0] and "***" in redacted(url), url
+
+
+def test_a_url_that_cannot_be_read_never_echoes_its_password() -> None:
+    got = exch("status", "--redis-url", "redis://:pa/sec#ret@localhost:6379")
+    assert got.returncode == 2 and "sec" not in got.stderr and "ret" not in got.stderr
 
 
 def test_a_service_that_lost_redis_keeps_running_and_stops_when_told(redis_server) -> None:  # type: ignore[no-untyped-def]

@@ -75,3 +75,16 @@ def test_a_view_never_sends_control_characters_to_the_terminal() -> None:
                           "balance": "1"})
     assert "\x1b" not in line and "\x07" not in line
     assert "a\\x1b[2J\\x07" in line
+
+
+def test_stdin_that_is_not_utf8_and_old_mac_line_endings(redis_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    got = exch("submit", "-", "--redis-url", redis_server.url,
+               stdin=b'{"type":"deposit","account":"caf\xe9","amount":"1"}\n')
+    assert got.returncode == 2 and b"not UTF-8 text" in got.stderr
+    assert b"Traceback" not in got.stderr
+    assert raw(redis_server.client()).xlen(K.input) == 0
+    mac = tmp_path / "mac.jsonl"
+    mac.write_bytes(b'{"type":"deposit","account":"a","amount":"1"}\r'
+                    b'{"type":"deposit","account":"a","amount":"1","amount":"2"}\r')
+    count, problems = check_file(str(mac))
+    assert count == 2 and [p.line for p in problems] == [2]

@@ -47,7 +47,11 @@ def bench_archive(commands: int = 1_000_000, *, seed: int = 1,
         phase("journaling and matching (untimed)")
         system.start_matcher()
         last = Sequencer(client, keys).submit(cmds).last_seq
+        deadline = time.monotonic() + 1800
         while last_id(client, keys.output) != f"{last}-0":
+            if time.monotonic() > deadline or (system.matcher is not None
+                                                and system.matcher.poll() is not None):
+                raise RuntimeError("the matcher did not answer the workload")
             time.sleep(0.01)
         request_snapshot(client, keys, timeout=300)
         system.stop_matcher()

@@ -84,18 +84,19 @@ def stop_on_signals(stop: Callable[[], None], what: str, grace: float = STOP_GRA
     asked = threading.Event()
 
     def leave(reason: str) -> None:
-        sys.stderr.write(f"\n{what}: {reason}; exiting now (nothing committed is lost)\n")
-        sys.stderr.flush()
+        # os.write: a signal may arrive while sys.stderr is busy (a reentrant write raises)
+        os.write(2, f"\n{what}: {reason}; exiting now (nothing committed is lost)\n".encode())
+        os.write(2, b"\x1b[?25h" if sys.stderr.isatty() else b"")  # the cursor, if hidden
         os._exit(1)
 
     def handler(signum: int, frame: Any) -> None:
         if asked.is_set():
             leave("asked again to stop")
         asked.set()
-        stop()
         timer = threading.Timer(grace, leave, args=(f"not stopped after {grace:g} s",))
         timer.daemon = True
-        timer.start()
+        timer.start()  # before stop(): a stop that blocks is covered too
+        stop()
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)

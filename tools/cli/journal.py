@@ -45,8 +45,8 @@ def submit(
         import os
         import tempfile
 
-        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as tmp:
-            tmp.write(sys.stdin.read())
+        with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as tmp:
+            tmp.write(sys.stdin.buffer.read())  # as bytes: a line that is not UTF-8 is reported
         try:
             return submit(tmp.name, skip_invalid, redis_url, partition)
         finally:

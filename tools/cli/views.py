@@ -34,7 +34,7 @@ def ladder(view: dict[str, Any], names: dict[int, str] | None = None,
     if view.get("winners"):
         status += f" · winners {', '.join(map(str, view['winners']))}"
     depth = 3 if (width or Console().width) >= 100 else 1
-    t = Table(title=f"market {view['market']} · {status} · seq {view['seq']:,}",
+    t = Table(title=Text(escaped(f"market {view['market']} · {status} · seq {view['seq']:,}")),
               show_lines=True, title_justify="left")
     t.add_column("runner", no_wrap=True)
     for label in ("back",) * depth:
@@ -49,7 +49,7 @@ def ladder(view: dict[str, Any], names: dict[int, str] | None = None,
         to_lay = r["to_lay"][:depth] + [None] * (depth - len(r["to_lay"][:depth]))
         name = (names or {}).get(r["runner"], str(r["runner"]))
         t.add_row(
-            escaped(name),
+            Text(escaped(name)),
             *[_cell(x, BACK_STYLE) for x in to_back],
             *[_cell(x, LAY_STYLE) for x in to_lay],
             r["ltp"] or "",
@@ -67,8 +67,8 @@ def market_summary(views: list[dict[str, Any]]) -> Group:
     parts: list[Any] = []
     for v in views:
         status = v["status"] + (" · in-play" if v["in_play"] else "")
-        t = Table(title=escaped(f"market {v['market']} · {status}"), title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False)
+        t = Table(title=Text(escaped(f"market {v['market']} · {status}")),
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         t.add_column("runner", no_wrap=True)
         for name in ("best back", "best lay", "last", "vwap", "volume", "live", "placed"):
             t.add_column(name, justify="right", overflow="fold")

@@ -47,16 +47,10 @@ def iter_lines(stream: TextIO | BinaryIO, source: str = "-") -> Iterator[tuple[i
     """(line number, parsed JSON value or ``BadLine``) for every command line: a line that is
     not JSON (or not UTF-8 text) does not stop the reading, so that every bad line can be
     reported."""
-    for number, line in enumerate(stream, 1):
-        if isinstance(line, bytes):
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield number, BadLine(source, number, f"not UTF-8 text (byte {e.start + 1} "
-                                      "of the line); a command file is JSON lines")
-                continue
-        else:
-            text = line
+    for number, text in _numbered_lines(stream, source):
+        if isinstance(text, BadLine):
+            yield number, text
+            continue
         text = text.strip()
         if not text or text.startswith("#"):
             continue
@@ -76,6 +70,24 @@ def iter_lines(stream: TextIO | BinaryIO, source: str = "-") -> Iterator[tuple[i
             else:
                 why = "a number too long to read"  # int() refuses over 4,300 digits
             yield number, BadLine(source, number, f"not JSON ({why})")
+
+
+def _numbered_lines(stream: TextIO | BinaryIO, source: str) -> Iterator[tuple[int, Any]]:
+    """(line number, text or ``BadLine``): bytes decoded line by line, and a line ended by a
+    bare CR (old Mac files) counted as a line of its own, as text mode would."""
+    number = 0
+    for line in stream:
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                number += 1
+                yield number, BadLine(source, number, f"not UTF-8 text (byte {e.start + 1} "
+                                      "of the line); a command file is JSON lines")
+                continue
+        for text in line.splitlines() or [""]:
+            number += 1
+            yield number, text
 
 
 def _cut(text: str, limit: int = 60) -> str:
