@@ -130,3 +130,33 @@ def test_a_service_that_lost_redis_keeps_running_and_stops_when_told(redis_serve
             proc.wait()
     assert proc.returncode == 1, err[-2000:]
     assert "exch run: asked again to stop; exiting now" in err
+
+
+def test_a_service_waits_for_a_redis_that_is_starting(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import redis as redis_py
+
+    from journal.server import start_server, stop_pid
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.cli", "run", "--redis-url", f"redis://127.0.0.1:{port}"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = None
+    try:
+        time.sleep(2)  # the matcher starts first: it says it waits, and does
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        server = start_server(tmp_path / "redis", port=port, daemonize=False)
+        client = redis_py.Redis(port=port)
+        deadline = time.monotonic() + HANG
+        while not client.exists("exch:{0}:lease"):
+            assert time.monotonic() < deadline and proc.poll() is None, "never took the lease"
+            time.sleep(0.05)
+        proc.terminate()
+        _, err = proc.communicate(timeout=HANG)
+        assert proc.returncode == 0 and "waiting for Redis at redis://127.0.0.1" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if server is not None:
+            stop_pid(server.pid)

@@ -171,3 +171,23 @@ def test_exch_follow_exits_1_at_a_wrong_answer(redis_server) -> None:  # type: i
             proc.wait()
     events = decode_events(dict(zip(*[iter(raw(client).xrange(K.output)[-1][1])] * 2))[b"e"])
     assert events[0]["amount"] == 1001  # the follower wrote nothing
+
+
+def test_a_follower_behind_a_newer_snapshot_skips_its_own(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """The matcher took one further on (the follower fell an interval behind): the follower
+    neither serializes an older state nor tries again at every batch."""
+    from exchange import Exchange
+
+    client = redis_server.client()
+    with matcher_thread(client, snapshot_every=10**9):
+        sequencer(client).submit(unnumbered(core_workload(3000)))
+        wait_caught_up(client)  # the clean stop stores a snapshot at 3000
+    assert [s.seq for s in SnapshotStore(client).list()] == [3000]
+    follower = Follower(client)
+    follower.ex = Exchange()
+    for cmd in core_workload(1000):
+        follower.ex.apply(cmd)
+    follower._since_snapshot = 5000
+    assert follower.take_snapshot() == 0
+    assert follower._since_snapshot == 0 and follower.progress.state != "snapshotting"
+    assert [s.seq for s in SnapshotStore(client).list()] == [3000]

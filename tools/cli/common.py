@@ -30,25 +30,18 @@ Partition = Annotated[
 ]
 
 
-def redis_client(redis_url: str | None) -> redis.Redis:
+def redis_client(redis_url: str | None, *, wait: float = 0.0) -> redis.Redis:
     """A Redis client for the URL, or the embedded server (started if needed).
 
-    The first contact fails fast (a few seconds, no retries) with a clear line and the
+    The first contact fails fast (a few seconds, no retries) with one clear line and the
     password masked; the client returned retries with back-off, as services need once they
-    run."""
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    from journal.connection import connect, redacted
+    run. A service passes ``wait``: it waits that long, saying so, for a Redis that refuses
+    connections or is still loading its data (a restart) before it gives up."""
+    from journal.connection import redacted
 
     where = redacted(redis_url)
     try:
-        probe = connect(redis_url, retry=Retry(NoBackoff(), 0), retry_on_error=[],
-                        socket_connect_timeout=3, socket_timeout=5)
-        try:
-            probe.ping()
-        finally:
-            probe.close()
+        return _first_contact(redis_url, where, wait)
     except redis.AuthenticationError as e:
         raise ServerError(f"Redis at {where} refused the credentials: {e}") from None
     except redis.TimeoutError:
@@ -58,7 +51,40 @@ def redis_client(redis_url: str | None) -> redis.Redis:
     except (redis.RedisError, OSError) as e:  # every way of "cannot reach it"
         text = str(e).replace(redis_url, where) if redis_url else str(e)
         raise ServerError(f"cannot reach Redis at {where}: {text}") from None
-    return connect(redis_url)
+
+
+def _first_contact(redis_url: str | None, where: str, wait: float) -> redis.Redis:
+    """Ping with a client that does not retry (again and again for ``wait`` seconds while
+    Redis refuses or loads); then the retrying client."""
+    import time
+
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from journal.connection import connect
+
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        try:
+            probe = connect(redis_url, retry=Retry(NoBackoff(), 0), retry_on_error=[],
+                            socket_connect_timeout=3, socket_timeout=5)
+            try:
+                probe.ping()
+            finally:
+                probe.close()
+            return connect(redis_url)
+        except (redis.BusyLoadingError, redis.ConnectionError) as e:
+            if isinstance(e, redis.AuthenticationError) or time.monotonic() >= deadline:
+                raise
+            if not told:
+                typer.echo(f"waiting for Redis at {where} (up to {wait:g} s): {e}", err=True)
+                told = True
+            time.sleep(0.5)
+
+
+SERVICE_WAIT = 30.0
+"""Seconds a service (run, follow, archive, export, stats) waits for Redis at its start."""
 
 
 def keys_for(partition: str) -> Any:

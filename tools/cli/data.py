@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from .common import (
+    SERVICE_WAIT,
     Partition,
     RedisUrl,
     busy,
@@ -70,7 +71,7 @@ def export_parquet(
     from journal.streams import last_id, parse_id
     from tools.services.export.service import Exporter
 
-    client = redis_client(redis_url)
+    client = redis_client(redis_url, wait=SERVICE_WAIT if follow else 0.0)
     keys = keys_for(partition)
     target = parse_id(last_id(client, keys.output))[0]
     with progress("exporting", None, quiet=follow) as advance:

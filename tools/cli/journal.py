@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from .common import (
+    SERVICE_WAIT,
     Partition,
     RedisUrl,
     fail,
@@ -115,7 +116,7 @@ def run(
 
     from .views import RunView
 
-    client = redis_client(redis_url)
+    client = redis_client(redis_url, wait=SERVICE_WAIT)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
     view = RunView()
@@ -148,7 +149,7 @@ def follow(
 
     from journal.follower import Follower, nice
 
-    client = redis_client(redis_url)
+    client = redis_client(redis_url, wait=SERVICE_WAIT)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
     nice()
@@ -364,7 +365,7 @@ def archive(
 
     from journal.archive import Archive, Archiver, archive_of, default_dir
 
-    client = redis_client(redis_url)
+    client = redis_client(redis_url, wait=SERVICE_WAIT if follow else 0.0)
     keys = keys_for(partition)
     known = archive_of(client, keys)
     root = Path(dir_) if dir_ else (known.root if known else default_dir())
