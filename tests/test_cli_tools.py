@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,6 +62,7 @@ def test_demo_runs_the_whole_system_and_leaves_nothing_running(tmp_path: Path) -
             proc.wait()
     assert proc.returncode == 0, stderr[-3000:]
     assert "reproduced byte for byte" in stdout
+    assert re.search(r"state hash\s+[0-9a-f]{64}\s", stdout), "the hash whole, to be copied"
     trades = pd.read_parquet(folder / "parquet" / "trades")
     assert len(trades) > 100
     assert f"{len(trades):,}" in stdout

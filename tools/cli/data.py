@@ -149,7 +149,10 @@ def _demo_summary(r: Any) -> None:
     from .views import market_lines
 
     console = Console()
-    t = Table(show_header=False, box=None, title="exch demo", title_justify="left")
+    t = Table(show_header=False, box=None, title="exch demo", title_justify="left",
+              pad_edge=False, padding=(0, 1, 0, 0))  # a 64-digit hash fits 80 columns
+    t.add_column(no_wrap=True)
+    t.add_column(overflow="fold")  # the state hash wraps whole, to be copied
     t.add_row("commands", f"{r.commands:,} sent, journaled as seq 1..{r.last_seq:,}")
     t.add_row("throughput", f"{r.rate:,.0f} commands/s through sequencer, matcher and Redis "
                             f"({r.seconds:.1f} s)")
@@ -157,11 +160,13 @@ def _demo_summary(r: Any) -> None:
     t.add_row("matched volume", f"£{r.matched:,.2f}")
     t.add_row("commission", f"£{r.commission:,.2f}")
     t.add_row("replay --verify", ("output reproduced byte for byte" if r.verified else
-                                  "DIVERGED") + f", state hash {r.replay_hash[:16]}…, "
-                                  f"{r.replay_rate:,.0f} commands/s")
+                                  "DIVERGED") + f", {r.replay_rate:,.0f} commands/s")
+    t.add_row("state hash", r.replay_hash)
     if r.follower_exit == 0:
+        taken = (f"took the snapshots (at {', '.join(f'{s:,}' for s in r.snapshots)})"
+                 if r.snapshots else "took no snapshot (the day was shorter than an interval)")
         follower = (f"checked every answer as it was committed, up to seq {r.followed_seq:,}; "
-                    f"took the snapshots (at {', '.join(f'{s:,}' for s in r.snapshots)})")
+                    + taken)
     else:
         follower = f"FOUND A DIFFERENCE (exit {r.follower_exit}): see `exch follow`"
     t.add_row("exch follow", follower)
