@@ -11,6 +11,8 @@ recorded id, hence in the archive. A segment that is missing or damaged is an
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import redis
 
 from exchange.errors import ArchiveError
@@ -117,6 +119,14 @@ class History:
             newer = self.xrange(stream, min=f"{trimmed[0]}-{trimmed[1]}", max=max,
                                 count=count - len(old))
         return old + newer[:None if count is None else count - len(old)]
+
+    def walk(self, stream: str, count: int = 5000) -> Iterator[Row]:
+        """Every entry of ``stream`` ("in" or "out") from the first, read ``count`` at a
+        time through the archive and Redis."""
+        low: str | bytes = "-"
+        while rows := self.xrange(stream, min=low, count=count):
+            yield from rows
+            low = b"(" + rows[-1][0]
 
     def start_before(self, seq: int) -> bytes:
         """An id at or before the input entry before the one holding ``seq``: reading the

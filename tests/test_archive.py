@@ -398,12 +398,9 @@ def _history_trades(client) -> list[tuple[int, str]]:  # type: ignore[no-untyped
     """Every trade event of the output, read through the archive and Redis as one."""
     from journal.history import History
 
-    trades, low = [], "-"
-    while rows := History(client, K).xrange("out", min=low, count=2000):
-        for _, _, events in read_entries(rows):
-            trades.extend((e["seq"], e["trade"]) for e in events if e["type"] == "trade")
-        low = "(" + rows[-1][0].decode()
-    return trades
+    rows = list(History(client, K).walk("out", 2000))
+    return [(e["seq"], e["trade"]) for _, _, events in read_entries(rows)
+            for e in events if e["type"] == "trade"]
 
 
 def _needs_the_archive(client) -> bool:  # type: ignore[no-untyped-def]

@@ -83,12 +83,12 @@ class LocalSystem:
 
     def stop_matcher(self) -> None:
         """Stop the matcher cleanly (it releases its lease), if it runs."""
-        _stop(self.matcher)
+        stop_process(self.matcher)
         self.matcher = None
 
     def stop_follower(self) -> int | None:
         """Stop the follower cleanly, if it runs; its exit code (1: it found a difference)."""
-        code = _stop(self.follower)
+        code = stop_process(self.follower)
         self.follower = None
         return code
 
@@ -106,7 +106,7 @@ class LocalSystem:
                 stop_pid(self.server.pid)
 
 
-def _stop(proc: subprocess.Popen | None) -> int | None:
+def stop_process(proc: subprocess.Popen | None) -> int | None:
     """SIGTERM a service and wait for it (SIGKILL after two minutes); its exit code."""
     if proc is None:
         return None

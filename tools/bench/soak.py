@@ -17,7 +17,6 @@ caught up: compact once more, stop the services, and check that nothing was lost
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,9 +36,9 @@ from journal.replay import replay
 from journal.retention import compact, groups
 from journal.sequencer import Sequencer
 from journal.snapshots import SnapshotStore
-from journal.streams import last_id, parse_id, raw
+from journal.streams import field, last_id, parse_id, raw
 from journal.wire import parse_output
-from tools.local import LocalSystem
+from tools.local import LocalSystem, stop_process
 from tools.sources.load import send
 from tools.sources.market_day import market_day, minimum_commands
 
@@ -132,7 +131,7 @@ def bench_soak(
                     on_sample(samples[-1])
             finally:
                 for proc in extra:
-                    _stop(proc)
+                    stop_process(proc)
                 system.stop_matcher()
                 result["follower_exit"] = system.stop_follower()
             result["last_compaction_limited_by"] = final.limited_by
@@ -163,16 +162,6 @@ def _start(system: LocalSystem, args: list[str]) -> subprocess.Popen:
         [sys.executable, "-m", "tools.cli", *args, "--redis-url", system.url,
          "--partition", system.keys.partition],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _days(system: LocalSystem, commands: int, day: int, markets: int, accounts: int,
@@ -218,7 +207,7 @@ def _journal_in_redis(client: Any, keys: Keys) -> tuple[int, int]:
     first = r.xrange(keys.input, count=1)
     if not first:
         return size, 0
-    n = _field(first[0][1], b"n")
+    n = field(first[0][1], b"n")
     low = parse_id(first[0][0])[0] - (int(n) if n is not None else 1) + 1
     return size, parse_id(last_id(r, keys.input))[0] - low + 1
 
@@ -293,32 +282,20 @@ def _check_output(client: Any, keys: Keys, parquet_dir: Path) -> dict[str, Any]:
     inputs: list[bytes] = []
     seqs_dense = True
     previous = 0
-    low = "-"
-    while True:
-        rows = history.xrange("in", min=low, count=READ_CHUNK)
-        if not rows:
-            break
-        for eid, fields in rows:
-            last = parse_id(eid)[0]
-            n = _field(fields, b"n")
-            first = last - (int(n) if n is not None else 1) + 1
-            seqs_dense = seqs_dense and first == previous + 1
-            previous = last
-            inputs.append(eid)
-        low = "(" + rows[-1][0].decode()
+    for eid, fields in history.walk("in", READ_CHUNK):
+        last = parse_id(eid)[0]
+        n = field(fields, b"n")
+        first = last - (int(n) if n is not None else 1) + 1
+        seqs_dense = seqs_dense and first == previous + 1
+        previous = last
+        inputs.append(eid)
     answered: list[bytes] = []
     trades: list[str] = []
-    low = "-"
-    while True:
-        rows = history.xrange("out", min=low, count=READ_CHUNK)
-        if not rows:
-            break
-        for eid, fields in rows:
-            piece = parse_output(eid, fields)
-            if piece.part == piece.parts:
-                answered.append(eid)
-            trades.extend(e["trade"] for e in piece.events if e["type"] == "trade")
-        low = "(" + rows[-1][0].decode()
+    for eid, fields in history.walk("out", READ_CHUNK):
+        piece = parse_output(eid, fields)
+        if piece.part == piece.parts:
+            answered.append(eid)
+        trades.extend(e["trade"] for e in piece.events if e["type"] == "trade")
     exported = pads.dataset(parquet_dir / "trades", format="parquet",
                             partitioning="hive").to_table(columns=["trade"]).column(0)
     exported_ids = exported.to_pylist()
@@ -331,15 +308,6 @@ def _check_output(client: Any, keys: Keys, parquet_dir: Path) -> dict[str, Any]:
         "trades_one_for_one": (len(exported_ids) == len(set(exported_ids)) == len(trades)
                                and set(exported_ids) == set(trades)),
     }
-
-
-def _field(fields: Any, name: bytes) -> bytes | None:
-    if isinstance(fields, dict):
-        return fields.get(name)
-    for i in range(0, len(fields) - 1, 2):
-        if fields[i] == name:
-            return fields[i + 1]
-    return None
 
 
 def _summary(samples: list[Sample]) -> dict[str, Any]:

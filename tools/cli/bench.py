@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -9,6 +11,20 @@ import typer
 from .common import busy, fail, report
 
 app = typer.Typer(help="Measure throughput and memory.", no_args_is_help=True)
+
+
+@contextmanager
+def phases(what: str, as_json: bool, *, echo: bool = False) -> Iterator[Callable[[str], None]]:
+    """A spinner for a benchmark of several phases; yields the callback that names the
+    current one (on stderr, with ``echo``, where there is no spinner and no --json)."""
+    with busy(what, as_json) as spinner:
+        def phase(name: str) -> None:
+            if spinner is not None and hasattr(spinner, "update"):
+                spinner.update(name)
+            elif echo and not as_json:
+                typer.echo(name, err=True)
+
+        yield phase
 
 
 @app.command("core")
@@ -43,14 +59,7 @@ def bench_e2e(
     persistence; with the raw pipelined XADD rate measured in the same run."""
     from tools.bench import bench_e2e as run
 
-    status = busy("e2e", as_json)
-    with status as s:
-        def phase(name: str) -> None:
-            if s is not None and hasattr(s, "update"):
-                s.update(name)
-            elif not as_json:
-                typer.echo(name, err=True)
-
+    with phases("e2e", as_json, echo=True) as phase:
         result = run(commands, seed=seed, latency_rate=latency_rate, on_phase=phase)
     if "commands_per_sec" in result and "raw_xadd_per_sec" in result:
         result["ratio_to_raw_xadd"] = round(result["commands_per_sec"] /
@@ -88,12 +97,7 @@ def bench_archive(
     (with and without --verify). Exit 1 if a replay does not verify."""
     from tools.bench import bench_archive as run
 
-    status = busy("archive benchmark", as_json)
-    with status as st:
-        def phase(name: str) -> None:
-            if st is not None and hasattr(st, "update"):
-                st.update(name)
-
+    with phases("archive benchmark", as_json) as phase:
         result = run(commands, seed=seed, on_phase=phase)
     report(result, as_json)
     if not (result["replay_redis_verified"] and result["replay_archive_verified"]):
@@ -142,12 +146,7 @@ def bench_soak(
                           f"compacted  archive {s.archive_bytes / mb:8.1f} MB  "
                           f"lag {s.matcher_lag:,}", highlight=False)
 
-    status = busy("soak", as_json)
-    with status as st:
-        def phase(name: str) -> None:
-            if st is not None and hasattr(st, "update"):
-                st.update(name)
-
+    with phases("soak", as_json) as phase:
         try:
             result = run(commands, day=day, markets=markets, accounts=accounts, seed=seed,
                          rate=rate, snapshot_every=snapshot_every, folder=keep,
