@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +111,8 @@ def check_folder(out: Path, entries: list[Entry], upto: int | None = None) -> No
         assert (lay["side"], lay["order"], lay["counter_order"]) == (
             "LAY", t["lay_order"], t["back_order"])
         for row in (back, lay):
-            assert (row["seq"], row["idx"], row["trade"], row["price"], row["size"]) == (
-                t["seq"], t["idx"], t["trade"], t["price"], t["size"])
+            assert (row["seq"], row["idx"], row["trade"], row["price"], row["size_pence"]) == (
+                t["seq"], t["idx"], t["trade"], t["price"], t["size_pence"])
         assert back["taker"] == (t["taker"] == "BACK") and lay["taker"] == (t["taker"] == "LAY")
     for table in TABLES:
         ranges: dict[str, list[tuple[int, int]]] = {}
@@ -147,27 +146,59 @@ def write_all(sink: ParquetSink, entries: list[Entry], sizes: list[int]) -> None
 # ----------------------------------------------------------------------------- units
 
 
-def test_decimals_are_exact() -> None:
-    rng = random.Random(5)
-    values: list[int | None] = [0, 1, -1, 5, -5, 99, 100, -100, 10**18 - 1, -(10**18 - 1), None]
-    values += [rng.randrange(-10**18 + 1, 10**18) for _ in range(1000)]
-    values += [rng.randrange(-10**6, 10**6) for _ in range(1000)] + [None] * 7
-    arr = T.decimal_array(values, T.MONEY)
-    assert arr.type == pa.decimal128(18, 2)
-    assert arr.to_pylist() == [None if v is None else Decimal(v).scaleb(-2) for v in values]
-    assert arr.null_count == values.count(None)
-    assert T.decimal_ints(arr) == values
-    sliced = arr.slice(3, 50)
-    assert T.decimal_ints(sliced) == values[3:53]
-    prices = T.decimal_array([101, 210, 100000, None], T.PRICE)
-    assert [str(v) for v in prices.to_pylist() if v is not None] == ["1.01", "2.10", "1000.00"]
-    with pytest.raises(ValueError):
-        T.decimal_array([10**18], T.MONEY)
-    with pytest.raises(ValueError):
-        T.decimal_array([-(10**7)], T.PRICE)
-    # the obvious cast is not the reinterpretation: it scales (or refuses)
-    assert pa.array([210], pa.int64()).cast(pa.decimal128(38, 2)).to_pylist() == [
-        Decimal("210.00")]
+def test_money_is_exact_and_prices_read_back_exactly(tmp_path: Path) -> None:
+    """Money is integer pence (exact at any size within the core's limits); a price is the
+    nearest double to its ladder value, and round(price * 100) is the stream's hundredths
+    for every price on the ladder."""
+    from exchange.limits import MAX_BALANCE
+    from exchange.units import PRICES
+
+    rows = [(i + 1, 0, 0, "funds_changed", "a", amount, MAX_BALANCE)
+            for i, amount in enumerate([1, -1, MAX_BALANCE, -MAX_BALANCE, 0])]
+    funds = T.arrow_table("funds", rows)
+    assert funds.schema.field("amount_pence").type == pa.int64()
+    assert funds["amount_pence"].to_pylist() == [1, -1, MAX_BALANCE, -MAX_BALANCE, 0]
+    trades = T.arrow_table("trades", [
+        (i + 1, 0, 0, "trade", f"{i + 1}-0", "m", 1, p, 100, 1, 2, "a", "b", "BACK")
+        for i, p in enumerate(PRICES)])
+    floats = trades["price"].to_pylist()
+    assert [round(f * 100) for f in floats] == list(PRICES)
+    assert floats[:3] == [1.01, 1.02, 1.03] and floats[-1] == 1000.0
+    assert [str(f) for f in floats] == [f"{p / 100}" for p in PRICES]  # prints as written
+
+
+def test_pandas_reads_ids_as_integers_and_flags_as_booleans(tmp_path: Path) -> None:
+    """pandas' default read keeps int ids with nulls as nullable Int64 (not float64) and
+    flags with nulls as boolean (not object); money sums and describe() work as numbers."""
+    import pandas as pd
+
+    entries = stream(800)
+    with ParquetSink(tmp_path) as sink:
+        write_all(sink, entries, [50])
+    orders = pd.read_parquet(tmp_path / "orders")
+    assert orders["order"].isna().any() or orders["runner"].isna().any()
+    for c in ("order", "runner", "counter_order", "stake_pence", "size_pence"):
+        assert str(orders[c].dtype) == "Int64", c
+    assert str(orders["taker"].dtype) == "boolean"
+    assert str(orders["price"].dtype) == "float64"
+    summary = orders.describe()
+    assert {"stake_pence", "size_pence", "price"} <= set(summary.columns)
+    want = sum(e["stake"] for _, _, evs in entries for e in evs if e["type"] == "order_accepted")
+    assert int(orders["stake_pence"].sum()) == want
+    markets = pd.read_parquet(tmp_path / "markets")
+    assert str(markets["in_play"].dtype) == "boolean"
+    assert str(markets["commission_rate"].dtype) == "float64"
+
+
+def test_a_folder_of_the_old_format_is_refused_not_mixed(tmp_path: Path) -> None:
+    with ParquetSink(tmp_path) as sink:
+        write_all(sink, stream(200), [50])
+    state = json.loads((tmp_path / "_state.json").read_text())
+    assert state["format"] == T.FORMAT
+    state["format"] = 1
+    (tmp_path / "_state.json").write_text(json.dumps(state))
+    with pytest.raises(SinkError, match="format 1.*new folder"):
+        ParquetSink(tmp_path)
 
 
 def test_every_event_type_has_a_table_and_every_field_a_column() -> None:
@@ -257,7 +288,7 @@ def test_bad_input_writes_nothing(tmp_path: Path) -> None:
         with pytest.raises((TypeError, ValueError)):
             sink.write([(1, T0, [{"type": "funds_changed", "seq": 1, "account": "a",
                                   "amount": "10.00", "balance": 1000}])])
-        bad = dict(entries[3][2][0], type="funds_changed", account="x", amount=10**18,
+        bad = dict(entries[3][2][0], type="funds_changed", account="x", amount=2**63,
                    balance=0)
         with pytest.raises(ValueError, match="out of range"):
             sink.write([(4, T0, [bad])])
@@ -383,14 +414,17 @@ def test_readers_pandas_pyarrow_duckdb(tmp_path: Path) -> None:
 
     df = pd.read_parquet(tmp_path / "trades")
     assert len(df) == len(trades)
-    assert sum(df["size"]) == Decimal(total).scaleb(-2)
+    assert df["size_pence"].sum() == total
     assert sorted(df["date"].astype(str).unique()) == dates
     assert str(df["ts"].dtype) == "datetime64[ms, UTC]"
+    arrow_backed = pd.read_parquet(tmp_path / "trades", dtype_backend="pyarrow")
+    assert arrow_backed["size_pence"].sum() == total
+    assert str(arrow_backed["back_order"].dtype) == "int64[pyarrow]"
 
     t = ds.dataset(tmp_path / "trades", partitioning="hive").to_table()
     assert t.num_rows == len(trades)
-    assert t.schema.field("price").type == pa.decimal128(7, 2)
-    assert pa.compute.sum(t["size"]).as_py() == Decimal(total).scaleb(-2)
+    assert t.schema.field("price").type == pa.float64()
+    assert pa.compute.sum(t["size_pence"]).as_py() == total
     for table in TABLES:
         d = ds.dataset(tmp_path / table, partitioning="hive")
         assert d.schema.remove(d.schema.get_field_index("date")).equals(
@@ -399,10 +433,10 @@ def test_readers_pandas_pyarrow_duckdb(tmp_path: Path) -> None:
     con = duckdb.connect()
     glob = f"{tmp_path}/trades/*/*.parquet"
     n, s, nd, mx = con.execute(
-        "select count(*), sum(size), count(distinct date), max(price) "
+        "select count(*), sum(size_pence), count(distinct date), max(price) "
         f"from read_parquet('{glob}', hive_partitioning=true)").fetchone()
-    assert (n, s, nd) == (len(trades), Decimal(total).scaleb(-2), len(dates))
-    assert mx == Decimal(max(e["price"] for e in trades)).scaleb(-2)
+    assert (n, s, nd) == (len(trades), total, len(dates))
+    assert round(mx * 100) == max(e["price"] for e in trades)
     kinds = dict(con.execute(
         "select type, count(*) from read_parquet("
         f"'{tmp_path}/orders/*/*.parquet', hive_partitioning=true) group by type").fetchall())

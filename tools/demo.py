@@ -164,12 +164,17 @@ def export(system: LocalSystem, result: DemoResult, parquet: Path) -> None:
     assert system.client is not None
     Exporter(system.client, parquet, system.keys).run(follow=False)
     result.parquet = parquet
-    trades = pd.read_parquet(parquet / "trades", columns=["size"])
+    trades = pd.read_parquet(parquet / "trades", columns=["size_pence"])
     result.trades = len(trades)
-    result.matched = sum(trades["size"], Decimal(0))
+    result.matched = _pounds(trades["size_pence"].sum())
     if (parquet / "settlements").exists():
-        settlements = pd.read_parquet(parquet / "settlements", columns=["commission"])
-        result.commission = sum(settlements["commission"], Decimal(0))
+        settlements = pd.read_parquet(parquet / "settlements", columns=["commission_pence"])
+        result.commission = _pounds(settlements["commission_pence"].sum())
+
+
+def _pounds(pence: Any) -> Decimal:
+    """A sum of integer pence as exact pounds."""
+    return Decimal(int(pence)).scaleb(-2)
 
 
 def statistics(system: LocalSystem, result: DemoResult) -> None:

@@ -52,13 +52,15 @@ from journal.wire import Entry
 from .tables import (
     COLUMNS,
     ENUM,
+    FORMAT,
+    HUNDREDTHS,
     SCHEMAS,
+    TABLE_OF_EVENT,
     TABLES,
     TS,
     arrow_table,
     by_day,
     date_text,
-    decimal_ints,
     table_rows,
 )
 
@@ -118,7 +120,6 @@ def _write_options(table: str) -> dict[str, Any]:
             if (t in (ENUM, pa.string()) and c not in _NO_DICTIONARY) or c in _DICTIONARY_OTHER
         ],
         "write_statistics": [c for c, _, _ in cols if c in _STATISTICS],
-        "store_decimal_as_integer": True,
         "sorting_columns": [pq.SortingColumn(0), pq.SortingColumn(1)],
     }
 
@@ -350,11 +351,18 @@ class ParquetSink:
         seq = state.get("committed_seq") if isinstance(state, dict) else None
         if type(seq) is not int or seq < 0:
             raise SinkError(f"{path}: no valid committed_seq")
+        fmt = state.get("format", 1)
+        if fmt != FORMAT and any(self.files(t) for t in TABLES):
+            raise SinkError(
+                f"{self.out} holds Parquet of format {fmt}; this exch writes format {FORMAT} "
+                "(money as integer pence, prices as floats: docs/parquet.md), and one folder "
+                "never mixes the two: export to a new folder"
+            )
         return seq
 
     def _write_state(self, seq: int) -> None:
         tmp = self.out / (STATE + ".tmp")
-        data = json.dumps({"committed_seq": seq, "format": 1}).encode()
+        data = json.dumps({"committed_seq": seq, "format": FORMAT}).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(fd, data)
@@ -450,10 +458,13 @@ def read_table(out_dir: str | Path, table: str) -> pa.Table:
     t = ds.dataset(base, schema=schema, format="parquet", partitioning=part).to_table()
     return t.sort_by([("seq", "ascending"), ("idx", "ascending")])
 
+_PENCE = ("size", "stake", "remaining", "min_stake", "commission", "pnl", "balance", "amount")
 _COLUMN_OF: dict[str, dict[str, str]] = {
-    "market_created": {"commission": "commission_rate", "winners": "num_winners"},
+    kind: {f: f + "_pence" for f in _PENCE} for kind in TABLE_OF_EVENT
 }
-"""Event fields stored under another column name (where one name means two things)."""
+_COLUMN_OF["market_created"].update(commission="commission_rate", winners="num_winners")
+"""Event fields stored under another column name: money with its unit, and where one name
+means two things."""
 
 def read_events(out_dir: str | Path) -> list[tuple[int, int, int, dict[str, Any]]]:
     """Every event back in its stream form, as ``(seq, idx, ts_ms, event)`` in seq order.
@@ -468,8 +479,8 @@ def read_events(out_dir: str | Path) -> list[tuple[int, int, int, dict[str, Any]
         cols: dict[str, list[Any]] = {}
         for c, typ, _ in COLUMNS[table]:
             col = t.column(c)
-            if pa.types.is_decimal(typ):
-                cols[c] = decimal_ints(col)
+            if c in HUNDREDTHS:
+                cols[c] = [None if v is None else round(v * 100) for v in col.to_pylist()]
             elif typ == TS:
                 cols[c] = col.cast(pa.int64()).to_pylist()
             else:

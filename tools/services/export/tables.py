@@ -1,21 +1,24 @@
 """The Parquet tables: their columns, and output-stream events turned into their rows.
 
 Every event of the output stream goes to one or two tables (``TABLE_OF_EVENT``); a table's
-rows are tuples in ``COLUMNS`` order, then Arrow tables of the explicit ``SCHEMAS``. Money,
-prices and rates are exact decimals, built without Python ``Decimal`` objects: the integer
-minor units (pence, hundredths, basis points) become an int64 array, whose values are written
-as the low words of a decimal128 buffer (high words the sign extension), under a decimal type
-of scale 2. That is the exact reinterpretation ``unscaled value = integer``; a cast would
-multiply by 100. docs/parquet.md describes every column.
+rows are tuples in ``COLUMNS`` order, then Arrow tables of the explicit ``SCHEMAS``.
+
+The types are chosen to read the same, and usefully, in pandas, pyarrow and DuckDB (format 2):
+money is integer pence in columns named ``*_pence`` (exact, summable everywhere; format 1's
+decimals came back from pandas as ``object`` columns of ``Decimal`` that ``describe()``
+skipped); prices and rates are float64 (2.1 is the nearest double to the ladder price, and
+``round(price * 100)`` gives back the stream's exact hundredths); ids are int64, and a
+``pandas`` schema note makes ``pd.read_parquet`` read the ones with nulls as nullable
+``Int64`` (and flags as ``boolean``) instead of float64 and object. docs/parquet.md
+describes every column.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterable, Sequence
-from typing import Any
+import json
+from collections.abc import Iterable
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -23,16 +26,20 @@ from journal.wire import Entry
 
 # ----------------------------------------------------------------------------- schemas
 
-PRICE = pa.decimal128(7, 2)
-"""Decimal odds, e.g. 2.10 (stream: hundredths)."""
-MONEY = pa.decimal128(18, 2)
-"""Pounds, e.g. 10.00 (stream: pence)."""
-RATE = pa.decimal128(7, 2)
-"""A percentage, e.g. 5.00 (stream: basis points)."""
+PRICE = pa.float64()
+"""Decimal odds, e.g. 2.1 (stream: integer hundredths, 210)."""
+PENCE = pa.int64()
+"""Money in integer pence, e.g. 1000 for £10.00 (as on the stream); columns end ``_pence``."""
+RATE = pa.float64()
+"""A percentage, e.g. 5.0 (stream: integer basis points, 500)."""
+HUNDREDTHS: frozenset[str] = frozenset({"price", "commission_rate"})
+"""The float columns whose stream values are integer hundredths (divided by 100 here)."""
 ENUM = pa.dictionary(pa.int32(), pa.string())
 """A short code from a small set (types, sides, reasons): dictionary-encoded text."""
 TS = pa.timestamp("ms", tz="UTC")
 IDS = pa.list_(pa.int64())
+FORMAT = 2
+"""The layout of the tables; a folder of another format is refused, not mixed."""
 
 DAY_MS = 86_400_000
 
@@ -53,7 +60,7 @@ COLUMNS: dict[str, tuple[_C, ...]] = {
         ("market", pa.string(), "market id"),
         ("runner", pa.int64(), "runner id"),
         ("price", PRICE, "the trade price (the resting order's price)"),
-        ("size", MONEY, "the backer's matched stake"),
+        ("size_pence", PENCE, "the backer's matched stake"),
         ("back_order", pa.int64(), "id of the BACK order"),
         ("lay_order", pa.int64(), "id of the LAY order"),
         ("back_account", pa.string(), "account of the BACK order"),
@@ -71,9 +78,9 @@ COLUMNS: dict[str, tuple[_C, ...]] = {
         ("side", ENUM, "`BACK` or `LAY`; null for rejections"),
         ("price", PRICE, "accepted: the limit price; cancelled: the order's price; matched: "
          "the trade price"),
-        ("stake", MONEY, "accepted: the stake placed"),
-        ("size", MONEY, "cancelled: the stake cancelled; matched: the stake matched"),
-        ("remaining", MONEY, "cancelled: the unmatched stake left afterwards (0 when gone)"),
+        ("stake_pence", PENCE, "accepted: the stake placed"),
+        ("size_pence", PENCE, "cancelled: the stake cancelled; matched: the stake matched"),
+        ("remaining_pence", PENCE, "cancelled: the unmatched stake left afterwards (0 when gone)"),
         ("tif", ENUM, "accepted: `GTC`, `IOC` or `FOK`"),
         ("persistence", ENUM, "accepted: `LAPSE` or `PERSIST`"),
         ("ref", pa.string(), "accepted and rejected: the client ref, if any"),
@@ -89,38 +96,53 @@ COLUMNS: dict[str, tuple[_C, ...]] = {
         ("type", ENUM, "`market_created`, `market_status_changed` or `market_settled`"),
         ("market", pa.string(), "market id"),
         ("runners", IDS, "created: the runner ids"),
-        ("commission_rate", RATE, "created: commission in percent (5.00 = 5%)"),
-        ("min_stake", MONEY, "created: smallest stake accepted"),
+        ("commission_rate", RATE, "created: commission in percent (5.0 = 5%)"),
+        ("min_stake_pence", PENCE, "created: smallest stake accepted"),
         ("num_winners", pa.int64(), "created: how many runners win (event field `winners`)"),
         ("bet_delay_ms", pa.int64(), "created: in-play bet delay in ms"),
         ("status", ENUM, "status changed: `OPEN`, `SUSPENDED` or `CLOSED`"),
         ("in_play", pa.bool_(), "status changed: whether the market is in play"),
         ("winners", IDS, "settled: the winning runner ids (empty when void)"),
         ("void", pa.bool_(), "settled: true if the market was voided"),
-        ("commission", MONEY, "settled: total commission charged in the market"),
+        ("commission_pence", PENCE, "settled: total commission charged in the market"),
     ),
     "settlements": _COMMON + (
         ("type", ENUM, "always `account_settled`"),
         ("account", pa.string(), "account id"),
         ("market", pa.string(), "market id"),
-        ("pnl", MONEY, "profit or loss on the market before commission"),
-        ("commission", MONEY, "commission charged"),
-        ("balance", MONEY, "the account's balance afterwards"),
+        ("pnl_pence", PENCE, "profit or loss on the market before commission"),
+        ("commission_pence", PENCE, "commission charged"),
+        ("balance_pence", PENCE, "the account's balance afterwards"),
     ),
     "funds": _COMMON + (
         ("type", ENUM, "always `funds_changed`"),
         ("account", pa.string(), "account id"),
-        ("amount", MONEY, "deposit (positive) or withdrawal (negative)"),
-        ("balance", MONEY, "the account's balance afterwards"),
+        ("amount_pence", PENCE, "deposit (positive) or withdrawal (negative)"),
+        ("balance_pence", PENCE, "the account's balance afterwards"),
     ),
 }
 """Every table's columns in order: (name, Arrow type, meaning). docs/parquet.md shows them."""
 
 TABLES: tuple[str, ...] = tuple(COLUMNS)
 
+def _pandas_note(cols: tuple[_C, ...]) -> str:
+    """The ``pandas`` schema metadata that pyarrow's ``to_pandas`` (and so
+    ``pd.read_parquet``) follows: int64 columns as nullable ``Int64`` and flags as ``boolean``,
+    so that a null does not turn ids into float64 or flags into object. Other readers ignore
+    it."""
+    nullable = {pa.int64(): ("int64", "Int64"), pa.bool_(): ("bool", "boolean")}
+    columns = [
+        {"name": c, "field_name": c, "pandas_type": nullable[t][0],
+         "numpy_type": nullable[t][1], "metadata": None}
+        for c, t, _ in cols if t in nullable
+    ]
+    return json.dumps({"index_columns": [], "column_indexes": [], "columns": columns})
+
+
 SCHEMAS: dict[str, pa.Schema] = {
     name: pa.schema(
-        [pa.field(c, t) for c, t, _ in cols], metadata={"exch.table": name, "exch.format": "1"}
+        [pa.field(c, t) for c, t, _ in cols],
+        metadata={"exch.table": name, "exch.format": str(FORMAT), "pandas": _pandas_note(cols)},
     )
     for name, cols in COLUMNS.items()
 }
@@ -268,35 +290,15 @@ def by_day(rows: list[tuple], k: int, marks: list) -> dict[int, list[tuple]]:
     return out
 
 
-def decimal_array(values: Sequence[Any] | pa.Array, typ: pa.Decimal128Type) -> pa.Array:
-    """Integer minor units (None allowed; or an int64 array of them) as a decimal array of
-    scale 2: exact, no Decimal."""
-    ints = values if isinstance(values, pa.Array) else pa.array(values, pa.int64())
-    if ints.offset:
-        ints = pa.concat_arrays([ints])  # the buffers below start at the array's first value
-    n = len(ints)
-    validity, data = ints.buffers()
-    if n:
-        lo, hi = pc.min_max(ints).values()
-        limit = 10 ** typ.precision
-        if lo.is_valid and (lo.as_py() <= -limit or hi.as_py() >= limit):
-            raise ValueError(f"value out of range for {typ}: {lo.as_py()}..{hi.as_py()}")
-    v = np.frombuffer(data, dtype=np.int64, count=n)
-    wide = np.empty((n, 2), dtype=np.int64)
-    wide[:, 0] = v
-    np.right_shift(v, 63, out=wide[:, 1])
-    return pa.Array.from_buffers(typ, n, [validity, pa.py_buffer(wide)], null_count=ints.null_count)
-
-
-def _plain(typ: pa.DataType) -> pa.DataType:
-    """The type Arrow reads a column's Python values as: integers for money, prices, rates and
-    times (made exact decimals and timestamps after), text for the dictionary columns."""
-    if pa.types.is_decimal(typ) or typ == TS:
+def _plain(f: pa.Field) -> pa.DataType:
+    """The type Arrow reads a column's Python values as: integers for prices, rates and times
+    (made floats and timestamps after), text for the dictionary columns."""
+    if f.type == TS or f.name in HUNDREDTHS:
         return pa.int64()
-    return pa.string() if typ == ENUM else typ
+    return pa.string() if f.type == ENUM else f.type
 
 
-_ROWS = {name: pa.struct([pa.field(f.name, _plain(f.type)) for f in schema])
+_ROWS = {name: pa.struct([pa.field(f.name, _plain(f)) for f in schema])
          for name, schema in SCHEMAS.items()}
 """Each table's rows as Arrow reads them: one struct of plain columns."""
 
@@ -306,12 +308,15 @@ def arrow_table(name: str, rows: list[tuple]) -> pa.Table:
     Arrow in one pass as structs (turning the rows into columns in Python cost more than
     anything else here), then each column made its type."""
     schema = SCHEMAS[name]
-    plain = pa.array(rows, type=_ROWS[name])
+    try:
+        plain = pa.array(rows, type=_ROWS[name])
+    except (OverflowError, pa.ArrowInvalid) as exc:
+        raise ValueError(f"{name}: a value out of range for its column ({exc})") from exc
     arrays = []
     for i, f in enumerate(schema):
         col = plain.field(i)
-        if pa.types.is_decimal(f.type):
-            col = decimal_array(col, f.type)
+        if f.name in HUNDREDTHS:
+            col = pc.divide(col.cast(pa.float64()), 100.0)
         elif f.type == TS:
             col = col.view(TS)
         elif f.type == ENUM:
@@ -322,19 +327,3 @@ def arrow_table(name: str, rows: list[tuple]) -> pa.Table:
 
 def date_text(day: int) -> str:
     return (_dt.date(1970, 1, 1) + _dt.timedelta(days=day)).isoformat()
-
-
-# ----------------------------------------------------------------------------- reading back
-
-
-def decimal_ints(arr: pa.ChunkedArray | pa.Array) -> list[int | None]:
-    """A decimal column back to its integer minor units (exact), None for nulls."""
-    if isinstance(arr, pa.ChunkedArray):
-        return [v for chunk in arr.chunks for v in decimal_ints(chunk)]
-    n = len(arr)
-    data = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=2 * (arr.offset + n))
-    low = data[0::2][arr.offset:].tolist()
-    if arr.null_count:
-        valid = arr.is_valid().to_pylist()
-        return [v if ok else None for v, ok in zip(low, valid)]
-    return low
