@@ -22,6 +22,10 @@ Versions:
    leave the state ``FINISHED_GRACE_MS`` (one hour of journal time) after they finished: from
    then on a command naming one is answered ``UNKNOWN_MARKET``, and its id may be used by a
    new market. Their records live on in the output, the archive and every sink.
+4. Envelope times are bounded: a journal entry whose ``ts`` is past ``MAX_TS``
+   (2262-04-11, the latest every consumer can write) keeps the previous entry's time, as an
+   earlier one does. (Before, any time below 2**63 ms was taken, and the Parquet exporter
+   could not write the year it gave.)
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from __future__ import annotations
 import re
 
 FIRST = 1
-LATEST = 3
+LATEST = 4
 """The newest rules version this release knows."""
 
 PRINTABLE_IDS = 2
@@ -40,6 +44,9 @@ REF_WINDOW = 3
 
 FORGET_FINISHED = 3
 """From this version, finished markets leave the state after ``FINISHED_GRACE_MS``."""
+
+BOUNDED_TIME = 4
+"""From this version, an entry's time past ``MAX_TS`` is no time (the previous one is kept)."""
 
 FINISHED_GRACE_MS = 3_600_000
 """From version 3, how long a settled or voided market stays in the state after it finished
@@ -59,6 +66,8 @@ VERSIONS: dict[int, str] = {
     "ref makes the command MALFORMED",
     3: "client refs are deduplicated within 60 s of journal time from first use, not forever; "
     "settled and voided markets leave the state an hour after they finished",
+    4: "envelope times are bounded: an entry's time past 2262-04-11 keeps the previous "
+    "entry's time",
 }
 """What each version changed."""
 

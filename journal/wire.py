@@ -28,6 +28,7 @@ from exchange.errors import JournalError
 from exchange.events import BAD_ENTRY, EVENT_FIELDS, MALFORMED, Event
 from exchange.limits import MAX_TS
 from exchange.packed import decode_packed
+from exchange.rules import BOUNDED_TIME
 from exchange.rules import LATEST as LATEST_RULES
 
 from .streams import field, parse_id
@@ -68,14 +69,16 @@ def foreign_events(eid: bytes) -> list[Event]:
     return [("order_rejected", parse_id(eid)[0], None, None, None, None, None, MALFORMED)]
 
 
-def _ts(raw: bytes | None, previous: int) -> int:
-    """An entry's time: its ``ts`` if it is a time at or after the previous one (and not past
-    ``MAX_TS``), else that."""
+def _ts(raw: bytes | None, previous: int, rules: int) -> int:
+    """An entry's time: its ``ts`` if it is a time at or after the previous one, and not
+    past ``MAX_TS`` (from rules version 4; before, below 2**63), else that."""
     try:
         ts = int(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return previous
-    return ts if previous <= ts <= MAX_TS else previous
+    if rules >= BOUNDED_TIME:
+        return ts if previous <= ts <= MAX_TS else previous
+    return ts if previous <= ts < 2**63 else previous
 
 
 def decode_entry(
@@ -96,7 +99,8 @@ def decode_entry(
     - ``r`` (layout 2, optional) is the rules version the entry was written under: a whole
       number from 1; a lower one than the previous entry's keeps that (rules never go
       back); one that is not a number answers each seq ``BAD_ENTRY``.
-    - ``ts`` that is not a time at or after the previous entry's takes the previous one.
+    - ``ts`` that is not a time at or after the previous entry's (or, from rules version 4,
+      is past ``MAX_TS``) takes the previous one.
     """
     if (len(fields) == 8 and fields[0] == b"ts" and fields[2] == b"n" and fields[4] == b"r"
             and fields[6] == b"c"):
@@ -104,7 +108,7 @@ def decode_entry(
     else:
         ts_raw, n_raw, payload = field(fields, b"ts"), field(fields, b"n"), field(fields, b"c")
         r_raw = field(fields, b"r")
-    ts = _ts(ts_raw, previous_ts)
+    ts = _ts(ts_raw, previous_ts, rules)
     if n_raw is None:
         try:
             # (map keys other than text are refused here, which makes the entry MALFORMED,
@@ -127,6 +131,8 @@ def decode_entry(
                 f"newer than this version of exch knows ({LATEST_RULES}): upgrade exch"
             )
         if r > rules:
+            if r >= BOUNDED_TIME > rules:  # the entry's own version bounds its time
+                ts = _ts(ts_raw, previous_ts, r)
             rules = r
     if type(payload) is bytes:
         cmds = decode_packed(payload, n, first, ts, rules)

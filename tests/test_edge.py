@@ -12,6 +12,7 @@ import msgpack
 
 from exchange.commands import problem
 from exchange.limits import MAX_TS
+from exchange.rules import BOUNDED_TIME
 from journal.keys import Keys
 from journal.streams import raw
 from journal.wire import decode_entry
@@ -61,13 +62,21 @@ def test_times_are_bounded_to_what_every_consumer_can_write() -> None:
     assert problem(ok) is None
     late = problem({**ok, "ts": MAX_TS + 1})
     assert late is not None and late[0] == "MALFORMED" and "2262-04-11" in late[1]
-    # a journal entry past the bound (written straight into Redis) keeps the previous time
+    # a journal entry past the bound (written straight into Redis) keeps the previous time,
+    # from rules version 4 on: under earlier rules an old journal keeps its recorded meaning
     fields = [b"ts", str(2**63 - 1).encode(), b"c",
               msgpack.packb({"type": "deposit", "account": "a", "amount": "1"})]
-    ts, _, cmds = decode_entry(7, fields, 1_700_000_000_000, 6)
+    ts, _, cmds = decode_entry(7, fields, 1_700_000_000_000, 6, rules=BOUNDED_TIME)
     assert ts == 1_700_000_000_000 and cmds[0][2] == ts
+    assert decode_entry(7, fields, 1_700_000_000_000, 6, rules=3)[0] == 2**63 - 1
     fields[1] = str(MAX_TS).encode()
-    assert decode_entry(7, fields, 1_700_000_000_000, 6)[0] == MAX_TS
+    assert decode_entry(7, fields, 1_700_000_000_000, 6, rules=BOUNDED_TIME)[0] == MAX_TS
+    # a layout-2 entry that itself brings version 4 in is bounded by it
+    two = [b"ts", str(MAX_TS + 1).encode(), b"n", b"1", b"r", b"4", b"c",
+           msgpack.packb([{"type": "deposit", "account": "a", "amount": "1"}])]
+    assert decode_entry(7, two, 5, 6, rules=3)[:2] == (5, 4)
+    two[5] = b"3"
+    assert decode_entry(7, two, 5, 6, rules=3)[:2] == (MAX_TS + 1, 3)
 
 
 def test_a_view_never_sends_control_characters_to_the_terminal() -> None:

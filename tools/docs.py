@@ -69,10 +69,10 @@ def render() -> str:
         "A field given twice in one object is refused at the edge like a line that is not JSON",
         "(JSON readers disagree on which value wins): `exch submit` reports it MALFORMED and",
         "sends nothing, `exch simulate` stops there. A `ts` is 0 to 9,223,372,036,854",
-        "(2262-04-11, the latest a pandas timestamp holds); a journal entry whose time is past",
-        "it, or earlier than the entry before, keeps the previous entry's time. Ids (markets,",
-        "accounts, refs) are printable text: a control character makes the command MALFORMED",
-        "(from rules version 2).",
+        "(2262-04-11, the latest a pandas timestamp holds); a journal entry whose time is",
+        "earlier than the entry before, or past that bound (from rules version 4), keeps the",
+        "previous entry's time. Ids (markets, accounts, refs) are printable text: a control",
+        "character makes the command MALFORMED (from rules version 2).",
         "",
     ]
     for kind, fields in COMMANDS.items():
