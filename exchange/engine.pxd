@@ -19,6 +19,8 @@ cdef class Exchange:
     cdef public object house
     cdef public object net_deposits
     cdef public object rules
+    cdef public object partition
+    cdef public object _ids
     cdef public dict _markets
     cdef public dict _accounts
     cdef public dict _orders

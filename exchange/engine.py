@@ -60,10 +60,12 @@ from .limits import (
     MAX_ID,
     MAX_INT,
     MAX_MONEY,
+    MAX_PARTITION,
     MAX_POSITION_STAKE,
+    PARTITION_STRIDE,
 )
 from .market import OPEN, Market
-from .rules import FIRST, REF_WINDOW, REF_WINDOW_MS
+from .rules import FIRST, PARTITION_IDS, REF_WINDOW, REF_WINDOW_MS
 from .units import TICK
 
 GTC = "GTC"
@@ -110,7 +112,15 @@ class Exchange:
     ``net_deposits``. Everything else is reached through the query methods.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, partition: int = 0) -> None:
+        if type(partition) is not int or not 0 <= partition <= MAX_PARTITION:
+            raise ValueError(f"a partition is a number from 0 to {MAX_PARTITION}, "
+                             f"not {partition!r}")
+        self.partition = partition
+        """The partition this state belongs to (its ids carry it from rules version 5)."""
+        self._ids = 0
+        """What an order id adds to its seq: ``partition * PARTITION_STRIDE`` from rules
+        version 5, else 0."""
         self.last_seq = 0
         self.now = 0
         self.house = 0
@@ -182,6 +192,8 @@ class Exchange:
                 refs[key] = now
             self._ref_queue = deque((now, key) for key in refs)
         self.rules = version
+        if version >= PARTITION_IDS:
+            self._ids = self.partition * PARTITION_STRIDE
 
     def _ref_used(self, key: tuple[str, str], ts: int) -> bool:
         """Under the ref window: whether ``key`` was first used less than ``REF_WINDOW_MS``
@@ -255,11 +267,13 @@ class Exchange:
         return dump(self)
 
     @classmethod
-    def restore(cls, data: bytes) -> Exchange:
-        """An exchange rebuilt from ``snapshot()`` bytes; it behaves exactly as the original."""
+    def restore(cls, data: bytes, partition: int | None = None) -> Exchange:
+        """An exchange rebuilt from ``snapshot()`` bytes; it behaves exactly as the original.
+        With ``partition``, the state must be that partition's (a state of partition 0 from
+        before rules version 5, which did not record its partition, is taken as it)."""
         from .snapshot import load
 
-        return load(data)
+        return load(data, partition)
 
     def state_hash(self) -> str:
         """SHA-256 of the canonical snapshot, in hex: equal states, equal hashes."""
@@ -442,11 +456,12 @@ class Exchange:
         acct.exposure = exposure
         pos.exp = e
         pos.staked = staked
+        oid = self._ids + seq
         out.append((
-            ORDER_ACCEPTED, seq, seq, account, market_id, runner, side, price, stake, tif,
+            ORDER_ACCEPTED, seq, oid, account, market_id, runner, side, price, stake, tif,
             persist, ref,
         ))
-        o = _new_order(seq, pos, s, persist == "PERSIST")
+        o = _new_order(oid, pos, s, persist == "PERSIST")
         if delayed:
             self._delay(o, own, price, tif, self.now + m.delay)
         elif crosses or tif != "GTC":
@@ -460,7 +475,7 @@ class Exchange:
             lvl.total += stake
             lvl.live += 1
             o.level = lvl
-            self._orders[seq] = o
+            self._orders[oid] = o
 
     def _delay(self, o: Order, own: Side, price: int, tif: str, release: int) -> None:
         """Park an in-play order until the bet delay has passed."""
@@ -534,6 +549,7 @@ class Exchange:
         """Match ``qty`` of ``taker`` against the resting orders of ``opp`` at ``limit`` or
         better: best price first, first in first out, at the resting order's price. Returns
         the unmatched quantity. O(trades + levels emptied)."""
+        tag = self._ids + seq  # a trade id's number: the seq, with the partition
         levels = opp.levels
         orders = self._orders
         m = opp.market
@@ -597,12 +613,12 @@ class Exchange:
                         lpos.exp = e
                 if taker_backs:
                     out.append((
-                        TRADE, seq, f"{seq}-{len(out)}", mid, runner, lvl.price, matched, tid,
+                        TRADE, seq, f"{tag}-{len(out)}", mid, runner, lvl.price, matched, tid,
                         maker.id, taccount, mpos.acct.id, BACK,
                     ))
                 else:
                     out.append((
-                        TRADE, seq, f"{seq}-{len(out)}", mid, runner, lvl.price, matched,
+                        TRADE, seq, f"{tag}-{len(out)}", mid, runner, lvl.price, matched,
                         maker.id, tid, mpos.acct.id, taccount, LAY,
                     ))
                 lvl.total -= matched
@@ -683,11 +699,12 @@ class Exchange:
         acct.exposure += e - pos.exp
         pos.exp = e
         pos.staked += rem  # as much as the cancel released: a replace never passes the limit
+        oid = self._ids + seq
         out.append((
-            ORDER_ACCEPTED, seq, seq, account, m.id, own.runner, side, price, rem, tif,
+            ORDER_ACCEPTED, seq, oid, account, m.id, own.runner, side, price, rem, tif,
             "PERSIST" if persist else "LAPSE", None,
         ))
-        new = _new_order(seq, pos, rem, persist)
+        new = _new_order(oid, pos, rem, persist)
         if m.in_play and m.delay:
             self._delay(new, own, price, tif, self.now + m.delay)
         else:

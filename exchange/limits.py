@@ -18,6 +18,15 @@ it is refused at the edge; a journal entry's is read as no time (it keeps the pr
 entry's), like any other time that is not one, so nothing downstream meets a year it cannot
 write."""
 
+MAX_PARTITION = 9_999
+"""Highest partition number: partitions are 0 to this (``exchange.rules`` version 5)."""
+
+PARTITION_STRIDE = 10**14
+"""From rules version 5, an order id is ``partition * PARTITION_STRIDE + seq`` (and a trade
+id starts with that number), so ids are unique across partitions and an order names its
+partition: ``order_id // PARTITION_STRIDE``. Partition 0's ids are its seqs, as before. A
+partition's seqs stay below it (at a million commands a second, three years)."""
+
 MAX_MONEY = 10**12
 """Largest stake, deposit or withdrawal in one command, in pence (ten billion pounds)."""
 

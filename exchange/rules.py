@@ -26,6 +26,10 @@ Versions:
    (2262-04-11, the latest every consumer can write) keeps the previous entry's time, as an
    earlier one does. (Before, any time below 2**63 ms was taken, and the Parquet exporter
    could not write the year it gave.)
+5. Order and trade ids carry the partition: an order placed (or replaced) at seq ``s`` in
+   partition ``p`` has id ``p * 10**14 + s`` (``exchange.limits.PARTITION_STRIDE``), and a
+   trade made at ``s`` the id ``<p * 10**14 + s>-<idx>``. Partition 0's ids are unchanged;
+   orders placed under an earlier version keep their ids.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from __future__ import annotations
 import re
 
 FIRST = 1
-LATEST = 4
+LATEST = 5
 """The newest rules version this release knows."""
 
 PRINTABLE_IDS = 2
@@ -47,6 +51,9 @@ FORGET_FINISHED = 3
 
 BOUNDED_TIME = 4
 """From this version, an entry's time past ``MAX_TS`` is no time (the previous one is kept)."""
+
+PARTITION_IDS = 5
+"""From this version, order and trade ids carry the partition (unique across partitions)."""
 
 FINISHED_GRACE_MS = 3_600_000
 """From version 3, how long a settled or voided market stays in the state after it finished
@@ -68,6 +75,8 @@ VERSIONS: dict[int, str] = {
     "settled and voided markets leave the state an hour after they finished",
     4: "envelope times are bounded: an entry's time past 2262-04-11 keeps the previous "
     "entry's time",
+    5: "order and trade ids carry the partition: partition p's order at seq s is "
+    "p * 10**14 + s (partition 0's ids are unchanged)",
 }
 """What each version changed."""
 

@@ -22,8 +22,9 @@ from .accounts import Account, Position
 from .book import BACK, Order, Pending
 from .engine import Exchange
 from .errors import SnapshotError
+from .limits import PARTITION_STRIDE
 from .market import Market
-from .rules import FIRST, FORGET_FINISHED, LATEST, REF_WINDOW
+from .rules import FIRST, FORGET_FINISHED, LATEST, PARTITION_IDS, REF_WINDOW
 
 MAGIC = "exch-state"
 VERSION = 2
@@ -35,7 +36,11 @@ VERSION_RULES = 3
 VERSION_FORGET = 4
 """The format of a state under rules version 3 and later: version 3's, and then the markets
 that finished, to be forgotten after the grace: [[time finished, market id], ...]."""
-READABLE = (VERSION, VERSION_RULES, VERSION_FORGET)
+VERSION_PARTITION = 5
+"""The format of a state of a partition other than 0: version 4's (the rules version and the
+finished markets, under any rules), and then the partition number. Partition 0 keeps the
+formats above, byte for byte."""
+READABLE = (VERSION, VERSION_RULES, VERSION_FORGET, VERSION_PARTITION)
 
 
 def _orders_of(side: Any) -> list[list[Any]]:
@@ -64,8 +69,11 @@ def dump(ex: Exchange) -> bytes:
                 release, oid, o.pos.acct.id, side.market.id, side.ridx, side.side, pend.price,
                 pend.tif, o.remaining, o.persist,
             ])
-    version = VERSION if ex.rules == FIRST else (
-        VERSION_FORGET if ex.rules >= FORGET_FINISHED else VERSION_RULES)
+    if ex.partition:
+        version = VERSION_PARTITION
+    else:
+        version = VERSION if ex.rules == FIRST else (
+            VERSION_FORGET if ex.rules >= FORGET_FINISHED else VERSION_RULES)
     state = [
         MAGIC, version, ex.last_seq, ex.now, ex.house, ex.net_deposits,
         [[a.id, a.balance] for a in ex._accounts.values()],
@@ -73,10 +81,12 @@ def dump(ex: Exchange) -> bytes:
         pending,
         [[a, r, s] for (a, r), s in ex._refs.items()],
     ]
-    if ex.rules != FIRST:
+    if version != VERSION:
         state.append(ex.rules)
-    if version == VERSION_FORGET:
+    if version >= VERSION_FORGET:
         state.append([[t, mid] for t, mid in ex._finished])
+    if version == VERSION_PARTITION:
+        state.append(ex.partition)
     return msgpack.packb(state)
 
 
@@ -98,8 +108,9 @@ def readable(data: bytes) -> bool:
         return False
 
 
-def load(data: bytes) -> Exchange:
-    """Rebuild an exchange from ``dump`` bytes; derived state is recomputed."""
+def load(data: bytes, partition: int | None = None) -> Exchange:
+    """Rebuild an exchange from ``dump`` bytes; derived state is recomputed. With
+    ``partition``, a state of another partition is refused (see ``Exchange.restore``)."""
     try:
         state = msgpack.unpackb(data)
         magic, version = state[0], state[1]
@@ -116,15 +127,25 @@ def load(data: bytes) -> Exchange:
     for acct in ex._accounts.values():
         if not 0 <= acct.exposure <= acct.cover:
             raise SnapshotError(f"not a valid snapshot: {acct.id} is exposed beyond its cover")
+    if partition is not None and partition != ex.partition:
+        if ex.partition != 0 or ex.rules >= PARTITION_IDS:
+            raise SnapshotError(f"a snapshot of partition {ex.partition}, not of {partition}")
+        ex.partition = partition  # an older release's state, which held no partition
     return ex
 
 
 def _build(state: list[Any]) -> Exchange:
     """The exchange a decoded snapshot describes (``load`` checks what it gives)."""
     _, version, last_seq, now, house, net, accounts, markets, pending, refs = state[:10]
-    ex = Exchange()
-    ex.last_seq, ex.now, ex.house, ex.net_deposits = last_seq, now, house, net
+    partition = 0
+    rules: Any = FIRST
     finished: list = []
+    if version == VERSION_PARTITION:
+        rules, finished, partition = state[10:]
+        if type(partition) is not int or partition == 0:
+            raise ValueError(f"partition {partition!r} is not one this format holds")
+    ex = Exchange(partition)
+    ex.last_seq, ex.now, ex.house, ex.net_deposits = last_seq, now, house, net
     if version == VERSION_RULES:
         (ex.rules,) = state[10:]
         if type(ex.rules) is not int or not FIRST < ex.rules < FORGET_FINISHED:
@@ -133,6 +154,12 @@ def _build(state: list[Any]) -> Exchange:
         ex.rules, finished = state[10:]
         if type(ex.rules) is not int or not FORGET_FINISHED <= ex.rules <= LATEST:
             raise ValueError(f"rules version {ex.rules!r} is not one this release knows")
+    elif version == VERSION_PARTITION:
+        if type(rules) is not int or not FIRST <= rules <= LATEST:
+            raise ValueError(f"rules version {rules!r} is not one this release knows")
+        ex.rules = rules
+        if rules >= PARTITION_IDS:
+            ex._ids = partition * PARTITION_STRIDE
     elif len(state) != 10:
         raise ValueError("a version 2 state has ten parts")
     for aid, balance in accounts:

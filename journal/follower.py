@@ -96,7 +96,7 @@ class Follower:
         self.progress = FollowerProgress()
         self.on_progress = on_progress
         self.stopping = threading.Event()
-        self.ex = Exchange()
+        self.ex = Exchange(self.keys.number)
         self._ts = 0
         self._prev = b"0-0"
         """The last input entry applied (and, once its answer is in, verified)."""
@@ -115,13 +115,13 @@ class Follower:
         _, done = answered(self.client, self.keys)
         found = self.snapshots.latest(done)
         if found is not None:
-            self.ex = Exchange.restore(found[1])
+            self.ex = Exchange.restore(found[1], self.keys.number)
             self.progress.snapshot_seq = found[0].seq
         elif done:
             archive = archive_of(self.client, self.keys)
             older = archive.latest_snapshot(done) if archive is not None else None
             if older is not None:
-                self.ex = Exchange.restore(older[1])
+                self.ex = Exchange.restore(older[1], self.keys.number)
                 self.progress.snapshot_seq = older[0]
         self._ts = self.ex.now
         seq = self.ex.last_seq

@@ -5,12 +5,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exchange.errors import InputError
+from exchange.limits import MAX_PARTITION
+
 
 @dataclass(frozen=True)
 class Keys:
-    """Key names for partition ``partition`` ("0" by default)."""
+    """Key names for partition ``partition`` ("0" by default): a whole number from 0 to
+    ``MAX_PARTITION``, written without leading zeros, since order ids carry it."""
 
     partition: str = "0"
+
+    def __post_init__(self) -> None:
+        p = self.partition
+        if not (type(p) is str and p.isdigit() and p.isascii() and str(int(p)) == p
+                and int(p) <= MAX_PARTITION):
+            raise InputError(f"a partition is a whole number from 0 to {MAX_PARTITION} "
+                             f"(order ids carry it), not {p!r}")
+
+    @property
+    def number(self) -> int:
+        """The partition as the core knows it (``Exchange(partition)``)."""
+        return int(self.partition)
 
     def _k(self, name: str) -> str:
         return f"exch:{{{self.partition}}}:{name}"

@@ -72,29 +72,31 @@ def load_start(
     snapshot file, or ``none`` (empty). Returns it with a description."""
     store = SnapshotStore(client, keys)
     archive = archive_of(client, keys)
+    p = keys.number
     if source == "none":
-        return Exchange(), "none"
+        return Exchange(p), "none"
     if source == "latest":
         found = store.latest(to)
         older = archive.latest_snapshot(to) if archive is not None else None
         if found is None and older is None:
-            return Exchange(), "none (no snapshot stored)"
+            return Exchange(p), "none (no snapshot stored)"
         if found is None or (older is not None and older[0] > found[0].seq):
             assert older is not None
-            return Exchange.restore(older[1]), f"seq {older[0]} (archived)"
-        return Exchange.restore(found[1]), f"seq {found[0].seq}"
+            return Exchange.restore(older[1], p), f"seq {older[0]} (archived)"
+        return Exchange.restore(found[1], p), f"seq {found[0].seq}"
     if source.isdigit():
         found = store.get(int(source))
         if found is not None:
-            return Exchange.restore(found[1]), f"seq {found[0].seq}"
+            return Exchange.restore(found[1], p), f"seq {found[0].seq}"
         if archive is not None and int(source) in archive.snapshot_seqs():
-            return Exchange.restore(archive.read_snapshot(int(source))), f"seq {source} (archived)"
+            data = archive.read_snapshot(int(source))
+            return Exchange.restore(data, p), f"seq {source} (archived)"
         raise ReplayError(f"no intact snapshot at seq {source} (see `exch snapshot --list`)")
     path = Path(source)
     if not path.exists():
         raise ReplayError(f"{source}: not 'latest', 'none', a seq, or an existing file")
     try:
-        ex = Exchange.restore(path.read_bytes())
+        ex = Exchange.restore(path.read_bytes(), p)
     except SnapshotError as e:
         raise ReplayError(f"{source}: {e}") from None
     return ex, f"file {source} (seq {ex.last_seq})"

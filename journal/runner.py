@@ -258,7 +258,7 @@ class Matcher:
         self.on_progress = on_progress
         self.progress_every = progress_every
         self.stopping = threading.Event()
-        self.ex = Exchange()
+        self.ex = Exchange(self.keys.number)
         self.current_step: tuple[str, float] = ("starting", time.monotonic())
         self._keeper: LeaseKeeper | None = None
         self._follows = b"0-0"
@@ -320,11 +320,11 @@ class Matcher:
         if found is not None:
             info, data = found
             self.step("restoring a snapshot")
-            self.ex = Exchange.restore(data)
+            self.ex = Exchange.restore(data, self.keys.number)
             self.progress.snapshot_seq = info.seq
             start = f"({info.seq}-0"
         else:
-            self.ex = Exchange()
+            self.ex = Exchange(k.number)
             start = "-"
         history = History(self.client, k)
         self._ts = self.ex.now

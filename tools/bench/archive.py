@@ -40,7 +40,7 @@ def bench_archive(commands: int = 1_000_000, *, seed: int = 1,
     result: dict[str, Any] = {"benchmark": "archive", "compiled_core": COMPILED,
                               "commands": len(cmds)}
     with tempfile.TemporaryDirectory(prefix="exch-bench-") as tmp, LocalSystem(
-        Path(tmp) / "redis", Keys("bench"), snapshot_every=10**12,
+        Path(tmp) / "redis", Keys(), snapshot_every=10**12,
     ) as system:
         client, keys = system.client, system.keys
         assert client is not None

@@ -75,7 +75,7 @@ def bench_e2e(
     }
     snapshot_every = int(os.environ.get("EXCH_BENCH_SNAPSHOT_EVERY", max(len(cmds) // 4, 1000)))
     with tempfile.TemporaryDirectory(prefix="exch-bench-") as tmp, LocalSystem(
-        Path(tmp) / "redis", Keys("bench"), snapshot_every=snapshot_every,
+        Path(tmp) / "redis", Keys(), snapshot_every=snapshot_every,
         redis_options=["--latency-monitor-threshold", "10", "--slowlog-log-slower-than", "20000"],
     ) as system:
         phase("raw pipelined XADD")

@@ -39,7 +39,7 @@ def bench_export(commands: int = 1_000_000, *, runs: int = 3, seed: int = 1) -> 
     with tempfile.TemporaryDirectory(prefix="exch-bench-") as tmp:
         server = start_server(Path(tmp) / "redis", daemonize=False)
         client = connect(f"unix://{server.socket}")
-        keys = Keys("bench")
+        keys = Keys()
         try:
             ex = Exchange()
             events = 0

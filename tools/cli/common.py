@@ -87,6 +87,27 @@ SERVICE_WAIT = 30.0
 """Seconds a service (run, follow, archive, export, stats) waits for Redis at its start."""
 
 
+Route = Annotated[
+    str | None,
+    typer.Option("--partition", envvar="EXCH_PARTITION",
+                 help="Send every command to this partition (`partition` fields are then "
+                 "ignored). Default: each to where it belongs (its market's partition, its "
+                 "order's, or its `partition` field; see `exch partitions`)."),
+]
+
+
+def sequencer_for(client: Any, partition: str | None) -> Any:
+    """What sends commands: one partition's sequencer if ``partition`` is given, else one
+    that routes each command to its partition (``journal.routing``)."""
+    if partition is not None:
+        from journal.sequencer import Sequencer
+
+        return Sequencer(client, keys_for(partition))
+    from journal.routing import PartitionedSequencer
+
+    return PartitionedSequencer(client)
+
+
 def keys_for(partition: str) -> Any:
     """The key names of a partition."""
     from journal.keys import Keys

@@ -11,12 +11,14 @@ from .common import (
     SERVICE_WAIT,
     Partition,
     RedisUrl,
+    Route,
     busy,
     fail,
     keys_for,
     progress,
     redis_client,
     report,
+    sequencer_for,
     stop_on_signals,
 )
 
@@ -189,14 +191,14 @@ def load(
     seed: Annotated[int, typer.Option(help="Seed of the generated flow.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     redis_url: RedisUrl = None,
-    partition: Partition = "0",
+    partition: Route = None,
 ) -> None:
     """Send a seeded, realistic order flow (a generated market day) to a running system, at
     a chosen rate or as fast as possible, and report what was sent. Market ids and client
     refs are made unique per run, so loads can be repeated into the same journal. In-play bet
     delays are scaled to the rate: a day of hours passes in seconds of journal time, and
     delayed bets must still be able to match while a race is in play."""
-    from journal.sequencer import Sequencer
+    from journal.keys import Keys
     from journal.streams import last_id, parse_id
     from tools.sources.load import delay_scale, scale_delays, send
     from tools.sources.market_day import GeneratorStats, market_day, minimum_commands
@@ -207,8 +209,11 @@ def load(
     if markets > 1000:
         raise fail("at most 1000 markets per load")
     client = redis_client(redis_url)
-    keys = keys_for(partition)
-    base = parse_id(last_id(client, keys.input))[0]
+    sequencer = sequencer_for(client, partition)
+    # ids unique per run: from how far the journals already go
+    parts = [partition] if partition is not None else [
+        str(p) for p in range(sequencer.router.count)]
+    base = sum(parse_id(last_id(client, Keys(p).input))[0] for p in parts)
     stats = GeneratorStats()
     day = market_day(seed=seed, markets=markets, accounts=accounts, commands=commands,
                      market_base=2_000_001 + base * 1000, ref_prefix=f"L{base}-", stats=stats)
@@ -221,7 +226,7 @@ def load(
             advance(sofar.sent - done[0])
             done[0] = sofar.sent
 
-        sent = send(flow, Sequencer(client, keys), rate=rate, on_batch=on_batch)
+        sent = send(flow, sequencer, rate=rate, on_batch=on_batch)
     result = sent.as_dict()
     result["markets"] = [m.id for m in stats.markets]
     report(result, as_json)
@@ -241,7 +246,7 @@ def import_betfair(
         "this many seconds counts as this long (recordings sleep for hours between races).",
         min=0)] = 60.0,
     redis_url: RedisUrl = None,
-    partition: Partition = "0",
+    partition: Route = None,
 ) -> None:
     """Convert Betfair stream recordings into commands: market definitions, status changes,
     the book as resting orders of liquidity accounts, traded volume as crossing orders, and
@@ -262,7 +267,6 @@ def import_betfair(
     elif not submit:
         dump_commands(commands, sys.stdout)
     if submit:
-        from journal.sequencer import Sequencer
         from tools.sources.load import scale_delays, send
 
         tuples = [decode(c, i, c.get("ts", 0)) for i, c in enumerate(commands, 1)]
@@ -274,7 +278,7 @@ def import_betfair(
                 advance(r.sent - done[0])
                 done[0] = r.sent
 
-            sent = send(flow, Sequencer(redis_client(redis_url), keys_for(partition)),
+            sent = send(flow, sequencer_for(redis_client(redis_url), partition),
                         speed=speed or None, max_gap=max_gap, on_batch=on_batch)
         typer.echo(f"sequenced {sent.sequenced:,} commands: seq {sent.first_seq}..{sent.last_seq}",
                    err=True)

@@ -12,11 +12,13 @@ from .common import (
     SERVICE_WAIT,
     Partition,
     RedisUrl,
+    Route,
     fail,
     keys_for,
     progress,
     redis_client,
     report,
+    sequencer_for,
     stop_on_signals,
 )
 
@@ -30,15 +32,16 @@ def submit(
         bool, typer.Option(help="Send the valid lines even if some are not; report the rest.")
     ] = False,
     redis_url: RedisUrl = None,
-    partition: Partition = "0",
+    partition: Route = None,
 ) -> None:
-    """Validate a command file, then sequence its commands into the input journal.
+    """Validate a command file, then sequence its commands into the input journals.
 
     Every line is checked first: a bad line is reported with its number and why, and nothing
-    is sent (exit 2) unless --skip-invalid. A place whose (account, ref) was sequenced before
-    is not sequenced again.
+    is sent (exit 2) unless --skip-invalid. Each command goes to its partition (its
+    market's, its order's, or for a deposit, withdrawal or new market its `partition`
+    field), in the file's order. A place whose (account, ref) was sequenced before is not
+    sequenced again.
     """
-    from journal.sequencer import Sequencer
     from tools.sources.commandfile import check_file, valid_commands
 
     if file == "-":
@@ -52,8 +55,16 @@ def submit(
             return submit(tmp.name, skip_invalid, redis_url, partition)
         finally:
             os.unlink(tmp.name)
+    routed = partition is None
+    connected: list[Any] = []
+
+    def connect() -> Any:  # only once the file is known good, or names a partition
+        if not connected:
+            connected.append(sequencer_for(redis_client(redis_url), partition))
+        return connected[0]
+
     try:
-        count, problems = check_file(file)
+        count, problems = check_file(file, (lambda: connect().router.count) if routed else None)
     except OSError as e:
         raise fail(f"{file}: {e.strerror}") from None
     for p in problems[:20]:
@@ -62,24 +73,31 @@ def submit(
         typer.secho(f"... and {len(problems) - 20} more", err=True, fg=typer.colors.YELLOW)
     if problems and not skip_invalid:
         raise fail(f"{len(problems)} of {count} lines are not valid commands; nothing sent")
-    client = redis_client(redis_url)
-    sequencer = Sequencer(client, keys_for(partition))
+    sequencer = connect()
     valid = count - len(problems)
-    with progress("submitting", valid) as advance:
-        from journal.sequencer import Submitted
+    from journal.sequencer import Submitted
 
-        result = Submitted()
-        for seqs in sequencer.submit_iter(valid_commands(file)):
-            result.add(seqs)
+    results: dict[int, Submitted] = {}
+    with progress("submitting", valid) as advance:
+        if routed:
+            calls = sequencer.submit_iter(valid_commands(file))
+        else:
+            calls = ((int(partition), seqs) for seqs in sequencer.submit_iter(
+                cmd for _, cmd in valid_commands(file)))
+        for p, seqs in calls:
+            results.setdefault(p, Submitted()).add(seqs)
             advance(len(seqs))
-    if result.sequenced:
-        typer.echo(
-            f"sequenced {result.sequenced:,} commands: seq {result.first_seq}..{result.last_seq}"
-        )
-    else:
+    duplicates = 0
+    for p, result in sorted(results.items()):
+        duplicates += result.duplicates
+        if result.sequenced:
+            where = f" in partition {p}" if len(results) > 1 or p else ""
+            typer.echo(f"sequenced {result.sequenced:,} commands{where}: "
+                       f"seq {result.first_seq}..{result.last_seq}")
+    if not any(r.sequenced for r in results.values()):
         typer.echo("sequenced nothing")
-    if result.duplicates:
-        typer.echo(f"skipped {result.duplicates:,} with an (account, ref) already sequenced")
+    if duplicates:
+        typer.echo(f"skipped {duplicates:,} with an (account, ref) already sequenced")
     if problems:
         typer.echo(f"skipped {len(problems):,} invalid lines")
 
@@ -332,6 +350,62 @@ def status(
             g.add_row(grp.name, str(grp.consumers), f"{grp.pending:,}", grp.last_delivered,
                       f"{grp.lag:,}")
         console.print(g)
+
+
+@app.command()
+def partitions(
+    set_count: Annotated[int | None, typer.Option(
+        "--set", min=1, help="Configure this many partitions (0 to N-1). The number only "
+        "grows: markets are bound to their partition for life.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """The partitions: their markets, last seqs, matcher, follower and lag.
+
+    Each partition is its own journal with its own matcher (`exch run --partition P`). New
+    markets are spread over the configured partitions (see docs/partitions.md).
+    """
+    from journal.routing import directory, partition_count, set_partition_count
+    from journal.status import status as read_status
+
+    client = redis_client(redis_url)
+    if set_count is not None:
+        set_partition_count(client, set_count)
+    count = partition_count(client)
+    markets: dict[int, int] = {}
+    for p in directory(client).values():
+        markets[p] = markets.get(p, 0) + 1
+    found = {int(k.decode().split("{", 1)[1].split("}", 1)[0])
+             for k in client.scan_iter(match="exch:{*}:in", count=1000)
+             if k.decode().split("{", 1)[1].split("}", 1)[0].isdigit()}
+    rows = []
+    for p in sorted(set(range(count)) | found | set(markets)):
+        st = read_status(client, keys_for(str(p)))
+        rows.append({
+            "partition": p, "configured": p < count, "markets": markets.get(p, 0),
+            "last_input_seq": st.last_input_seq, "last_output_seq": st.last_output_seq,
+            "lag": st.lag, "matcher": st.matcher, "follower": st.follower,
+            "followed_seq": st.followed_seq,
+        })
+    if as_json:
+        print(json.dumps({"partitions": count, "rows": rows}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table("partition", "markets", "last in", "last out", "lag", "matcher", "follower",
+              title=f"{count} partition{'s' if count > 1 else ''} configured")
+    for r in rows:
+        name = str(r["partition"]) + ("" if r["configured"] else " (not configured)")
+        follower = (f"verified {r['followed_seq']:,}" if r["follower"] else "-")
+        t.add_row(name, f"{r['markets']:,}", f"{r['last_input_seq']:,}",
+                  f"{r['last_output_seq']:,}", f"{r['lag']:,}",
+                  "running" if r["matcher"] else "NONE", follower)
+    Console().print(t)
+    idle = [str(r["partition"]) for r in rows if r["configured"] and not r["matcher"]]
+    if idle:
+        typer.echo(f"no matcher runs for partition {', '.join(idle)}: start one with "
+                   f"`exch run --partition P`", err=True)
 
 
 ArchiveDir = Annotated[

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +21,8 @@ from typing import Any, BinaryIO, TextIO
 
 from exchange.commands import decode, problem
 from exchange.errors import BadLine
+from exchange.limits import MAX_PARTITION
+from journal.routing import ROUTED_BY_FIELD
 
 
 class DuplicateKey(ValueError):
@@ -128,30 +130,69 @@ class LineProblem:
         return f"{self.source}:{self.line}: {self.reason}: {self.message}"
 
 
-def _lines(path: str) -> Iterator[tuple[int, Any, LineProblem | None]]:
-    """(line number, JSON value or None, problem or None) for every command line."""
+ROUTING = "partition"
+"""The field that says which partition a command without a market or order goes to
+(``journal.routing``): taken off at the edge, never sequenced."""
+
+
+def take_route(obj: Any) -> tuple[Any, int | None, tuple[str, str] | None]:
+    """A command object without its ``partition`` field, the partition it names (or None),
+    and what is wrong with that field (or None). Only ``deposit``, ``withdraw`` and
+    ``create_market`` may carry one: a market's other commands follow the market, and an
+    order's follow its id."""
+    if not isinstance(obj, dict) or ROUTING not in obj:
+        return obj, None, None
+    p = obj[ROUTING]
+    rest = {k: v for k, v in obj.items() if k != ROUTING}
+    kind = obj.get("type")
+    if kind not in ROUTED_BY_FIELD:
+        return rest, None, ("MALFORMED", f"{_cut(str(kind))} has no field 'partition': its "
+                            "market or order decides where it goes")
+    if type(p) is not int or not 0 <= p <= MAX_PARTITION:
+        return rest, None, ("MALFORMED", f"partition must be a whole number from 0 to "
+                            f"{MAX_PARTITION}, not {_cut(repr(p))}")
+    return rest, p, None
+
+
+def _lines(path: str, partitions: Callable[[], int] | None = None
+           ) -> Iterator[tuple[int, Any, int | None, LineProblem | None]]:
+    """(line number, JSON value or None, partition field or None, problem or None) for every
+    command line; with ``partitions`` (asked the first time a line has a partition field:
+    how many are configured), a partition field past them is a problem too."""
+    count: list[int] = []
     with open_source(path) as stream:
         for number, obj in iter_lines(stream, path):
             if isinstance(obj, BadLine):
-                yield number, None, LineProblem(path, number, "MALFORMED", obj.why)
+                yield number, None, None, LineProblem(path, number, "MALFORMED", obj.why)
                 continue
-            found = problem(obj)
-            yield number, obj, (LineProblem(path, number, *found) if found else None)
+            obj, partition, found = take_route(obj)
+            if found is None:
+                found = problem(obj)
+            if found is None and partitions is not None and partition is not None:
+                if not count:
+                    count.append(partitions())
+                if partition >= count[0]:
+                    found = ("UNKNOWN_PARTITION", f"partition {partition} is not configured "
+                             f"(there are {count[0]}: see `exch partitions`)")
+            yield number, obj, partition, (LineProblem(path, number, *found) if found else None)
 
 
-def check_file(path: str) -> tuple[int, list[LineProblem]]:
-    """How many command lines the file has, and what is wrong with which."""
+def check_file(path: str, partitions: Callable[[], int] | None = None
+               ) -> tuple[int, list[LineProblem]]:
+    """How many command lines the file has, and what is wrong with which (with
+    ``partitions``, which says how many are configured, a ``partition`` field past them)."""
     count = 0
     problems = []
-    for _, _, bad in _lines(path):
+    for _, _, _, bad in _lines(path, partitions):
         count += 1
         if bad is not None:
             problems.append(bad)
     return count, problems
 
 
-def valid_commands(path: str) -> Iterator[tuple]:
-    """The file's valid commands as core tuples (seq and ts 0: the journal gives both)."""
-    for _, obj, bad in _lines(path):
+def valid_commands(path: str) -> Iterator[tuple[int | None, tuple]]:
+    """The file's valid commands as (``partition`` field or None, core tuple), seq and ts 0:
+    the journal gives both."""
+    for _, obj, partition, bad in _lines(path):
         if bad is None:
-            yield decode(obj, 0, 0)
+            yield partition, decode(obj, 0, 0)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exchange.named import named
+from journal.routing import PartitionedSequencer
 from journal.sequencer import Sequencer, Submitted
 
 Command = tuple
@@ -114,7 +115,7 @@ class LoadReport(Submitted):
 
 def send(
     commands: Iterable[Command],
-    sequencer: Sequencer,
+    sequencer: Sequencer | PartitionedSequencer,
     *,
     rate: float | None = None,
     speed: float | None = None,

@@ -1,0 +1,247 @@
+"""Partitions: ids that carry their partition (rules version 5), states that know theirs, and
+key names that only take partition numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from exchange import Exchange, decode
+from exchange.errors import InputError, SnapshotError
+from exchange.limits import MAX_PARTITION, PARTITION_STRIDE
+from exchange.rules import PARTITION_IDS
+from journal.keys import Keys
+
+
+def run(ex: Exchange, objs: list[dict], first: int = 1) -> list[list[dict]]:
+    """Apply JSON-form commands from seq ``first``; each command's events as dicts."""
+    from exchange.codec import wire_event
+
+    out = []
+    for i, obj in enumerate(objs):
+        cmd = decode(obj, first + i, 1_000, rules=ex.rules)
+        out.append([wire_event(e) for e in ex.apply(cmd)])
+    return out
+
+
+DAY = [
+    {"type": "create_market", "market": "m", "runners": [1, 2]},
+    {"type": "deposit", "account": "a", "amount": "100"},
+    {"type": "deposit", "account": "b", "amount": "100"},
+    {"type": "place", "account": "a", "market": "m", "runner": 1, "side": "BACK",
+     "price": "2", "stake": "10"},
+    {"type": "place", "account": "b", "market": "m", "runner": 1, "side": "LAY",
+     "price": "2", "stake": "4"},
+]
+
+
+def partition_exchange(partition: int, rules: int = PARTITION_IDS) -> Exchange:
+    ex = Exchange(partition)
+    ex.set_rules(rules, 0)
+    return ex
+
+
+def test_ids_carry_the_partition_from_rules_version_5() -> None:
+    ex = partition_exchange(3)
+    events = run(ex, DAY)
+    base = 3 * PARTITION_STRIDE
+    accepted = events[3][0]
+    assert accepted["type"] == "order_accepted" and accepted["order"] == base + 4
+    trade = next(e for e in events[4] if e["type"] == "trade")
+    assert trade["trade"] == f"{base + 5}-1"
+    assert (trade["back_order"], trade["lay_order"]) == (base + 4, base + 5)
+    assert trade["back_order"] // PARTITION_STRIDE == 3  # the order names its partition
+    # a cancel and a replace name the order by that id
+    cancel = {"type": "cancel", "account": "a", "order": base + 4}
+    replace = {"type": "replace", "account": "a", "order": base + 4, "price": "3"}
+    (replaced,) = run(ex, [replace], 6)
+    assert [e["type"] for e in replaced] == ["order_cancelled", "order_accepted"]
+    assert replaced[1]["order"] == base + 6
+    (can,) = run(ex, [cancel], 7)[0]
+    assert can["type"] == "order_rejected" and can["reason"] == "UNKNOWN_ORDER"  # replaced
+    # the seq alone names no order there
+    (miss,) = run(ex, [{"type": "cancel", "account": "a", "order": 6}], 8)[0]
+    assert miss["reason"] == "UNKNOWN_ORDER"
+
+
+def test_partition_0_and_older_rules_keep_ids_that_are_seqs() -> None:
+    for ex in (partition_exchange(0), partition_exchange(3, rules=4)):
+        events = run(ex, DAY)
+        trade = next(e for e in events[4] if e["type"] == "trade")
+        assert events[3][0]["order"] == 4 and trade["trade"] == "5-1"
+    # the same commands give the same bytes in partition 0 under 4 and 5
+    a, b = partition_exchange(0, 4), partition_exchange(0, 5)
+    assert run(a, DAY) == run(b, DAY)
+
+
+def test_moving_to_version_5_keeps_the_old_orders_ids() -> None:
+    ex = partition_exchange(2, rules=4)
+    run(ex, DAY[:4])
+    ex.set_rules(PARTITION_IDS, 1_000)
+    (events,) = run(ex, DAY[4:], 5)
+    trade = next(e for e in events if e["type"] == "trade")
+    assert trade["back_order"] == 4 and trade["lay_order"] == 2 * PARTITION_STRIDE + 5
+
+
+def test_a_state_knows_its_partition() -> None:
+    ex = partition_exchange(7)
+    run(ex, DAY[:4])
+    data = ex.snapshot()
+    back = Exchange.restore(data, 7)
+    assert back.partition == 7 and back.snapshot() == data
+    assert Exchange.restore(data).partition == 7
+    # it goes on exactly as the original
+    assert run(back, DAY[4:], 5) == run(ex, DAY[4:], 5)
+    with pytest.raises(SnapshotError, match="partition 7, not of 8"):
+        Exchange.restore(data, 8)
+    # partition 0's bytes hold no partition (the formats before are unchanged) ...
+    zero = partition_exchange(0, rules=4)
+    run(zero, DAY[:4])
+    old = zero.snapshot()
+    # ... so an older release's state of another partition is taken as that partition's
+    adopted = Exchange.restore(old, 5)
+    assert adopted.partition == 5
+    # but a version-5 state of partition 0 is partition 0's
+    five = partition_exchange(0)
+    run(five, DAY[:4])
+    with pytest.raises(SnapshotError, match="partition 0, not of 5"):
+        Exchange.restore(five.snapshot(), 5)
+
+
+def test_partitions_are_numbers() -> None:
+    assert Keys("12").number == 12 and Keys().number == 0
+    for bad in ("x", "007", "-1", "1.5", "", str(MAX_PARTITION + 1), "٣"):
+        with pytest.raises(InputError, match="whole number"):
+            Keys(bad)
+    with pytest.raises(ValueError):
+        Exchange(MAX_PARTITION + 1)
+    assert Exchange(MAX_PARTITION).partition == MAX_PARTITION
+
+
+# ----------------------------------------------------------------------------- routing
+
+
+def J(obj: dict) -> tuple:
+    """A JSON-form command as a client sends it (seq and ts 0: the journal gives both)."""
+    return decode(obj, 0, 0)
+
+
+def test_commands_go_to_their_partition_and_ids_never_collide(redis_server) -> None:  # type: ignore[no-untyped-def]
+    from journal.replay import replay
+    from journal.routing import (
+        DIRECTORY,
+        PartitionedSequencer,
+        Router,
+        set_partition_count,
+        stable_partition,
+    )
+
+    from .journal_helpers import matcher_thread, output_events, wait_caught_up
+
+    client = redis_server.client()
+    set_partition_count(client, 2)
+    with pytest.raises(InputError, match="never goes down"):
+        set_partition_count(client, 1)
+    seq = PartitionedSequencer(client)
+    p0, p1 = Keys("0"), Keys("1")
+    # a market whose creator does not say goes where the stable rule puts it
+    free = next(f"free{i}" for i in range(100) if stable_partition(f"free{i}", 2) == 1)
+    day = [
+        (1, J({"type": "create_market", "market": "one", "runners": [1, 2]})),
+        (0, J({"type": "create_market", "market": "zero", "runners": [1, 2]})),
+        J({"type": "create_market", "market": free, "runners": [1, 2]}),
+        (1, J({"type": "deposit", "account": "a", "amount": "100"})),
+        (1, J({"type": "deposit", "account": "b", "amount": "100"})),
+        (None, J({"type": "deposit", "account": "a", "amount": "50"})),  # partition 0
+        J({"type": "place", "account": "a", "market": "one", "runner": 1, "side": "BACK",
+           "price": "2", "stake": "10"}),
+        J({"type": "place", "account": "b", "market": "one", "runner": 1, "side": "LAY",
+           "price": "2", "stake": "4"}),
+        J({"type": "place", "account": "a", "market": "zero", "runner": 1, "side": "BACK",
+           "price": "3", "stake": "5"}),
+        J({"type": "place", "account": "a", "market": "nowhere", "runner": 1, "side": "BACK",
+           "price": "3", "stake": "5"}),
+        # the same id again, asking for partition 0: it stays in 1, where it is a duplicate
+        (0, J({"type": "create_market", "market": "one", "runners": [1, 2]})),
+    ]
+    done = seq.submit(day)
+    assert {p: r.sequenced for p, r in done.items()} == {0: 4, 1: 7}
+    # the first place in "one" is seq 5 of partition 1 (two creates, two deposits, place)
+    first = PARTITION_STRIDE + 5
+    assert seq.router.route(J({"type": "cancel", "account": "a", "order": first})) == 1
+    seq.submit([J({"type": "cancel", "account": "a", "order": first}),
+                J({"type": "cancel", "account": "a", "order": 4})])  # 4: no order in 0
+    with pytest.raises(InputError, match="partition 5 is not configured"):
+        seq.submit([(5, J({"type": "deposit", "account": "a", "amount": "1"}))])
+    assert {k.decode(): int(v) for k, v in client.hgetall(DIRECTORY).items()} == {
+        "one": 1, "zero": 0, free: 1}
+    with matcher_thread(client, p0), matcher_thread(client, p1):
+        wait_caught_up(client, p0)
+        wait_caught_up(client, p1)
+    ones, zeros = output_events(client, p1), output_events(client, p0)
+    accepted = [e["order"] for e in ones + zeros if e["type"] == "order_accepted"]
+    assert sorted(accepted) == [3, first, first + 1]  # partition 0's order is its seq
+    trade = next(e for e in ones if e["type"] == "trade")
+    assert trade["trade"] == f"{first + 1}-1"
+    cancelled = [e for e in ones if e["type"] == "order_cancelled"]
+    assert [e["order"] for e in cancelled] == [first]
+    reasons = [e.get("reason") for e in zeros if e["type"] == "order_rejected"]
+    assert reasons == ["UNKNOWN_MARKET", "UNKNOWN_ORDER"]
+    assert [e.get("reason") for e in ones if e["type"] == "order_rejected"] == [
+        "DUPLICATE_MARKET"]
+    # a's wallets are apart: 100 in partition 1, 50 in partition 0
+    funds = {(p, e["account"]): e["balance"] for p, evs in ((0, zeros), (1, ones))
+             for e in evs if e["type"] == "funds_changed"}
+    assert funds[(1, "a")] == 10_000 and funds[(0, "a")] == 5_000
+    for keys in (p0, p1):
+        assert replay(client, keys, source="none", verify=True).verified
+    # another router reads the same bindings
+    assert Router(client).route(J({"type": "void", "market": free})) == 1
+
+
+def test_the_command_line_routes_and_lists_partitions(redis_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    def exch(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tools.cli", *args, "--redis-url", redis_server.url],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+            env={**os.environ, "COLUMNS": "200"})
+
+    done = exch("partitions", "--set", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)
+    assert listed["partitions"] == 2 and [r["partition"] for r in listed["rows"]] == [0, 1]
+    lines = [
+        {"type": "create_market", "market": "x", "runners": [1, 2], "partition": 1},
+        {"type": "deposit", "account": "a", "amount": "10", "partition": 1},
+        {"type": "deposit", "account": "a", "amount": "5"},
+        {"type": "place", "account": "a", "market": "x", "runner": 1, "side": "BACK",
+         "price": "2", "stake": "1"},
+    ]
+    day = tmp_path / "day.jsonl"
+    day.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    done = exch("submit", str(day))
+    assert done.returncode == 0, done.stderr
+    assert "sequenced 1 commands in partition 0: seq 1..1" in done.stdout
+    assert "sequenced 3 commands in partition 1: seq 1..3" in done.stdout
+    # a partition that is not configured, or a partition field where it means nothing:
+    # reported with the line, nothing sent (exit 2)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"type": "deposit", "account": "a", "amount": "1",
+                               "partition": 7}) + "\n" + json.dumps(
+        {**lines[3], "partition": 1}) + "\n")
+    done = exch("submit", str(bad))
+    assert done.returncode == 2
+    assert "bad.jsonl:1: UNKNOWN_PARTITION: partition 7 is not configured" in done.stderr
+    assert "bad.jsonl:2: MALFORMED: place has no field 'partition'" in done.stderr
+    rows = json.loads(exch("partitions", "--json").stdout)["rows"]
+    assert [(r["markets"], r["last_input_seq"]) for r in rows] == [(0, 1), (1, 3)]
+    done = exch("partitions")
+    assert done.returncode == 0 and "no matcher runs for partition 0, 1" in done.stderr
+    done = exch("status", "--partition", "x1")
+    assert done.returncode == 2 and "whole number" in done.stderr
