@@ -174,6 +174,9 @@ class PartitionedSequencer:
         self.router = router or Router(client)
         self._sequencers: dict[int, Sequencer] = {}
 
+    id_base = 0
+    """``submit_batch`` gives each command's place across the journals, an order id already."""
+
     def sequencer(self, partition: int) -> Sequencer:
         s = self._sequencers.get(partition)
         if s is None:

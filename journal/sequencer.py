@@ -22,7 +22,9 @@ import redis
 
 from exchange.commands import to_wire
 from exchange.errors import JournalError
+from exchange.limits import PARTITION_STRIDE
 from exchange.rules import LATEST as LATEST_RULES
+from exchange.rules import PARTITION_IDS
 
 from .keys import Keys
 from .scripts import script
@@ -105,6 +107,20 @@ class Sequencer:
         self.keys = keys or Keys()
         self._script = script(client, "sequence")
         self._pack = msgpack.Packer(autoreset=True).pack
+        self._id_base: int | None = None
+
+    @property
+    def id_base(self) -> int:
+        """What an order id adds to the seq of the command that placed it in this partition
+        (``exchange.limits.PARTITION_STRIDE`` times the partition from rules version 5, else
+        0): ``id_base + seq`` is the order's id."""
+        if self._id_base is None:
+            from .rules import rules_in_force
+
+            number = self.keys.number
+            self._id_base = number * PARTITION_STRIDE if number and rules_in_force(
+                self.client, self.keys) >= PARTITION_IDS else 0
+        return self._id_base
 
     def _args(self, payloads: list[tuple[str, bytes]]) -> tuple[list[str], list[object]]:
         k = self.keys

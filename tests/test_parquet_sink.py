@@ -116,7 +116,7 @@ def check_folder(out: Path, entries: list[Entry], upto: int | None = None) -> No
         assert back["taker"] == (t["taker"] == "BACK") and lay["taker"] == (t["taker"] == "LAY")
     for table in TABLES:
         ranges: dict[str, list[tuple[int, int]]] = {}
-        for path in (out / table).glob("*/*"):
+        for path in (out / table).glob("partition=0/*/*"):
             assert not path.name.startswith("."), f"temporary file left: {path}"
             m = P._PART.match(path.name)
             assert m, path
@@ -193,12 +193,43 @@ def test_pandas_reads_ids_as_integers_and_flags_as_booleans(tmp_path: Path) -> N
 def test_a_folder_of_the_old_format_is_refused_not_mixed(tmp_path: Path) -> None:
     with ParquetSink(tmp_path) as sink:
         write_all(sink, stream(200), [50])
-    state = json.loads((tmp_path / "_state.json").read_text())
-    assert state["format"] == T.FORMAT
-    state["format"] = 1
-    (tmp_path / "_state.json").write_text(json.dumps(state))
+    state = json.loads((tmp_path / "_state-0.json").read_text())
+    assert state["format"] == T.FORMAT and state["partition"] == 0
+    # format 1 kept one cursor, _state.json, for a folder of decimals
+    old = tmp_path / "old"
+    (old / "trades" / "date=2026-01-01").mkdir(parents=True)
+    (old / "_state.json").write_text(json.dumps({"committed_seq": 5, "format": 1}))
     with pytest.raises(SinkError, match="format 1.*new folder"):
+        ParquetSink(old)
+    state["format"] = 3
+    (tmp_path / "_state-0.json").write_text(json.dumps(state))
+    with pytest.raises(SinkError, match="format 3, not 2"):
         ParquetSink(tmp_path)
+
+
+def test_partitions_export_side_by_side_into_one_set_of_tables(tmp_path: Path) -> None:
+    """Each exchange partition's sink owns its partition=P folders and cursor; readers see
+    one table with a partition column, and a partition's events read back whole."""
+    a, b = stream(600), stream(400, step_ms=60_000)
+    with ParquetSink(tmp_path, partition=0) as zero, ParquetSink(tmp_path, partition=3) as three:
+        write_all(zero, a, [70])
+        write_all(three, b, [30, 11])
+        with pytest.raises(SinkError, match="partition 3.*in use"):
+            ParquetSink(tmp_path, partition=3)
+        assert (zero.committed_seq(), three.committed_seq()) == (a[-1][0], b[-1][0])
+        three.compact()
+    assert read_events(tmp_path, 0) == expected(a, a[-1][0])
+    assert read_events(tmp_path, 3) == expected(b, b[-1][0])
+    trades = read_table(tmp_path, "trades")
+    counts = trades.group_by("partition").aggregate([("seq", "count")]).to_pylist()
+    want = {0: sum(e["type"] == "trade" for _, _, evs in a for e in evs),
+            3: sum(e["type"] == "trade" for _, _, evs in b for e in evs)}
+    assert {r["partition"]: r["seq_count"] for r in counts} == want
+    import pandas as pd
+
+    df = pd.read_parquet(tmp_path / "trades")
+    assert sorted(df["partition"].astype(int).unique()) == [0, 3]
+    assert len(df) == sum(want.values())
 
 
 def test_every_event_type_has_a_table_and_every_field_a_column() -> None:
@@ -231,7 +262,7 @@ def test_golden_streams_round_trip(tmp_path: Path) -> None:
         assert sink.committed_seq() == entries[-1][0]
     check_folder(tmp_path, entries)
     for table in TABLES:
-        for path in (tmp_path / table).glob("*/*.parquet"):
+        for path in (tmp_path / table).glob("*/*/*.parquet"):
             assert pq.read_schema(path).equals(SCHEMAS[table], check_metadata=False)
 
 
@@ -246,9 +277,10 @@ def test_layout_dates_and_names(tmp_path: Path) -> None:
     # one call: one file per (table, date)
     assert [f.parent.name for f in files] == [f"date={d}" for d in days]
     assert all(P._PART.match(f.name) for f in files)
+    assert all(f.parent.parent.name == "partition=0" for f in files)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["_lock", "_state.json", *[t for t in TABLES if (tmp_path / t).exists()]])
-    assert json.loads((tmp_path / "_state.json").read_text())["committed_seq"] == entries[-1][0]
+        ["_lock-0", "_state-0.json", *[t for t in TABLES if (tmp_path / t).exists()]])
+    assert json.loads((tmp_path / "_state-0.json").read_text())["committed_seq"] == entries[-1][0]
     check_folder(tmp_path, entries)
 
 
@@ -312,8 +344,8 @@ def test_data_without_state_is_refused(tmp_path: Path) -> None:
     entries = stream(100)
     with ParquetSink(tmp_path) as sink:
         sink.write(entries)
-    (tmp_path / "_state.json").unlink()
-    with pytest.raises(SinkError, match="no _state.json"):
+    (tmp_path / "_state-0.json").unlink()
+    with pytest.raises(SinkError, match="no _state-0.json"):
         ParquetSink(tmp_path)
     assert list(tmp_path.rglob("*.parquet"))  # nothing deleted
 
@@ -338,7 +370,7 @@ def test_recovery_deletes_leftovers_and_redundant_files(tmp_path: Path) -> None:
              == part.name]
     pq.write_table(T.arrow_table("orders", later), part / P._part_name(later[0][0], later[-1][0]))
     (part / ".part-000000000001-000000000002.parquet.tmp").write_bytes(b"junk")
-    (tmp_path / "_state.json.tmp").write_text("{}")
+    (tmp_path / "_state-0.json.tmp").write_text("{}")
     (part / "notes.txt").write_text("not ours")
     with ParquetSink(tmp_path) as sink:
         assert sink.committed_seq() == committed
@@ -358,7 +390,7 @@ def test_a_file_across_the_cursor_is_an_error(tmp_path: Path) -> None:
         sink.write(entries[:100])
         committed = sink.committed_seq()
     rows = T.table_rows(entries, 0)[1]["orders"]
-    part = next((tmp_path / "orders").iterdir())
+    part = next((tmp_path / "orders" / "partition=0").iterdir())
     pq.write_table(T.arrow_table("orders", rows), part / P._part_name(rows[0][0], rows[-1][0]))
     with pytest.raises(SinkError, match="across the committed cursor"):
         ParquetSink(tmp_path)
@@ -409,7 +441,7 @@ def test_readers_pandas_pyarrow_duckdb(tmp_path: Path) -> None:
         sink.compact()
     trades = [e for _, _, evs in entries for e in evs if e["type"] == "trade"]
     total = sum(e["size"] for e in trades)
-    dates = sorted({f.parent.name[5:] for f in (tmp_path / "trades").glob("*/*.parquet")})
+    dates = sorted({f.parent.name[5:] for f in (tmp_path / "trades").glob("*/*/*.parquet")})
     assert len(dates) >= 2
 
     df = pd.read_parquet(tmp_path / "trades")
@@ -427,11 +459,11 @@ def test_readers_pandas_pyarrow_duckdb(tmp_path: Path) -> None:
     assert pa.compute.sum(t["size_pence"]).as_py() == total
     for table in TABLES:
         d = ds.dataset(tmp_path / table, partitioning="hive")
-        assert d.schema.remove(d.schema.get_field_index("date")).equals(
-            SCHEMAS[table], check_metadata=False)
+        assert d.schema.names[-2:] == ["partition", "date"]  # from the folders
+        assert pa.schema(list(d.schema)[:-2]).equals(SCHEMAS[table], check_metadata=False)
 
     con = duckdb.connect()
-    glob = f"{tmp_path}/trades/*/*.parquet"
+    glob = f"{tmp_path}/trades/*/*/*.parquet"
     n, s, nd, mx = con.execute(
         "select count(*), sum(size_pence), count(distinct date), max(price) "
         f"from read_parquet('{glob}', hive_partitioning=true)").fetchone()
@@ -439,7 +471,7 @@ def test_readers_pandas_pyarrow_duckdb(tmp_path: Path) -> None:
     assert round(mx * 100) == max(e["price"] for e in trades)
     kinds = dict(con.execute(
         "select type, count(*) from read_parquet("
-        f"'{tmp_path}/orders/*/*.parquet', hive_partitioning=true) group by type").fetchall())
+        f"'{tmp_path}/orders/*/*/*.parquet', hive_partitioning=true) group by type").fetchall())
     assert kinds["order_matched"] == 2 * len(trades)
     assert kinds["order_accepted"] == sum(
         e["type"] == "order_accepted" for _, _, evs in entries for e in evs)
@@ -447,7 +479,7 @@ def test_readers_pandas_pyarrow_duckdb(tmp_path: Path) -> None:
     oid = trades[0]["back_order"]
     life = con.execute(
         "select type from read_parquet("
-        f"'{tmp_path}/orders/*/*.parquet', hive_partitioning=true) "
+        f"'{tmp_path}/orders/*/*/*.parquet', hive_partitioning=true) "
         f'where "order" = {oid} order by seq, idx').fetchall()
     assert life[0] == ("order_accepted",) and ("order_matched",) in life
 
@@ -501,26 +533,29 @@ def _child() -> None:
 
 
 def _run_child(out: Path, start: int, seed: int, point: str = "-", hit: int = 0,
-               kill_after: float | None = None) -> int:
+               kill_after: float | None = None, timing: list[float] | None = None) -> int:
     cmd = [sys.executable, "-c",
            "import sys; from tests.test_parquet_sink import _child; _child()",
            str(out), str(start), str(seed), point, str(hit)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     ready = proc.stdout.readline()
+    began = time.perf_counter()
     if kill_after is not None and ready == b"ready\n":
         try:
             proc.wait(timeout=kill_after)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
     _, err = proc.communicate(timeout=300)
+    if timing is not None:
+        timing.append(time.perf_counter() - began)
     assert proc.returncode in (0, -signal.SIGKILL), err.decode()
     return proc.returncode
 
 
 def _committed(out: Path) -> int:
     try:
-        return json.loads((out / "_state.json").read_text())["committed_seq"]
+        return json.loads((out / "_state-0.json").read_text())["committed_seq"]
     except FileNotFoundError:
         return 0
 
@@ -568,11 +603,16 @@ def test_sigkill_at_random_moments_then_restart_is_exactly_once(tmp_path: Path) 
     entries = stream(**CRASH_STREAM)
     rng = random.Random(3)
     out = tmp_path / "out"
+    # how long a child writes once ready, on this machine now: kills land within that
+    spans: list[float] = []
+    for probe in range(3):
+        _run_child(tmp_path / f"probe{probe}", 0, seed=100, point="none", timing=spans)
+    span = sorted(spans)[1]
     killed = 0
     for round_ in range(10):
         start = _restart_position(entries, _committed(out), rng)
         code = _run_child(out, start, seed=100 + round_, point="none", hit=0,
-                          kill_after=rng.uniform(0.0, 0.4))
+                          kill_after=rng.uniform(0.0, 0.8 * span))
         killed += code == -signal.SIGKILL
     assert killed >= 5
     assert _committed(out) < entries[-1][0]

@@ -243,5 +243,78 @@ def test_the_command_line_routes_and_lists_partitions(redis_server, tmp_path) ->
     assert [(r["markets"], r["last_input_seq"]) for r in rows] == [(0, 1), (1, 3)]
     done = exch("partitions")
     assert done.returncode == 0 and "no matcher runs for partition 0, 1" in done.stderr
+    from .journal_helpers import matcher_thread, wait_caught_up
+
+    client = redis_server.client()
+    with matcher_thread(client, Keys("0")), matcher_thread(client, Keys("1")):
+        wait_caught_up(client, Keys("0"))
+        wait_caught_up(client, Keys("1"))
+        # the market's views are found in its partition without being told where
+        done = exch("book", "x")
+        assert done.returncode == 0 and "no market" not in done.stdout, done.stderr
+        views = json.loads(exch("stats", "--json").stdout)
+        assert [v["market"] for v in views] == ["x"]
+        assert exch("book", "x", "--partition", "0").returncode == 1
     done = exch("status", "--partition", "x1")
     assert done.returncode == 2 and "whole number" in done.stderr
+
+
+def test_a_generated_flow_cancels_its_own_orders_in_any_partition(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """``exch load`` names the orders it cancels by the ids the journal gave them: in a
+    partition other than 0 those are not the seqs."""
+    from collections import Counter
+
+    from journal.routing import PartitionedSequencer, set_partition_count
+    from journal.sequencer import Sequencer
+    from tools.sources.load import send
+    from tools.sources.market_day import market_day
+
+    from .journal_helpers import matcher_thread, output_events, wait_caught_up
+
+    client = redis_server.client()
+    set_partition_count(client, 3)
+
+    def flow(base: int) -> object:
+        return market_day(seed=4, markets=4, accounts=60, commands=6000,
+                          market_base=base, ref_prefix=f"r{base}-")
+
+    sent = {2: send(flow(100), Sequencer(client, Keys("2")))}
+    routed = send(flow(200), PartitionedSequencer(client))  # spread over 0, 1 and 2
+    with matcher_thread(client, Keys("0")), matcher_thread(client, Keys("1")), \
+            matcher_thread(client, Keys("2")):
+        for p in "012":
+            wait_caught_up(client, Keys(p))
+    events = {p: output_events(client, Keys(str(p))) for p in range(3)}
+    cancels = sent[2].by_type.get("cancel", 0) + routed.by_type.get("cancel", 0)
+    assert cancels > 300
+    done = Counter(e["type"] for evs in events.values() for e in evs)
+    reasons = Counter(e["reason"] for evs in events.values() for e in evs
+                      if e["type"] == "order_rejected")
+    # the generator only cancels live orders of their owner; through a live journal some
+    # have filled by the time their cancel comes, but none belongs to someone else
+    assert reasons["NOT_OWNER"] == 0
+    assert reasons["UNKNOWN_ORDER"] < 0.2 * cancels, reasons
+    assert done["order_cancelled"] > 0.5 * cancels
+    assert all(e["order"] // PARTITION_STRIDE == p for p, evs in events.items()
+               for e in evs if e["type"] == "order_accepted")
+
+
+def test_simulate_sets_partition_fields_aside(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    day = tmp_path / "day.jsonl"
+    day.write_text("\n".join(json.dumps(x) for x in [
+        {"type": "create_market", "market": "x", "runners": [1, 2], "partition": 1},
+        {"type": "deposit", "account": "a", "amount": "10", "partition": 1},
+        {"type": "cancel", "account": "a", "order": 1, "partition": 1},
+    ]) + "\n")
+    done = subprocess.run([sys.executable, "-m", "tools.cli", "simulate", str(day)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [e["type"] for e in events] == ["market_created", "funds_changed", "order_rejected"]
+    assert events[1]["balance"] == "10.00" and events[2]["reason"] == "MALFORMED"

@@ -104,7 +104,7 @@ def bench_soak(
     with tempfile.TemporaryDirectory(prefix="exch-soak-") as tmp:
         root = Path(folder) if folder is not None else Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        keys = Keys("soak")
+        keys = Keys("1")  # a partition of its own, as a deployment may run it
         with LocalSystem(root / "redis", keys, snapshot_every=every,
                          redis_options=["--maxmemory-policy", "noeviction"]) as system:
             client = system.client

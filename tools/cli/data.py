@@ -9,7 +9,6 @@ import typer
 
 from .common import (
     SERVICE_WAIT,
-    Partition,
     RedisUrl,
     Route,
     busy,
@@ -35,15 +34,20 @@ def simulate(
 
     Command i gets seq i (from 1) and the ts of its line, or else the previous one. A line
     that is not JSON stops it (exit 2); a JSON object that is not a valid command becomes an
-    order_rejected event, as the matcher would journal it.
+    order_rejected event, as the matcher would journal it. One core: `partition` fields
+    (docs/partitions.md) are read and set aside, as if the exchange had one partition.
     """
     from tools.simulate import simulate as run
-    from tools.sources.commandfile import open_source, read_commands
+    from tools.sources.commandfile import open_source, read_commands, take_route
+
+    def unrouted(obj: Any) -> Any:
+        rest, _, bad = take_route(obj)
+        return rest if bad is None else obj  # a misplaced field: the core says MALFORMED
 
     try:
         with open_source(file) as stream:
             write = sys.stdout.write
-            for line in run(obj for _, obj in read_commands(stream, file)):
+            for line in run(unrouted(obj) for _, obj in read_commands(stream, file)):
                 write(line)
                 write("\n")
     except OSError as e:
@@ -64,42 +68,83 @@ def export_parquet(
                      help="Keep exporting as events arrive, or stop once caught up."),
     ] = False,
     redis_url: RedisUrl = None,
-    partition: Partition = "0",
+    partition: Annotated[str | None, typer.Option(
+        "--partition", envvar="EXCH_PARTITION",
+        help="Export this partition only. Default: every partition, side by side in one set "
+        "of tables (a partition column).")] = None,
 ) -> None:
-    """Export the output stream to Parquet tables (trades, orders, markets, settlements,
-    funds), partitioned by date, exactly once: a crash never leaves a partial or duplicate
-    file, and a restart resumes after the last committed seq."""
+    """Export the output streams to Parquet tables (trades, orders, markets, settlements,
+    funds), partitioned by exchange partition and date, exactly once: a crash never leaves a
+    partial or duplicate file, and a restart resumes after each partition's last committed
+    seq."""
+    import threading
 
+    from journal.routing import partition_count
     from journal.streams import last_id, parse_id
     from tools.services.export.service import Exporter
 
     client = redis_client(redis_url, wait=SERVICE_WAIT if follow else 0.0)
-    keys = keys_for(partition)
-    target = parse_id(last_id(client, keys.output))[0]
+    parts = [partition] if partition is not None else [
+        str(p) for p in range(partition_count(client))]
+    targets = {p: parse_id(last_id(client, keys_for(p).output))[0] for p in parts}
     with progress("exporting", None, quiet=follow) as advance:
-        seen = [0]
+        seen: dict[str, int] = {}
+        lock = threading.Lock()
 
-        def on_progress(p: Any) -> None:
-            advance(p.entries - seen[0])
-            seen[0] = p.entries
+        def tracker(p: str) -> Any:
+            def on_progress(prog: Any) -> None:
+                with lock:
+                    advance(prog.entries - seen.get(p, 0))
+                    seen[p] = prog.entries
+            return on_progress
 
-        exporter = Exporter(client, out, keys, on_progress=on_progress)
-        stop_on_signals(exporter.stop, "exch export parquet")
-        done = exporter.run(follow=follow)
-    typer.echo(f"exported up to seq {done.committed_seq:,} "
-               f"({done.events:,} events this run) to {out}"
-               + ("" if follow or done.committed_seq >= target else " (output still growing)"))
+        exporters = {p: Exporter(client, out, keys_for(p), on_progress=tracker(p))
+                     for p in parts}
+        stop_on_signals(lambda: [e.stop() for e in exporters.values()], "exch export parquet")
+        results: dict[str, Any] = {}
+        errors: list[BaseException] = []
+
+        def run(p: str) -> None:
+            try:
+                results[p] = exporters[p].run(follow=follow)
+            except BaseException as exc:  # reported below, with the others stopped
+                errors.append(exc)
+                for e in exporters.values():
+                    e.stop()
+
+        threads = [threading.Thread(target=run, args=(p,), daemon=True) for p in parts[1:]]
+        for t in threads:
+            t.start()
+        run(parts[0])
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+    for p in parts:
+        done = results[p]
+        where = f"partition {p}: " if len(parts) > 1 else ""
+        typer.echo(f"{where}exported up to seq {done.committed_seq:,} "
+                   f"({done.events:,} events this run) to {out}"
+                   + ("" if follow or done.committed_seq >= targets[p]
+                      else " (output still growing)"))
 
 
 @export_app.command("compact")
 def export_compact(out: ExportDir = "out/parquet") -> None:
-    """Merge the small Parquet files of each date into large ones; the rows do not change."""
-    from tools.services.export.parquet import ParquetSink
+    """Merge the small Parquet files of each date into large ones, in every partition; the
+    rows do not change."""
+    from tools.services.export.parquet import ParquetSink, exported_partitions
 
-    with ParquetSink(out) as sink:
-        merged = sink.compact()
-    typer.echo(f"{merged.files_before} files -> {merged.files_after} "
-               f"({merged.rows_rewritten:,} rows rewritten in {merged.seconds:.1f} s)")
+    before = after = rows = 0
+    seconds = 0.0
+    for p in exported_partitions(out):
+        with ParquetSink(out, partition=p) as sink:
+            merged = sink.compact()
+        before += merged.files_before
+        after += merged.files_after
+        rows += merged.rows_rewritten
+        seconds += merged.seconds
+    typer.echo(f"{before} files -> {after} ({rows:,} rows rewritten in {seconds:.1f} s)")
 
 
 @app.command()

@@ -7,7 +7,48 @@ from typing import Annotated
 
 import typer
 
-from .common import Partition, RedisUrl, fail, keys_for, redis_client
+from .common import RedisUrl, fail, keys_for, redis_client
+
+MarketPartition = Annotated[
+    str | None,
+    typer.Option("--partition", envvar="EXCH_PARTITION",
+                 help="Partition to read. Default: the market's (from the directory), or "
+                 "every partition."),
+]
+
+
+def _partitions(client, market: str | None, partition: str | None) -> list[str]:  # type: ignore[no-untyped-def]
+    """Which partitions to read: the one given, else the market's, else every one."""
+    from journal.routing import Router
+
+    if partition is not None:
+        return [partition]
+    router = Router(client)
+    if market is not None:
+        found = router.market(market)
+        return [str(found if found is not None else 0)]
+    return [str(p) for p in range(router.count)]
+
+
+class _Services:
+    """The statistics consumers of several partitions, driven as one."""
+
+    def __init__(self, client, parts: list[str]) -> None:  # type: ignore[no-untyped-def]
+        from tools.services.stats import StatsService
+
+        self.services = [StatsService(client, keys_for(p)) for p in parts]
+
+    def catch_up(self) -> None:
+        for s in self.services:
+            s.catch_up()
+
+    def follow(self) -> None:
+        for s in self.services:
+            s.follow()
+
+    def stop(self) -> None:
+        for s in self.services:
+            s.stop()
 
 app = typer.Typer()
 
@@ -18,7 +59,7 @@ def stats(
     follow: Annotated[bool, typer.Option(help="Keep consuming and refreshing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
     redis_url: RedisUrl = None,
-    partition: Partition = "0",
+    partition: MarketPartition = None,
 ) -> None:
     """Live market statistics: per market and runner, best back and lay prices and sizes,
     traded volume per price, last traded price, VWAP and order counts, kept in Redis.
@@ -27,32 +68,36 @@ def stats(
     --follow keeps consuming and refreshing. If another process already runs the consumer,
     only reads what it keeps.
     """
-    from tools.services.stats import StatsService, read_markets, read_view
+    from tools.services.stats import read_markets, read_view
 
     from .views import ladder, market_summary, traded_by_price
 
     client = redis_client(redis_url)
-    keys = keys_for(partition)
+    parts = _partitions(client, market, partition)
+
+    def views() -> list:
+        if market:
+            return [read_view(client, market, keys_for(parts[0]))]
+        return [read_view(client, m, keys_for(p)) for p in parts
+                for m in read_markets(client, keys_for(p))]
 
     def render():  # type: ignore[no-untyped-def]
         from rich.console import Group
 
         if market:
-            view = read_view(client, market, keys)
+            (view,) = views()
             if view is None:
                 return f"no statistics for market {market}"
             return Group(ladder(view), traded_by_price(view))
-        views = [read_view(client, m, keys) for m in read_markets(client, keys)]
-        return market_summary([v for v in views if v])
+        return market_summary([v for v in views() if v])
 
-    service = StatsService(client, keys)
+    service = _Services(client, parts)
     if as_json:
         try:
             service.catch_up()
         finally:
             service.stop()
-        names = [market] if market else read_markets(client, keys)
-        print(json.dumps([read_view(client, m, keys) for m in names]))
+        print(json.dumps(views()))
         return
     _watch(render, service, follow)
 
@@ -87,7 +132,7 @@ def book(
     market: Annotated[str, typer.Argument(help="Market id.")],
     follow: Annotated[bool, typer.Option(help="Keep refreshing.")] = False,
     redis_url: RedisUrl = None,
-    partition: Partition = "0",
+    partition: MarketPartition = None,
 ) -> None:
     """The ladder of a market: per runner the best three prices available to back and to lay
     with their sizes, last traded price and traded volume."""
@@ -96,7 +141,8 @@ def book(
     from .views import ladder
 
     client = redis_client(redis_url)
-    keys = keys_for(partition)
+    (part,) = _partitions(client, market, partition)
+    keys = keys_for(part)
 
     def render():  # type: ignore[no-untyped-def]
         view = read_view(client, market, keys)
@@ -104,4 +150,4 @@ def book(
 
     _watch(render, StatsService(client, keys), follow)
     if not follow and read_view(client, market, keys) is None:
-        raise fail(f"no market {market} in partition {partition}", 1)
+        raise fail(f"no market {market} in partition {part}", 1)

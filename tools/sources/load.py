@@ -147,7 +147,8 @@ def send(
         if not pending:
             return
         seqs = sequencer.submit_batch(pending)
-        ids.record(generated, seqs)
+        base = sequencer.id_base  # an order's id is its seq in partition 0, not in the others
+        ids.record(generated, [base + s if s else 0 for s in seqs] if base else seqs)
         report.add(seqs)
         skipped.update(g for g, s in zip(generated, seqs) if not s)
         pending.clear()

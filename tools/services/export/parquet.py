@@ -5,11 +5,14 @@ Input is what the consumer-group framework reads from ``exch:{p}:out``, already 
 integers for prices, money and rates). It reads no stream and holds no connection: it only
 writes files. The tables and how events become their rows are ``tables``.
 
-Layout (see docs/parquet.md for every column)::
+Layout (see docs/parquet.md for every column), for each exchange partition ``P``::
 
-    OUT/_state.json                                   {"committed_seq": N}: the cursor
-    OUT/_lock                                         one writer per folder (flock)
-    OUT/<table>/date=YYYY-MM-DD/part-<first>-<last>.parquet
+    OUT/_state-P.json                                 {"committed_seq": N}: P's cursor
+    OUT/_lock-P                                       one writer per partition (flock)
+    OUT/<table>/partition=P/date=YYYY-MM-DD/part-<first>-<last>.parquet
+
+Each partition's files are written by its own sink, which owns only its own folders and
+cursor: partitions are independent journals, exported independently into one set of tables.
 
 ``first`` and ``last`` are the smallest and largest ``seq`` of the rows in the file (12
 digits). Tables: ``trades``, ``orders``, ``markets``, ``settlements``, ``funds``.
@@ -73,8 +76,10 @@ COMPRESSION_LEVEL = 1
 _PART = re.compile(r"^part-(\d{12})-(\d{12})\.parquet$")
 _TMP = re.compile(r"^\.part-\d{12}-\d{12}\.parquet\.tmp$")
 _DATE_DIR = re.compile(r"^date=\d{4}-\d{2}-\d{2}$")
-STATE = "_state.json"
-LOCK = "_lock"
+STATE = "_state-{}.json"
+LOCK = "_lock-{}"
+OLD_STATE = "_state.json"
+"""Format 1's cursor: a folder that holds it is refused."""
 
 # ----------------------------------------------------------------------------- errors, report
 
@@ -150,9 +155,9 @@ def _mkdirs(path: Path, created: set[Path]) -> None:
 
 class ParquetSink:
     """Writes decoded output-stream entries to Parquet, exactly once across crashes.
-    One sink per folder at a time (an exclusive ``flock`` on ``OUT/_lock``, released by
-    ``close()`` or by the process ending). Not thread-safe: call ``write`` and ``compact``
-    from one thread.
+    One sink per partition of a folder at a time (an exclusive ``flock`` on
+    ``OUT/_lock-P``, released by ``close()`` or by the process ending). Not thread-safe: call
+    ``write`` and ``compact`` from one thread.
     ``fault_hook`` is for crash tests only: it is called with the name of each step
     (``tmp_written``, ``renamed``, ``files_synced``, ``state_tmp_written``, ``committed``,
     ``compact_tmp_written``, ``compact_renamed``, ``compact_input_deleted``,
@@ -162,6 +167,7 @@ class ParquetSink:
         self,
         out_dir: str | Path,
         *,
+        partition: int = 0,
         rows_per_file: int = DEFAULT_ROWS_PER_FILE,
         row_group_rows: int = ROW_GROUP_ROWS,
         fault_hook: Callable[[str], None] | None = None,
@@ -169,20 +175,24 @@ class ParquetSink:
         if rows_per_file < 1 or row_group_rows < 1:
             raise ValueError("rows_per_file and row_group_rows must be positive")
         self.out = Path(out_dir)
+        self.partition = partition
+        self._state = STATE.format(partition)
         self.rows_per_file = rows_per_file
         self.row_group_rows = row_group_rows
         self._fault = fault_hook or (lambda point: None)
         self._dirty = True  # recovery needed before the next write or compaction
         self._committed = 0
         self.out.mkdir(parents=True, exist_ok=True)
-        self._lock_fd: int | None = os.open(self.out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        self._lock_fd: int | None = os.open(self.out / LOCK.format(partition),
+                                            os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(self._lock_fd)
             self._lock_fd = None
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise SinkError(f"{self.out} is in use by another ParquetSink") from exc
+                raise SinkError(f"{self.out} (partition {partition}) is in use by another "
+                                "ParquetSink") from exc
             raise
         try:
             self._committed = self._read_state()
@@ -227,7 +237,7 @@ class ParquetSink:
         synced: set[Path] = set()
         staged = []
         for name, day, table in tables:
-            part = self.out / name / f"date={date_text(day)}"
+            part = self._table_dir(name) / f"date={date_text(day)}"
             _mkdirs(part, synced)
             seqs = table.column(0)
             final = part / _part_name(seqs[0].as_py(), seqs[-1].as_py())
@@ -283,7 +293,7 @@ class ParquetSink:
         above the cursor and files inside another file's range. Idempotent."""
         self._check_open()
         committed = self._committed
-        stale = self.out / (STATE + ".tmp")
+        stale = self.out / (self._state + ".tmp")
         if stale.exists():
             stale.unlink()
         for table in TABLES:
@@ -336,33 +346,41 @@ class ParquetSink:
     def _check_open(self) -> None:
         if self._lock_fd is None:
             raise SinkError("the sink is closed")
+    def _table_dir(self, table: str) -> Path:
+        return self.out / table / f"partition={self.partition}"
+
     def _read_state(self) -> int:
-        path = self.out / STATE
+        if (self.out / OLD_STATE).exists():
+            raise SinkError(
+                f"{self.out} holds Parquet of format 1 (money as decimals, no partitions); "
+                f"this exch writes format {FORMAT} (money as integer pence, prices as floats, "
+                "a folder per exchange partition: docs/parquet.md), and one folder never "
+                "mixes the two: export to a new folder"
+            )
+        path = self.out / self._state
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             if any(self.files(t) for t in TABLES):
                 raise SinkError(
-                    f"{self.out} holds data files but no {STATE}: refusing to guess what "
-                    f"is committed (restore {STATE} or move the files away)"
+                    f"{self.out} holds data files of partition {self.partition} but no "
+                    f"{self._state}: refusing to guess what is committed (restore "
+                    f"{self._state} or move the files away)"
                 ) from None
             self._write_state(0)
             return 0
         seq = state.get("committed_seq") if isinstance(state, dict) else None
         if type(seq) is not int or seq < 0:
             raise SinkError(f"{path}: no valid committed_seq")
-        fmt = state.get("format", 1)
-        if fmt != FORMAT and any(self.files(t) for t in TABLES):
-            raise SinkError(
-                f"{self.out} holds Parquet of format {fmt}; this exch writes format {FORMAT} "
-                "(money as integer pence, prices as floats: docs/parquet.md), and one folder "
-                "never mixes the two: export to a new folder"
-            )
+        if state.get("format") != FORMAT:
+            raise SinkError(f"{path}: format {state.get('format')!r}, not {FORMAT}: export "
+                            "to a new folder")
         return seq
 
     def _write_state(self, seq: int) -> None:
-        tmp = self.out / (STATE + ".tmp")
-        data = json.dumps({"committed_seq": seq, "format": FORMAT}).encode()
+        tmp = self.out / (self._state + ".tmp")
+        data = json.dumps({"committed_seq": seq, "format": FORMAT,
+                           "partition": self.partition}).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(fd, data)
@@ -370,10 +388,10 @@ class ParquetSink:
         finally:
             os.close(fd)
         self._fault("state_tmp_written")
-        os.rename(tmp, self.out / STATE)
+        os.rename(tmp, self.out / self._state)
         _fsync_path(self.out)
     def _partitions(self, table: str) -> list[Path]:
-        base = self.out / table
+        base = self._table_dir(table)
         if not base.is_dir():
             return []
         return sorted(Path(e.path) for e in os.scandir(base)
@@ -445,18 +463,29 @@ class ParquetSink:
 
 # ----------------------------------------------------------------------------- reading back
 
-def read_table(out_dir: str | Path, table: str) -> pa.Table:
-    """One table, every partition, rows in (seq, idx) order; the ``date`` column included."""
+def exported_partitions(out_dir: str | Path) -> list[int]:
+    """The exchange partitions a folder holds a cursor for."""
+    found = (re.fullmatch(r"_state-(\d+)\.json", p.name) for p in Path(out_dir).glob("_state-*"))
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+HIVE = pa.schema([("partition", pa.int32()), ("date", pa.string())])
+"""The columns the folders give (``partition=P/date=D``), not stored in the files."""
+
+
+def read_table(out_dir: str | Path, table: str, partition: int | None = None) -> pa.Table:
+    """One table, every exchange partition (or just ``partition``) and date, rows in
+    (partition, seq, idx) order; the ``partition`` and ``date`` columns included."""
     import pyarrow.dataset as ds
 
     base = Path(out_dir) / table
-    date = pa.schema([("date", pa.string())])
-    schema = pa.unify_schemas([SCHEMAS[table], date])
+    schema = pa.unify_schemas([SCHEMAS[table], HIVE])
     if not base.is_dir():
         return schema.empty_table()
-    part = ds.partitioning(date, flavor="hive")
-    t = ds.dataset(base, schema=schema, format="parquet", partitioning=part).to_table()
-    return t.sort_by([("seq", "ascending"), ("idx", "ascending")])
+    part = ds.partitioning(HIVE, flavor="hive")
+    data = ds.dataset(base, schema=schema, format="parquet", partitioning=part)
+    t = data.to_table(filter=None if partition is None else ds.field("partition") == partition)
+    return t.sort_by([("partition", "ascending"), ("seq", "ascending"), ("idx", "ascending")])
 
 _PENCE = ("size", "stake", "remaining", "min_stake", "commission", "pnl", "balance", "amount")
 _COLUMN_OF: dict[str, dict[str, str]] = {
@@ -466,8 +495,10 @@ _COLUMN_OF["market_created"].update(commission="commission_rate", winners="num_w
 """Event fields stored under another column name: money with its unit, and where one name
 means two things."""
 
-def read_events(out_dir: str | Path) -> list[tuple[int, int, int, dict[str, Any]]]:
-    """Every event back in its stream form, as ``(seq, idx, ts_ms, event)`` in seq order.
+def read_events(out_dir: str | Path, partition: int = 0
+                ) -> list[tuple[int, int, int, dict[str, Any]]]:
+    """Every event of one exchange partition back in its stream form, as ``(seq, idx, ts_ms,
+    event)`` in seq order.
     The inverse of the sink for everything but ``order_matched`` rows (a projection of the
     trades); used to prove that the export holds every event once. Slow: for checks, not for
     analytics.
@@ -475,7 +506,7 @@ def read_events(out_dir: str | Path) -> list[tuple[int, int, int, dict[str, Any]
     from exchange.events import EVENT_FIELDS
     out: list[tuple[int, int, int, dict[str, Any]]] = []
     for table in TABLES:
-        t = read_table(out_dir, table)
+        t = read_table(out_dir, table, partition)
         cols: dict[str, list[Any]] = {}
         for c, typ, _ in COLUMNS[table]:
             col = t.column(c)

@@ -25,7 +25,8 @@ def group_name(out_dir: str | Path) -> str:
 
 
 class Exporter:
-    """Exports the output stream of a partition to a Parquet folder."""
+    """Exports the output stream of a partition to a Parquet folder (its
+    ``partition=P`` folders and cursor: each partition's exporter is independent)."""
 
     def __init__(
         self,
@@ -37,11 +38,12 @@ class Exporter:
         flush_seconds: float = 5.0,
         on_progress: Callable[[ConsumerProgress], None] | None = None,
     ) -> None:
-        self.sink = ParquetSink(out_dir)
+        keys = keys or Keys()
+        self.sink = ParquetSink(out_dir, partition=keys.number)
         # The folder's lock (taken by the sink) means no other live consumer of this group:
         # whatever is pending was left by a dead one and is claimed at once.
         self.consumer = GroupConsumer(
-            client, group_name(out_dir), self.sink, keys or Keys(),
+            client, group_name(out_dir), self.sink, keys,
             flush_events=flush_events, flush_seconds=flush_seconds, claim_idle_ms=0,
             on_progress=on_progress,
         )
