@@ -318,3 +318,15 @@ def test_simulate_sets_partition_fields_aside(tmp_path) -> None:  # type: ignore
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert [e["type"] for e in events] == ["market_created", "funds_changed", "order_rejected"]
     assert events[1]["balance"] == "10.00" and events[2]["reason"] == "MALFORMED"
+
+
+@pytest.mark.slow
+def test_bench_scale_runs_every_partition_to_the_end() -> None:
+    from tools.bench import bench_scale
+
+    result = bench_scale((1, 2), 6000)
+    assert [r["partitions"] for r in result["rows"]] == [1, 2]
+    for r in result["rows"]:
+        assert r["commands"] == 6000 and r["commands_per_sec"] > 0
+        assert r["redis_cpu_us_per_command"] > 0 and r["matcher_cpu_us_per_command"] > 0
+    assert result["rows"][0]["speed_up"] == 1.0

@@ -55,11 +55,13 @@ class LocalSystem:
         self.client = connect(self.url)
         return self
 
-    def _service(self, command: str, key: str) -> subprocess.Popen:
-        """``exch <command>`` as its own process, once it holds ``key`` (its lease)."""
+    def _service(self, command: str, key: str, partition: str | None = None
+                 ) -> subprocess.Popen:
+        """``exch <command>`` as its own process (for ``partition``, default this system's),
+        once it holds ``key`` (its lease)."""
         assert self.client is not None, "not started"
         args = [sys.executable, "-m", "tools.cli", command, "--redis-url", self.url,
-                "--partition", self.keys.partition]
+                "--partition", partition if partition is not None else self.keys.partition]
         if self.snapshot_every is not None:
             args += ["--snapshot-every", str(self.snapshot_every)]
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -75,6 +77,11 @@ class LocalSystem:
     def start_matcher(self) -> None:
         """``exch run`` as its own process; returns once it holds the partition's lease."""
         self.matcher = self._service("run", self.keys.lease)
+
+    def start_partition_matcher(self, partition: str) -> subprocess.Popen:
+        """``exch run --partition P`` for another partition of this Redis; the caller stops
+        it (``stop_process``)."""
+        return self._service("run", Keys(partition).lease, partition)
 
     def start_follower(self) -> None:
         """``exch follow`` as its own process (it takes the snapshots); returns once it

@@ -9,7 +9,8 @@ leaves no cyclic garbage, see tests/test_core_properties.py, so nothing accumula
 - ``export``: the Parquet exporter, from the output stream through its consumer group;
 - ``archive``: the journal into the archive, and replays read back through it;
 - ``soak``: the whole system with the archive and compaction over millions of commands:
-  Redis memory stays bounded and nothing is lost.
+  Redis memory stays bounded and nothing is lost;
+- ``scale``: the whole system with one matcher per partition, for several partition counts.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from .core import bench_core
 from .e2e import bench_e2e
 from .export import bench_export
 from .memory import peak_rss_bytes, rss_bytes
+from .scale import bench_scale
 from .soak import bench_soak
 
-__all__ = ["bench_archive", "bench_core", "bench_e2e", "bench_export", "bench_soak",
-           "peak_rss_bytes", "rss_bytes"]
+__all__ = ["bench_archive", "bench_core", "bench_e2e", "bench_export", "bench_scale",
+           "bench_soak", "peak_rss_bytes", "rss_bytes"]

@@ -104,6 +104,47 @@ def bench_archive(
         raise typer.Exit(1)
 
 
+@app.command("scale")
+def bench_scale(
+    partitions: Annotated[str, typer.Option(
+        help="Partition counts to measure, comma-separated.")] = "1,2,4",
+    commands: Annotated[
+        int, typer.Option(help="Commands per measurement, split evenly over the partitions.",
+                          envvar="EXCH_BENCH_COMMANDS", min=1000)
+    ] = 400_000,
+    seed: Annotated[int, typer.Option(help="Seed of partition 0's workload (p's: seed+p).")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The whole system with one matcher per partition (exch run --partition P), for each
+    partition count: commands/s over all partitions, and the CPU per command of Redis, the
+    matchers and the submitter (work per command should not grow with the partitions)."""
+    from tools.bench import bench_scale as run
+
+    try:
+        counts = [int(x) for x in partitions.split(",") if x.strip()]
+    except ValueError:
+        raise fail(f"--partitions takes whole numbers separated by commas, not {partitions!r}",
+                   2) from None
+    if not counts or min(counts) < 1:
+        raise fail("--partitions takes counts from 1", 2)
+    with phases("scale", as_json) as phase:
+        result = run(counts, commands, seed=seed, on_phase=phase)
+    if as_json:
+        report(result, True)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table("partitions", "commands/s", "speed-up", "Redis", "matchers", "submitter",
+              title=f"{commands:,} commands on {result['cores']} cores; CPU µs per command")
+    for r in result["rows"]:
+        t.add_row(str(r["partitions"]), f"{r['commands_per_sec']:,}", f"{r['speed_up']:.2f}",
+                  f"{r['redis_cpu_us_per_command']:.2f}",
+                  f"{r['matcher_cpu_us_per_command']:.2f}",
+                  f"{r['submitter_cpu_us_per_command']:.2f}")
+    Console().print(t)
+
+
 @app.command("soak")
 def bench_soak(
     commands: Annotated[
