@@ -169,9 +169,12 @@ class PartitionedSequencer:
     WINDOW = 20_000
     """Commands routed before the window's share of each partition is sent."""
 
-    def __init__(self, client: redis.Redis, router: Router | None = None) -> None:
+    def __init__(self, client: redis.Redis, router: Router | None = None, *,
+                 replicas: int | None = None) -> None:
         self.client = client
         self.router = router or Router(client)
+        self.replicas = replicas
+        """Passed to each partition's ``Sequencer``."""
         self._sequencers: dict[int, Sequencer] = {}
 
     id_base = 0
@@ -180,7 +183,8 @@ class PartitionedSequencer:
     def sequencer(self, partition: int) -> Sequencer:
         s = self._sequencers.get(partition)
         if s is None:
-            s = self._sequencers[partition] = Sequencer(self.client, Keys(str(partition)))
+            s = self._sequencers[partition] = Sequencer(self.client, Keys(str(partition)),
+                                                        replicas=self.replicas)
         return s
 
     def submit_batch(self, cmds: list[Any]) -> list[int]:

@@ -252,7 +252,8 @@ class Matcher:
         self.lease = Lease(self.client, self.keys.lease, lease_ms or self.LEASE_MS)
         self.token = self.lease.token
         self.snapshots = SnapshotStore(self.client, self.keys)
-        self.sequencer = Sequencer(self.client, self.keys)
+        # heartbeats only: the matcher's own, re-sent if lost, never waited on a replica for
+        self.sequencer = Sequencer(self.client, self.keys, replicas=0)
         self._commit = script(self.client, "commit")
         self.progress = Progress(holder=self.token)
         self.on_progress = on_progress

@@ -13,6 +13,7 @@ skipped (seq 0).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -92,8 +93,38 @@ def _refused(e: redis.ResponseError) -> redis.ResponseError:
     return Refused(text[at + 6:]) if at >= 0 else e
 
 
+class NotReplicated(JournalError):
+    """A call was sequenced on the primary, but no replica acknowledged it in time: its
+    outcome is unknown (a failover now could lose it). Retrying the same call never
+    sequences it twice: the primary returns what it gave the first time."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, seqs: list[int]) -> None:
+        super().__init__(message)
+        self.seqs = seqs
+        """The seqs the primary gave (0 for a duplicate): applied there, not yet safe."""
+
+
+def connected_replicas(client: redis.Redis) -> int:
+    """How many replicas the server has connected now (0 for a server without any)."""
+    try:
+        return int(client.info("replication").get("connected_slaves", 0))
+    except redis.ResponseError:  # a server (or ACL user) that does not answer INFO
+        return 0
+
+
 class Sequencer:
-    """Submits commands to one partition's input journal."""
+    """Submits commands to one partition's input journal.
+
+    ``replicas``: acknowledge a call only once that many replicas have it (``WAIT`` on the
+    same connection, right after the script, so that it counts the script's writes); None
+    (the default) means one if the server has a replica connected when the first call is
+    made, else none: on by default wherever there is a replica to lose the primary to. A
+    replica that does not answer within ``replica_timeout_ms`` makes the call retried, as
+    the same call (its record answers it, nothing is sequenced twice), until ``patience``
+    seconds have passed: then ``NotReplicated``.
+    """
 
     BATCH = 500
     """Most commands per script call: enough to make Redis's work per command small (one
@@ -102,9 +133,14 @@ class Sequencer:
     BATCH_BYTES = 1 << 20
     """Most bytes of commands per script call (stream form)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys | None = None, *,
+                 replicas: int | None = None, replica_timeout_ms: int = 1000,
+                 patience: float = 10.0) -> None:
         self.client = client
         self.keys = keys or Keys()
+        self.replicas = replicas
+        self.replica_timeout_ms = replica_timeout_ms
+        self.patience = patience
         self._script = script(client, "sequence")
         self._pack = msgpack.Packer(autoreset=True).pack
         self._id_base: int | None = None
@@ -142,11 +178,13 @@ class Sequencer:
             return []
         if len(cmds) > self.BATCH:
             raise ValueError(f"at most {self.BATCH} commands in one call")
-        keys, args = self._args([self._payload(c) for c in cmds])
-        try:
-            return seqs_of(self._script(keys=keys, args=args))
-        except redis.ResponseError as e:
-            raise _refused(e) from None
+        call = self._args([self._payload(c) for c in cmds])
+        if not self._replicas():
+            try:
+                return seqs_of(self._script(keys=call[0], args=call[1]))
+            except redis.ResponseError as e:
+                raise _refused(e) from None
+        return next(iter(self._flush([call])))
 
     def submit(self, cmds: Iterable[tuple], *, pipeline_depth: int = 4) -> Submitted:
         """Sequence every command, in order, in calls of up to ``BATCH`` commands (and
@@ -179,12 +217,37 @@ class Sequencer:
             yield from self._flush(calls)
 
     def _flush(self, calls: list[tuple[list[str], list[object]]]) -> Iterator[list[int]]:
-        pipe = self.client.pipeline(transaction=False)
-        for keys, args in calls:
-            self._script(keys=keys, args=args, client=pipe)
-        try:
-            replies = pipe.execute()
-        except redis.ResponseError as e:
-            raise _refused(e) from None
+        replicas = self._replicas()
+        deadline = time.monotonic() + self.patience
+        while True:
+            pipe = self.client.pipeline(transaction=False)
+            for keys, args in calls:
+                self._script(keys=keys, args=args, client=pipe)
+            if replicas:  # same connection, after the scripts: WAIT counts their writes
+                pipe.execute_command("WAIT", replicas, self.replica_timeout_ms)
+            try:
+                replies = pipe.execute()
+            except redis.ResponseError as e:
+                raise _refused(e) from None
+            if not replicas:
+                break
+            acked = int(replies.pop())
+            if acked >= replicas:
+                break
+            if time.monotonic() >= deadline:
+                seqs = [s for reply in replies for s in seqs_of(reply) if s]
+                where = f"seq {seqs[0]}..{seqs[-1]}" if seqs else "nothing new"
+                raise NotReplicated(
+                    f"sequenced on the primary ({where}), but {acked} of {replicas} "
+                    f"replica(s) acknowledged it within {self.patience:g} s: it stands unless "
+                    "the primary is lost before a replica catches up (the outcome is unknown). "
+                    "Do not submit it again: only places with a client ref are deduplicated",
+                    [s for reply in replies for s in seqs_of(reply)])
+            # the same calls again: each returns its record, nothing is sequenced twice
         for reply in replies:
             yield seqs_of(reply)
+
+    def _replicas(self) -> int:
+        if self.replicas is None:
+            self.replicas = 1 if connected_replicas(self.client) else 0
+        return self.replicas

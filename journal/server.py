@@ -200,12 +200,31 @@ def embedded_status(home: str | Path | None = None) -> ServerInfo | None:
     return info
 
 
-def ensure_embedded(home: str | Path | None = None) -> ServerInfo:
-    """The embedded server, started if it is not running (its data, if any, is reloaded)."""
+FSYNC_MODES = ("everysec", "always")
+"""How the embedded server syncs its append-only file: every second (a power loss may drop
+about the last second of acknowledged commands) or before every reply (none; each call
+waits for the disk: see the README's figures)."""
+
+
+def ensure_embedded(home: str | Path | None = None, fsync: str | None = None) -> ServerInfo:
+    """The embedded server, started if it is not running (its data, if any, is reloaded).
+    ``fsync`` (one of ``FSYNC_MODES``) sets how it syncs its append-only file, now and at
+    its next starts; None keeps the mode chosen before (at first, every second)."""
+    folder = embedded_folder(home)
+    if fsync is not None:
+        if fsync not in FSYNC_MODES:
+            raise ServerError(f"fsync is one of {', '.join(FSYNC_MODES)}, not {fsync!r}")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "appendfsync").write_text(fsync + "\n")
     info = embedded_status(home)
     if info is not None:
+        if fsync is not None:
+            client = redis.Redis(unix_socket_path=str(info.socket), socket_timeout=5)
+            try:
+                client.config_set("appendfsync", fsync)
+            finally:
+                client.close()
         return info
-    folder = embedded_folder(home)
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / "start.lock"
     with open(lock, "w") as f:
@@ -215,7 +234,9 @@ def ensure_embedded(home: str | Path | None = None) -> ServerInfo:
         info = embedded_status(home)
         if info is not None:
             return info
-        info = start_server(folder)
+        chosen = folder / "appendfsync"
+        mode = chosen.read_text().strip() if chosen.exists() else "everysec"
+        info = start_server(folder, appendfsync=mode if mode in FSYNC_MODES else "everysec")
         (folder / "server.json").write_text(
             json.dumps({"pid": info.pid, "port": info.port, "socket": str(info.socket)})
         )

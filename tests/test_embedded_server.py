@@ -72,3 +72,22 @@ def test_the_home_follows_the_environment(tmp_path: Path, monkeypatch) -> None: 
     monkeypatch.setenv("EXCH_HOME", str(tmp_path / "mine"))
     assert embedded_folder() == tmp_path / "mine" / "redis"
     assert socket_path(tmp_path) == tmp_path / "redis.sock"
+
+
+def test_strict_durability_is_a_choice_that_lasts(tmp_path: Path) -> None:
+    """`exch server start --fsync always`: every reply waits for the disk; the choice is
+    applied to a running server at once and kept for its next starts."""
+    env = clean_env(EXCH_HOME=str(tmp_path / "home"))
+    try:
+        assert exch("server", "start", cwd=tmp_path, env=env).returncode == 0
+        assert "synced: everysec" in exch("server", "status", cwd=tmp_path, env=env).stdout
+        assert exch("server", "start", "--fsync", "always", cwd=tmp_path,
+                    env=env).returncode == 0
+        assert "synced: always" in exch("server", "status", cwd=tmp_path, env=env).stdout
+        exch("server", "stop", cwd=tmp_path, env=env)
+        assert exch("server", "start", cwd=tmp_path, env=env).returncode == 0
+        assert "synced: always" in exch("server", "status", cwd=tmp_path, env=env).stdout
+        bad = exch("server", "start", "--fsync", "never", cwd=tmp_path, env=env)
+        assert bad.returncode == 2 and "everysec, always" in bad.stderr
+    finally:
+        exch("server", "stop", cwd=tmp_path, env=env)

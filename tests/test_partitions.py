@@ -330,3 +330,49 @@ def test_bench_scale_runs_every_partition_to_the_end() -> None:
         assert r["commands"] == 6000 and r["commands_per_sec"] > 0
         assert r["redis_cpu_us_per_command"] > 0 and r["matcher_cpu_us_per_command"] > 0
     assert result["rows"][0]["speed_up"] == 1.0
+
+
+# ----------------------------------------------------------------------------- replicas
+
+
+def test_a_call_is_acknowledged_only_once_a_replica_has_it(redis_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With a replica connected, the sequencer waits for it (WAIT on the script's own
+    connection); a replica that stops answering makes the outcome unknown, never a
+    duplicate: the same call, retried, returns its first answer."""
+    import os
+    import signal
+
+    from journal.connection import connect
+    from journal.sequencer import NotReplicated, Sequencer, connected_replicas
+    from journal.server import start_server, stop_pid
+
+    from .journal_helpers import commands_in, wait_until
+
+    client = redis_server.client()
+    assert Sequencer(client).submit_batch([J({"type": "deposit", "account": "a",
+                                              "amount": "1"})]) == [1]
+    replica = start_server(tmp_path / "replica", daemonize=False,
+                           extra=["--replicaof", "127.0.0.1", str(redis_server.port)])
+    try:
+        mirror = connect(f"redis://127.0.0.1:{replica.port}/0")
+        wait_until(lambda: connected_replicas(client) == 1
+                   and mirror.info("replication").get("master_link_status") == "up",
+                   "the replica never caught up with the primary")
+        seq = Sequencer(client, patience=2.0, replica_timeout_ms=200)
+        cmds = [J({"type": "deposit", "account": "a", "amount": "1"}) for _ in range(3)]
+        assert seq.submit_batch(cmds) == [2, 3, 4] and seq.replicas == 1
+        assert commands_in(mirror) == 4  # acknowledged: the replica holds it
+        os.kill(replica.pid, signal.SIGSTOP)  # alive to the primary, answering nothing
+        try:
+            with pytest.raises(NotReplicated, match=r"seq 5\.\.5.*outcome is unknown") as e:
+                seq.submit_batch(cmds[:1])
+            assert e.value.seqs == [5]
+        finally:
+            os.kill(replica.pid, signal.SIGCONT)
+        assert commands_in(client) == 5  # retried while waiting: sequenced once
+        assert seq.submit_batch(cmds[:1]) == [6]
+        wait_until(lambda: commands_in(mirror) == 6, "the replica never caught up")
+        # without a replica there is nothing to wait for (the default asks the server)
+        assert Sequencer(client, replicas=0).submit(cmds).sequenced == 3
+    finally:
+        stop_pid(replica.pid, timeout=10)

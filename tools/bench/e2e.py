@@ -55,6 +55,7 @@ def bench_e2e(
     seed: int = 1,
     latency_rate: int = 20_000,
     latency_seconds: float = 5.0,
+    fsync: str = "everysec",
     on_phase: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The core workload through the whole system on this machine. Measures, in one run:
@@ -71,12 +72,13 @@ def bench_e2e(
     cmds = [named(c)._replace(seq=0, ts=0) for c in core_workload(commands, seed=seed)]
     result: dict[str, Any] = {
         "benchmark": "e2e", "compiled_core": COMPILED, "commands": len(cmds),
-        "redis": "unix socket, appendonly yes, appendfsync everysec",
+        "redis": f"unix socket, appendonly yes, appendfsync {fsync}",
     }
     snapshot_every = int(os.environ.get("EXCH_BENCH_SNAPSHOT_EVERY", max(len(cmds) // 4, 1000)))
     with tempfile.TemporaryDirectory(prefix="exch-bench-") as tmp, LocalSystem(
         Path(tmp) / "redis", Keys(), snapshot_every=snapshot_every,
-        redis_options=["--latency-monitor-threshold", "10", "--slowlog-log-slower-than", "20000"],
+        redis_options=["--latency-monitor-threshold", "10", "--slowlog-log-slower-than", "20000",
+                       "--appendfsync", fsync],
     ) as system:
         phase("raw pipelined XADD")
         result["raw_xadd_per_sec"] = raw_xadd_rate(system, cmds[:RAW_SAMPLE])

@@ -53,6 +53,9 @@ def bench_e2e(
     latency_rate: Annotated[
         int, typer.Option(help="Steady rate (commands/s) for the latency measurement.", min=1)
     ] = 20_000,
+    fsync: Annotated[str, typer.Option(
+        help="Redis's appendfsync: everysec, or always (strict: every reply waits for the "
+        "disk).")] = "everysec",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """The whole system on this machine: sequencer, exch run, Redis with append-only
@@ -60,7 +63,10 @@ def bench_e2e(
     from tools.bench import bench_e2e as run
 
     with phases("e2e", as_json, echo=True) as phase:
-        result = run(commands, seed=seed, latency_rate=latency_rate, on_phase=phase)
+        if fsync not in ("everysec", "always"):
+            raise fail(f"--fsync is everysec or always, not {fsync!r}")
+        result = run(commands, seed=seed, latency_rate=latency_rate, fsync=fsync,
+                     on_phase=phase)
     if "commands_per_sec" in result and "raw_xadd_per_sec" in result:
         result["ratio_to_raw_xadd"] = round(result["commands_per_sec"] /
                                             result["raw_xadd_per_sec"], 3)

@@ -96,16 +96,24 @@ Route = Annotated[
 ]
 
 
-def sequencer_for(client: Any, partition: str | None) -> Any:
+Replicas = Annotated[
+    int | None,
+    typer.Option("--replicas", envvar="EXCH_REPLICAS", min=0, show_default=False,
+                 help="Acknowledge a call only once this many replicas have it (WAIT). "
+                 "Default: 1 if the server has a replica connected, else 0."),
+]
+
+
+def sequencer_for(client: Any, partition: str | None, replicas: int | None = None) -> Any:
     """What sends commands: one partition's sequencer if ``partition`` is given, else one
     that routes each command to its partition (``journal.routing``)."""
     if partition is not None:
         from journal.sequencer import Sequencer
 
-        return Sequencer(client, keys_for(partition))
+        return Sequencer(client, keys_for(partition), replicas=replicas)
     from journal.routing import PartitionedSequencer
 
-    return PartitionedSequencer(client)
+    return PartitionedSequencer(client, replicas=replicas)
 
 
 def keys_for(partition: str) -> Any:

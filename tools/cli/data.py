@@ -10,6 +10,7 @@ import typer
 from .common import (
     SERVICE_WAIT,
     RedisUrl,
+    Replicas,
     Route,
     busy,
     fail,
@@ -237,6 +238,7 @@ def load(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     redis_url: RedisUrl = None,
     partition: Route = None,
+    replicas: Replicas = None,
 ) -> None:
     """Send a seeded, realistic order flow (a generated market day) to a running system, at
     a chosen rate or as fast as possible, and report what was sent. Market ids and client
@@ -254,7 +256,7 @@ def load(
     if markets > 1000:
         raise fail("at most 1000 markets per load")
     client = redis_client(redis_url)
-    sequencer = sequencer_for(client, partition)
+    sequencer = sequencer_for(client, partition, replicas)
     # ids unique per run: from how far the journals already go
     parts = [partition] if partition is not None else [
         str(p) for p in range(sequencer.router.count)]
@@ -292,6 +294,7 @@ def import_betfair(
         min=0)] = 60.0,
     redis_url: RedisUrl = None,
     partition: Route = None,
+    replicas: Replicas = None,
 ) -> None:
     """Convert Betfair stream recordings into commands: market definitions, status changes,
     the book as resting orders of liquidity accounts, traded volume as crossing orders, and
@@ -323,7 +326,7 @@ def import_betfair(
                 advance(r.sent - done[0])
                 done[0] = r.sent
 
-            sent = send(flow, sequencer_for(redis_client(redis_url), partition),
+            sent = send(flow, sequencer_for(redis_client(redis_url), partition, replicas),
                         speed=speed or None, max_gap=max_gap, on_batch=on_batch)
         typer.echo(f"sequenced {sent.sequenced:,} commands: seq {sent.first_seq}..{sent.last_seq}",
                    err=True)

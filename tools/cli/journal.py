@@ -12,6 +12,7 @@ from .common import (
     SERVICE_WAIT,
     Partition,
     RedisUrl,
+    Replicas,
     Route,
     fail,
     keys_for,
@@ -33,6 +34,7 @@ def submit(
     ] = False,
     redis_url: RedisUrl = None,
     partition: Route = None,
+    replicas: Replicas = None,
 ) -> None:
     """Validate a command file, then sequence its commands into the input journals.
 
@@ -52,7 +54,7 @@ def submit(
         with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as tmp:
             tmp.write(sys.stdin.buffer.read())  # as bytes: a line that is not UTF-8 is reported
         try:
-            return submit(tmp.name, skip_invalid, redis_url, partition)
+            return submit(tmp.name, skip_invalid, redis_url, partition, replicas)
         finally:
             os.unlink(tmp.name)
     routed = partition is None
@@ -60,7 +62,7 @@ def submit(
 
     def connect() -> Any:  # only once the file is known good, or names a partition
         if not connected:
-            connected.append(sequencer_for(redis_client(redis_url), partition))
+            connected.append(sequencer_for(redis_client(redis_url), partition, replicas))
         return connected[0]
 
     try:

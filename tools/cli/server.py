@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from .common import fail
@@ -12,12 +14,21 @@ app = typer.Typer(
 
 
 @app.command("start")
-def server_start() -> None:
+def server_start(
+    fsync: Annotated[str | None, typer.Option(
+        "--fsync", envvar="EXCH_FSYNC", show_default=False,
+        help="How the append-only file is synced: everysec (a power loss may drop about a "
+        "second of acknowledged commands) or always (none; slower). Kept for later starts; "
+        "applied at once to a running server. Default: as chosen before, else everysec.")
+    ] = None,
+) -> None:
     """Start the embedded Redis server (if it is not running) and say where it listens."""
-    from journal.server import ServerError, ensure_embedded
+    from journal.server import FSYNC_MODES, ServerError, ensure_embedded
 
+    if fsync is not None and fsync not in FSYNC_MODES:
+        raise fail(f"--fsync is one of {', '.join(FSYNC_MODES)}, not {fsync!r}")
     try:
-        info = ensure_embedded()
+        info = ensure_embedded(fsync=fsync)
     except ServerError as e:
         raise fail(str(e), 1) from None
     typer.echo(f"running: pid {info.pid}, {info.url}, unix://{info.socket}, data in {info.folder}")
@@ -41,3 +52,11 @@ def server_status() -> None:
         typer.echo(f"not running (data folder {embedded_folder()})")
         raise typer.Exit(1)
     typer.echo(f"running: pid {info.pid}, {info.url}, unix://{info.socket}, data in {info.folder}")
+    import redis
+
+    client = redis.Redis(unix_socket_path=str(info.socket), socket_timeout=5)
+    try:
+        mode = client.config_get("appendfsync").get("appendfsync", "?")
+    finally:
+        client.close()
+    typer.echo(f"append-only file synced: {mode}")
