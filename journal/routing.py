@@ -37,6 +37,7 @@ import redis
 from exchange.commands import COMMANDS
 from exchange.errors import InputError
 from exchange.limits import MAX_PARTITION, PARTITION_STRIDE
+from exchange.rules import PARTITION_IDS
 
 from .keys import Keys
 from .sequencer import Sequencer, Submitted
@@ -79,6 +80,15 @@ def set_partition_count(client: redis.Redis, count: int) -> int:
     markets are bound to partitions for life. Returns the number in force."""
     if not 1 <= count <= MAX_PARTITION + 1:
         raise InputError(f"the number of partitions is 1 to {MAX_PARTITION + 1}, not {count}")
+    from .rules import rules_in_force
+
+    for p in range(1, count):  # a cancel routes by the partition its order id carries
+        keys = Keys(str(p))
+        if client.exists(keys.input) and rules_in_force(client, keys) < PARTITION_IDS:
+            raise InputError(
+                f"partition {p} writes under rules version {rules_in_force(client, keys)}, "
+                f"whose order ids do not carry the partition: `exch rules upgrade --partition "
+                f"{p}` first (orders placed before keep ids that route to partition 0)")
     with client.pipeline(transaction=True) as pipe:
         while True:
             try:
@@ -104,9 +114,13 @@ class Router:
     """Where each command goes (see the module's docstring). Bindings are cached: they never
     change."""
 
-    def __init__(self, client: redis.Redis, count: int | None = None) -> None:
+    def __init__(self, client: redis.Redis, count: int | None = None, *,
+                 fixed: int | None = None) -> None:
         self.client = client
         self.count = count if count is not None else partition_count(client)
+        self.fixed = fixed
+        """Send everything to this partition (``exch submit --partition P``): a new market
+        is still bound, to it, and one bound elsewhere is refused."""
         self._markets: dict[str, int] = {}
 
     def check(self, partition: int) -> int:
@@ -140,10 +154,24 @@ class Router:
         self._markets[market] = choice
         return choice
 
+    def _bind_fixed(self, market: str, fixed: int) -> None:
+        if self.market(market) is None and self.client.hsetnx(DIRECTORY, market, fixed):
+            self._markets[market] = fixed
+            return
+        bound = self.market(market)
+        if bound != fixed:
+            raise InputError(f"market {market} lives in partition {bound}, not {fixed}: a "
+                             "market's partition never changes")
+
     def route(self, cmd: tuple, partition: int | None = None) -> int:
         """The partition ``cmd`` (a core tuple) goes to; ``partition`` is its ``partition``
         field, for the types that may carry one."""
         kind = cmd[0]
+        fixed = self.fixed
+        if fixed is not None:
+            if kind == "create_market" and type(cmd[3]) is str:
+                self._bind_fixed(cmd[3], fixed)
+            return fixed
         if kind == "create_market":
             market = cmd[3]
             return self.bind(market, partition) if type(market) is str else 0
@@ -188,10 +216,11 @@ class PartitionedSequencer:
         return s
 
     def submit_batch(self, cmds: list[Any]) -> list[int]:
-        """Sequence a few commands (as ``submit``), each partition's share in one call; each
-        command's place in the journals as ``partition * PARTITION_STRIDE + seq`` (what an
-        order id is under rules version 5; partition 0's is its seq), 0 for a duplicate."""
-        if self.router.count == 1:
+        """Sequence a few commands (as ``submit``), each partition's share in one call; for
+        each command the id an order placed by it has (``partition * PARTITION_STRIDE + seq``
+        under rules version 5, the seq in partition 0 or under older rules), 0 for a
+        duplicate."""
+        if self.router.count == 1 and self.router.fixed is None:
             return self.sequencer(0).submit_batch(list(self._all_in_0(cmds)))
         route = self.router.route
         shares: dict[int, list[int]] = {}
@@ -207,8 +236,9 @@ class PartitionedSequencer:
         out = [0] * len(cmds)
         for p in sorted(shares):
             at = shares[p]
-            seqs = self.sequencer(p).submit_batch([plain[i] for i in at])
-            base = p * PARTITION_STRIDE
+            sequencer = self.sequencer(p)
+            seqs = sequencer.submit_batch([plain[i] for i in at])
+            base = sequencer.id_base
             for i, seq in zip(at, seqs):
                 out[i] = base + seq if seq else 0
         return out
@@ -224,7 +254,7 @@ class PartitionedSequencer:
     def submit_iter(self, cmds: Iterable[Any]) -> Iterator[tuple[int, list[int]]]:
         """As ``submit``, yielding (partition, seqs of one call) as calls are acknowledged.
         With one partition, everything goes straight to partition 0's sequencer."""
-        if self.router.count == 1:
+        if self.router.count == 1 and self.router.fixed is None:
             for seqs in self.sequencer(0).submit_iter(self._all_in_0(cmds)):
                 yield 0, seqs
             return

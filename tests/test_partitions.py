@@ -141,6 +141,18 @@ def test_commands_go_to_their_partition_and_ids_never_collide(redis_server) -> N
     set_partition_count(client, 2)
     with pytest.raises(InputError, match="never goes down"):
         set_partition_count(client, 1)
+    # a partition an older release wrote, under rules whose ids do not carry it, is not
+    # counted until it moves on
+    from journal.rules import upgrade
+
+    old = Keys("2")
+    client.xadd(old.input, {"c": b"\x80"}, id="1-0")  # a journal from before rules versions
+    with pytest.raises(InputError, match="partition 2 writes under rules version 1"):
+        set_partition_count(client, 3)
+    upgrade(client, old)
+    assert set_partition_count(client, 3) == 3
+    client.delete(old.input)
+    client.set("exch:partitions", 2)
     seq = PartitionedSequencer(client)
     p0, p1 = Keys("0"), Keys("1")
     # a market whose creator does not say goes where the stable rule puts it
@@ -239,8 +251,24 @@ def test_the_command_line_routes_and_lists_partitions(redis_server, tmp_path) ->
     assert done.returncode == 2
     assert "bad.jsonl:1: UNKNOWN_PARTITION: partition 7 is not configured" in done.stderr
     assert "bad.jsonl:2: MALFORMED: place has no field 'partition'" in done.stderr
+    # with --skip-invalid the good lines go, the unconfigured partition's line does not
+    bad.write_text(json.dumps({"type": "deposit", "account": "a", "amount": "1",
+                               "partition": 7}) + "\n" + json.dumps(lines[3]) + "\n")
+    done = exch("submit", str(bad), "--skip-invalid")
+    assert done.returncode == 0, done.stderr
+    assert "sequenced 1 commands in partition 1: seq 4..4" in done.stdout
+    assert "skipped 1 invalid lines" in done.stdout
+    # all to one partition: a new market is still bound there; one bound elsewhere refused
+    fixed = tmp_path / "fixed.jsonl"
+    fixed.write_text(json.dumps({"type": "create_market", "market": "y", "runners": [1, 2]})
+                     + "\n")
+    assert exch("submit", str(fixed), "--partition", "1").returncode == 0
+    fixed.write_text(json.dumps({"type": "create_market", "market": "x", "runners": [1, 2]})
+                     + "\n")
+    done = exch("submit", str(fixed), "--partition", "0")
+    assert done.returncode == 2 and "market x lives in partition 1, not 0" in done.stderr
     rows = json.loads(exch("partitions", "--json").stdout)["rows"]
-    assert [(r["markets"], r["last_input_seq"]) for r in rows] == [(0, 1), (1, 3)]
+    assert [(r["markets"], r["last_input_seq"]) for r in rows] == [(0, 1), (2, 5)]
     done = exch("partitions")
     assert done.returncode == 0 and "no matcher runs for partition 0, 1" in done.stderr
     from .journal_helpers import matcher_thread, wait_caught_up
@@ -253,50 +281,66 @@ def test_the_command_line_routes_and_lists_partitions(redis_server, tmp_path) ->
         done = exch("book", "x")
         assert done.returncode == 0 and "no market" not in done.stdout, done.stderr
         views = json.loads(exch("stats", "--json").stdout)
-        assert [v["market"] for v in views] == ["x"]
+        assert [v["market"] for v in views] == ["x", "y"]
         assert exch("book", "x", "--partition", "0").returncode == 1
     done = exch("status", "--partition", "x1")
     assert done.returncode == 2 and "whole number" in done.stderr
 
 
 def test_a_generated_flow_cancels_its_own_orders_in_any_partition(redis_server) -> None:  # type: ignore[no-untyped-def]
-    """``exch load`` names the orders it cancels by the ids the journal gave them: in a
-    partition other than 0 those are not the seqs."""
+    """``exch load`` names the orders it cancels by the ids the journal gave them (in a
+    partition other than 0 those are not the seqs), and over several partitions sends a day
+    to each, its markets and its wallets there."""
+    import json
+    import os
+    import subprocess
+    import sys
     from collections import Counter
 
-    from journal.routing import PartitionedSequencer, set_partition_count
+    from journal.routing import directory, set_partition_count
     from journal.sequencer import Sequencer
     from tools.sources.load import send
     from tools.sources.market_day import market_day
 
+    from .conftest import ROOT
     from .journal_helpers import matcher_thread, output_events, wait_caught_up
 
     client = redis_server.client()
     set_partition_count(client, 3)
-
-    def flow(base: int) -> object:
-        return market_day(seed=4, markets=4, accounts=60, commands=6000,
-                          market_base=base, ref_prefix=f"r{base}-")
-
-    sent = {2: send(flow(100), Sequencer(client, Keys("2")))}
-    routed = send(flow(200), PartitionedSequencer(client))  # spread over 0, 1 and 2
-    with matcher_thread(client, Keys("0")), matcher_thread(client, Keys("1")), \
-            matcher_thread(client, Keys("2")):
-        for p in "012":
-            wait_caught_up(client, Keys(p))
-    events = {p: output_events(client, Keys(str(p))) for p in range(3)}
-    cancels = sent[2].by_type.get("cancel", 0) + routed.by_type.get("cancel", 0)
+    one = send(market_day(seed=4, markets=2, accounts=60, commands=4000, market_base=100,
+                          ref_prefix="r-"), Sequencer(client, Keys("2")))
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.cli", "load", "--commands", "12000", "--markets", "3",
+         "--accounts", "60", "--json", "--redis-url", redis_server.url],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ})
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout)
+    assert loaded["sent"] == 12000 and loaded["partitions"] == [0, 1, 2]
+    # the load's markets, one day per partition
+    bound = directory(client)
+    assert sorted(bound[m] for m in loaded["markets"]) == [0, 1, 2]
+    keys = [Keys(str(p)) for p in range(3)]
+    with matcher_thread(client, keys[0]), matcher_thread(client, keys[1]), \
+            matcher_thread(client, keys[2]):
+        for k in keys:
+            wait_caught_up(client, k)
+    events = {p: output_events(client, keys[p]) for p in range(3)}
+    cancels = one.by_type.get("cancel", 0) + loaded["by_type"].get("cancel", 0)
     assert cancels > 300
-    done = Counter(e["type"] for evs in events.values() for e in evs)
+    done_ = Counter(e["type"] for evs in events.values() for e in evs)
     reasons = Counter(e["reason"] for evs in events.values() for e in evs
                       if e["type"] == "order_rejected")
     # the generator only cancels live orders of their owner; through a live journal some
-    # have filled by the time their cancel comes, but none belongs to someone else
+    # have filled by the time their cancel comes, but none belongs to someone else; and
+    # every partition's bets are covered by the wallets there
     assert reasons["NOT_OWNER"] == 0
     assert reasons["UNKNOWN_ORDER"] < 0.2 * cancels, reasons
-    assert done["order_cancelled"] > 0.5 * cancels
-    assert all(e["order"] // PARTITION_STRIDE == p for p, evs in events.items()
-               for e in evs if e["type"] == "order_accepted")
+    assert reasons["INSUFFICIENT_FUNDS"] < 0.03 * 16000, reasons
+    assert done_["order_cancelled"] > 0.5 * cancels
+    for p, evs in events.items():
+        assert sum(e["type"] == "trade" for e in evs) > 100, p
+        assert all(e["order"] // PARTITION_STRIDE == p for e in evs
+                   if e["type"] == "order_accepted")
 
 
 def test_simulate_sets_partition_fields_aside(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -374,5 +418,43 @@ def test_a_call_is_acknowledged_only_once_a_replica_has_it(redis_server, tmp_pat
         wait_until(lambda: commands_in(mirror) == 6, "the replica never caught up")
         # without a replica there is nothing to wait for (the default asks the server)
         assert Sequencer(client, replicas=0).submit(cmds).sequenced == 3
+    finally:
+        stop_pid(replica.pid, timeout=10)
+
+
+def test_a_retried_call_on_another_connection_still_waits_for_the_replica(
+        redis_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """redis-py resends a pipeline on a new connection after a lost reply: the script then
+    answers from its record. WAIT is documented to count only its own connection's writes,
+    so the retried call touches its record (a write after the first call's), and the WAIT
+    covers them on any server. (The Redis 7.0 here also waits on a connection that wrote
+    nothing, so this test shows the retried call waits, not that the touch is needed.)"""
+    import os
+    import signal
+
+    from journal.connection import connect
+    from journal.sequencer import NotReplicated, Sequencer
+    from journal.server import start_server, stop_pid
+
+    from .journal_helpers import wait_until
+
+    client = redis_server.client()
+    replica = start_server(tmp_path / "replica", daemonize=False,
+                           extra=["--replicaof", "127.0.0.1", str(redis_server.port)])
+    try:
+        mirror = connect(f"redis://127.0.0.1:{replica.port}/0")
+        wait_until(lambda: mirror.info("replication").get("master_link_status") == "up",
+                   "the replica never caught up with the primary")
+        seq = Sequencer(client, replicas=1, patience=1.0, replica_timeout_ms=200)
+        call = seq._args([seq._payload(J({"type": "deposit", "account": "a", "amount": "1"}))])
+        os.kill(replica.pid, signal.SIGSTOP)
+        try:
+            first = connect(redis_server.url)  # the first attempt, whose reply is lost
+            seq._script(keys=call[0], args=call[1], client=first)
+            with pytest.raises(NotReplicated):
+                list(seq._flush([call]))  # the retry: answered from the record
+        finally:
+            os.kill(replica.pid, signal.SIGCONT)
+        assert list(seq._flush([call])) == [[1]]
     finally:
         stop_pid(replica.pid, timeout=10)

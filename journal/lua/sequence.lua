@@ -42,6 +42,11 @@ local MAX_ID = '18446744073709551615'
 
 local done = redis.call('GET', record)
 if done then
+  -- A retried call (perhaps on another connection, after a lost reply): touch the record, a
+  -- write the replicas see after the first call's writes, so that a WAIT on this connection
+  -- covers them too (WAIT counts only the writes of its own connection).
+  local ttl = redis.call('PTTL', record)
+  if ttl > 0 then redis.call('PEXPIRE', record, ttl) end
   local sep = string.find(done, '|', 1, true)
   return {string.sub(done, 1, sep - 1), string.sub(done, sep + 1)}
 end

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from exchange import COMPILED
+from exchange.limits import PARTITION_STRIDE
 from exchange.named import named
 from journal.connection import connect
 from journal.keys import Keys
@@ -46,11 +47,8 @@ def bench_scale(
     for count in partitions:
         phase(f"{count} partition{'s' if count > 1 else ''}: generating")
         share = commands // count
-        loads = {
-            str(p): [named(c)._replace(seq=0, ts=0)
-                     for c in core_workload(share, seed=seed + p)]
-            for p in range(count)
-        }
+        loads = {str(p): _for_partition(core_workload(share, seed=seed + p), p)
+                 for p in range(count)}
         rows.append(_one(count, loads, phase))
     base = rows[0]["commands_per_sec"]
     for row in rows:
@@ -60,6 +58,21 @@ def bench_scale(
         "cores": os.cpu_count(), "redis": "unix socket, appendonly yes, appendfsync everysec",
         "rows": rows,
     }
+
+
+def _for_partition(cmds: list[tuple], partition: int) -> list[tuple]:
+    """A workload as a client sends it to ``partition``: seq and ts left to the journal, and
+    the orders its cancels and replaces name given their ids there (rules version 5: the
+    partition times ``PARTITION_STRIDE`` plus the seq), so every partition does the same
+    work."""
+    base = partition * PARTITION_STRIDE
+    out = []
+    for c in cmds:
+        n = named(c)._replace(seq=0, ts=0)
+        if base and n.type in ("cancel", "replace"):
+            n = n._replace(order=n.order + base)
+        out.append(n)
+    return out
 
 
 def _one(count: int, loads: dict[str, list[tuple]], phase: Callable[[str], None]

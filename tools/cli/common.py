@@ -105,15 +105,12 @@ Replicas = Annotated[
 
 
 def sequencer_for(client: Any, partition: str | None, replicas: int | None = None) -> Any:
-    """What sends commands: one partition's sequencer if ``partition`` is given, else one
-    that routes each command to its partition (``journal.routing``)."""
-    if partition is not None:
-        from journal.sequencer import Sequencer
+    """What sends commands: each to its partition (``journal.routing``), or all to
+    ``partition`` if given (new markets still bound to it in the directory)."""
+    from journal.routing import PartitionedSequencer, Router
 
-        return Sequencer(client, keys_for(partition), replicas=replicas)
-    from journal.routing import PartitionedSequencer
-
-    return PartitionedSequencer(client, replicas=replicas)
+    fixed = int(keys_for(partition).partition) if partition is not None else None
+    return PartitionedSequencer(client, Router(client, fixed=fixed), replicas=replicas)
 
 
 def keys_for(partition: str) -> Any:

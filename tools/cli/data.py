@@ -247,7 +247,7 @@ def load(
     delayed bets must still be able to match while a race is in play."""
     from journal.keys import Keys
     from journal.streams import last_id, parse_id
-    from tools.sources.load import delay_scale, scale_delays, send
+    from tools.sources.load import DAY_SEQS, delay_scale, interleave, scale_delays, send
     from tools.sources.market_day import GeneratorStats, market_day, minimum_commands
 
     if commands < minimum_commands(markets, accounts):
@@ -261,11 +261,27 @@ def load(
     parts = [partition] if partition is not None else [
         str(p) for p in range(sequencer.router.count)]
     base = sum(parse_id(last_id(client, Keys(p).input))[0] for p in parts)
-    stats = GeneratorStats()
-    day = market_day(seed=seed, markets=markets, accounts=accounts, commands=commands,
-                     market_base=2_000_001 + base * 1000, ref_prefix=f"L{base}-", stats=stats)
-    # bet delays shrink with the day's compression into journal time (see delay_scale)
-    flow = scale_delays(day, delay_scale(commands, markets, rate))
+    # one generated day per partition (its markets and its wallets there), interleaved
+    spread = parts[:markets]  # a partition needs a market of its own
+    if len(spread) > 1 and commands // len(spread) < minimum_commands(
+            markets // len(spread), accounts):
+        raise fail(f"{commands:,} commands over {len(spread)} partitions are too few for "
+                   f"{accounts} accounts in each: send more, or fewer accounts")
+    days = []
+    all_stats = []
+    for i, p in enumerate(spread):
+        share = commands // len(spread) + (1 if i < commands % len(spread) else 0)
+        mk = markets // len(spread) + (1 if i < markets % len(spread) else 0)
+        stats = GeneratorStats()
+        all_stats.append(stats)
+        day = market_day(seed=seed + i, markets=mk, accounts=accounts, commands=share,
+                         seq0=i * DAY_SEQS + 1, market_base=2_000_001 + base * 1000 + i * 100,
+                         ref_prefix=f"L{base}-{i}-", stats=stats)
+        # bet delays shrink with the day's compression into journal time (see delay_scale)
+        day = scale_delays(day, delay_scale(share, mk, rate / len(spread) if rate else None))
+        days.append((int(p), day))
+    # routed over several partitions: each command paired with its day's partition
+    flow = interleave(days) if partition is None and len(parts) > 1 else days[0][1]
     with progress("sending", commands, quiet=as_json) as advance:
         done = [0]
 
@@ -275,7 +291,10 @@ def load(
 
         sent = send(flow, sequencer, rate=rate, on_batch=on_batch)
     result = sent.as_dict()
-    result["markets"] = [m.id for m in stats.markets]
+    result["markets"] = [m.id for st in all_stats for m in st.markets]
+    if len(days) > 1:  # seqs of several journals make no range
+        result["partitions"] = [p for p, _ in days]
+        del result["first_seq"], result["last_seq"]
     report(result, as_json)
 
 
@@ -326,9 +345,24 @@ def import_betfair(
                 advance(r.sent - done[0])
                 done[0] = r.sent
 
-            sent = send(flow, sequencer_for(redis_client(redis_url), partition, replicas),
+            client = redis_client(redis_url)
+            if partition is None:
+                # one recording's markets and its liquidity accounts' money in one partition:
+                # the first market's (bound before, or by the stable rule)
+                from journal.routing import Router, stable_partition
+
+                router = Router(client)
+                first = next((c["market"] for c in commands if c.get("type") == "create_market"),
+                             None)
+                if router.count > 1 and first is not None:
+                    bound = router.market(first)
+                    partition = str(bound if bound is not None
+                                    else stable_partition(first, router.count))
+            sent = send(flow, sequencer_for(client, partition, replicas),
                         speed=speed or None, max_gap=max_gap, on_batch=on_batch)
-        typer.echo(f"sequenced {sent.sequenced:,} commands: seq {sent.first_seq}..{sent.last_seq}",
+        where = f" in partition {partition}" if partition not in (None, "0") else ""
+        typer.echo(f"sequenced {sent.sequenced:,} commands{where}: "
+                   f"seq {sent.first_seq}..{sent.last_seq}",
                    err=True)
     summary = converted.to_dict()
     report({k: v for k, v in summary.items() if k != "markets"}, False, err=True)

@@ -65,8 +65,9 @@ def submit(
             connected.append(sequencer_for(redis_client(redis_url), partition, replicas))
         return connected[0]
 
+    configured = (lambda: connect().router.count) if routed else None
     try:
-        count, problems = check_file(file, (lambda: connect().router.count) if routed else None)
+        count, problems = check_file(file, configured)
     except OSError as e:
         raise fail(f"{file}: {e.strerror}") from None
     for p in problems[:20]:
@@ -82,10 +83,9 @@ def submit(
     results: dict[int, Submitted] = {}
     with progress("submitting", valid) as advance:
         if routed:
-            calls = sequencer.submit_iter(valid_commands(file))
-        else:
-            calls = ((int(partition), seqs) for seqs in sequencer.submit_iter(
-                cmd for _, cmd in valid_commands(file)))
+            calls = sequencer.submit_iter(valid_commands(file, configured))
+        else:  # all to the partition given: the partition fields are set aside
+            calls = sequencer.submit_iter(cmd for _, cmd in valid_commands(file))
         for p, seqs in calls:
             results.setdefault(p, Submitted()).add(seqs)
             advance(len(seqs))

@@ -190,9 +190,10 @@ def check_file(path: str, partitions: Callable[[], int] | None = None
     return count, problems
 
 
-def valid_commands(path: str) -> Iterator[tuple[int | None, tuple]]:
-    """The file's valid commands as (``partition`` field or None, core tuple), seq and ts 0:
-    the journal gives both."""
-    for _, obj, partition, bad in _lines(path):
+def valid_commands(path: str, partitions: Callable[[], int] | None = None
+                   ) -> Iterator[tuple[int | None, tuple]]:
+    """The file's valid commands (judged as ``check_file`` judges them) as (``partition``
+    field or None, core tuple), seq and ts 0: the journal gives both."""
+    for _, obj, partition, bad in _lines(path, partitions):
         if bad is None:
             yield partition, decode(obj, 0, 0)

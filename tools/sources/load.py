@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from exchange.limits import PARTITION_STRIDE
 from exchange.named import named
 from journal.routing import PartitionedSequencer
 from journal.sequencer import Sequencer, Submitted
@@ -26,39 +27,52 @@ from journal.sequencer import Sequencer, Submitted
 Command = tuple
 
 
+DAY_SEQS = 10**12
+"""How far apart the generator's own seqs of the days sent to several partitions are (day i
+starts at ``i * DAY_SEQS + 1``), so that the orders their cancels name stay apart."""
+
+
 class OrderIds:
     """Translate the order ids in generated cancels and replaces to a journal's own numbering.
 
     The generator's order id is the seq it gave the placing command; a journal gives its own
-    (other commands, such as the matcher's heartbeats, may be sequenced in between). Record each
-    submitted batch (``record(generated seqs, journal seqs)``, seqs as the sequencer returns
-    them) and pass every command through ``translate`` before sending it. Kept as a list of
-    offsets that changes only where the numbering shifts, so it stays small. ``translate``
-    raises ``KeyError`` for an order whose placing command has not been recorded yet: flush
-    the commands in flight first.
+    (other commands, such as the matcher's heartbeats, may be sequenced in between; outside
+    partition 0 an order id also carries the partition). Record each submitted batch
+    (``record(generated seqs, order ids)``) and pass every command through ``translate``
+    before sending it. Kept per day (generated seqs ``i * DAY_SEQS`` on, see ``interleave``)
+    as a list of offsets that changes only where the numbering shifts, so it stays small.
+    ``translate`` raises ``KeyError`` for an order whose placing command has not been
+    recorded yet: flush the commands in flight first.
     """
 
     def __init__(self) -> None:
-        self._starts: list[int] = []  # generated seq where an offset begins
-        self._offsets: list[int] = []
-        self._last = 0  # last generated seq recorded
+        # per day: generated seqs where an offset begins, the offsets, the last recorded
+        self._days: dict[int, tuple[list[int], list[int], list[int]]] = {}
 
     def record(self, generated: list[int], journal: list[int]) -> None:
-        starts, offsets = self._starts, self._offsets
+        days = self._days
         for g, j in zip(generated, journal):
             if not j:
                 continue  # skipped as a duplicate: it has no order id
+            day = days.get(g // DAY_SEQS)
+            if day is None:
+                day = days[g // DAY_SEQS] = ([], [], [0])
+            starts, offsets, last = day
             off = j - g
             if not offsets or offsets[-1] != off:
                 starts.append(g)
                 offsets.append(off)
-            if g > self._last:
-                self._last = g
+            if g > last[0]:
+                last[0] = g
 
     def order_id(self, generated: int) -> int:
-        if generated > self._last or not self._starts or generated < self._starts[0]:
+        day = self._days.get(generated // DAY_SEQS)
+        if day is None:
             raise KeyError(generated)
-        return generated + self._offsets[bisect_right(self._starts, generated) - 1]
+        starts, offsets, last = day
+        if generated > last[0] or not starts or generated < starts[0]:
+            raise KeyError(generated)
+        return generated + offsets[bisect_right(starts, generated) - 1]
 
     def translate(self, cmd: Command) -> Command:
         kind = cmd[0]
@@ -66,7 +80,6 @@ class OrderIds:
             named_cmd = named(cmd)
             return named_cmd._replace(order=self.order_id(named_cmd.order))
         return cmd
-
 
 
 class Pace:
@@ -104,6 +117,11 @@ class LoadReport(Submitted):
     def rate(self) -> float:
         return self.sent / self.seconds if self.seconds > 0 else 0.0
 
+    def add(self, seqs: list[int]) -> None:
+        """Count a call's answer: order ids (``OrderIds``), whose seq is the id modulo
+        ``PARTITION_STRIDE`` (the seq itself in partition 0)."""
+        super().add([s % PARTITION_STRIDE for s in seqs])
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "sent": self.sent, "sequenced": self.sequenced, "duplicates": self.duplicates,
@@ -113,8 +131,27 @@ class LoadReport(Submitted):
         }
 
 
+def interleave(days: list[tuple[int, Iterable[Command]]], chunk: int = 500
+               ) -> Iterator[tuple[int, Command]]:
+    """Several days, one per partition, a chunk of each in turn (all partitions busy at
+    once), each command paired with its partition (``journal.routing``: a ``create_market``
+    binds its market there, a deposit funds the wallet there)."""
+    running = [(p, iter(day)) for p, day in days]
+    while running:
+        left = []
+        for p, it in running:
+            taken = 0
+            for cmd in it:
+                yield p, cmd
+                taken += 1
+                if taken == chunk:
+                    left.append((p, it))
+                    break
+        running = left
+
+
 def send(
-    commands: Iterable[Command],
+    commands: Iterable[Command] | Iterable[tuple[int, Command]],
     sequencer: Sequencer | PartitionedSequencer,
     *,
     rate: float | None = None,
@@ -137,7 +174,7 @@ def send(
     ids = OrderIds()
     skipped: set[int] = set()
     report = LoadReport()
-    pending: list[Command] = []
+    pending: list[Any] = []  # commands, or (partition, command) pairs
     generated: list[int] = []
     in_batch: set[int] = set()
     start = time.perf_counter()
@@ -158,7 +195,11 @@ def send(
         if on_batch is not None:
             on_batch(report)
 
-    for cmd in commands:
+    for item in commands:
+        if type(item[0]) is str:
+            part, cmd = None, item
+        else:  # (partition, command): see interleave
+            part, cmd = item
         kind, seq, ts = cmd[0], cmd[1], cmd[2]
         if kind == "cancel" or kind == "replace":
             target = named(cmd).order
@@ -183,7 +224,7 @@ def send(
             if wait > 0.002:
                 flush()
                 time.sleep(max(due - time.perf_counter(), 0))
-        pending.append(cmd)
+        pending.append(cmd if part is None else (part, cmd))
         generated.append(seq)
         in_batch.add(seq)
         report.sent += 1

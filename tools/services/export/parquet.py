@@ -350,12 +350,17 @@ class ParquetSink:
         return self.out / table / f"partition={self.partition}"
 
     def _read_state(self) -> int:
-        if (self.out / OLD_STATE).exists():
+        old = self.out / OLD_STATE
+        if old.exists():
+            try:
+                fmt = json.loads(old.read_text(encoding="utf-8")).get("format", 1)
+            except (ValueError, AttributeError):
+                fmt = "unknown"
             raise SinkError(
-                f"{self.out} holds Parquet of format 1 (money as decimals, no partitions); "
-                f"this exch writes format {FORMAT} (money as integer pence, prices as floats, "
-                "a folder per exchange partition: docs/parquet.md), and one folder never "
-                "mixes the two: export to a new folder"
+                f"{self.out} holds Parquet of an older layout (format {fmt}, one cursor in "
+                f"{OLD_STATE}); this exch writes format {FORMAT} (money as integer pence, "
+                "prices as floats, a folder per exchange partition: docs/parquet.md), and one "
+                "folder never mixes the two: export to a new folder"
             )
         path = self.out / self._state
         try:

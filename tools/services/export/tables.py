@@ -46,17 +46,18 @@ DAY_MS = 86_400_000
 _C = tuple[str, pa.DataType, str]
 
 _COMMON: tuple[_C, ...] = (
-    ("seq", pa.int64(), "sequence number of the command that caused the event (the stream "
-     "entry id)"),
-    ("idx", pa.int32(), "position of the event among that command's events, from 0; (seq, "
-     "idx) identifies an event"),
+    ("seq", pa.int64(), "sequence number, in its partition, of the command that caused the "
+     "event"),
+    ("idx", pa.int32(), "position of the event among that command's events, from 0; "
+     "(partition, seq, idx) identifies an event"),
     ("ts", TS, "the command's envelope time (Redis server time when it was sequenced)"),
 )
 
 COLUMNS: dict[str, tuple[_C, ...]] = {
     "trades": _COMMON + (
         ("type", ENUM, "always `trade`"),
-        ("trade", pa.string(), "trade id, `<seq>-<idx>`"),
+        ("trade", pa.string(), "trade id, `<n>-<idx>`: n is the seq (plus the partition "
+         "times 10^14 outside partition 0, rules version 5)"),
         ("market", pa.string(), "market id"),
         ("runner", pa.int64(), "runner id"),
         ("price", PRICE, "the trade price (the resting order's price)"),
