@@ -458,3 +458,17 @@ def test_a_retried_call_on_another_connection_still_waits_for_the_replica(
         assert list(seq._flush([call])) == [[1]]
     finally:
         stop_pid(replica.pid, timeout=10)
+
+
+def test_seqs_stop_where_ids_would_meet_the_next_partition(redis_server) -> None:  # type: ignore[no-untyped-def]
+    from journal.sequencer import Refused, Sequencer
+
+    client = redis_server.client()
+    keys = Keys("1")
+    client.hset(keys.settings, "rules", PARTITION_IDS)
+    client.xadd(keys.input, {"c": b"\x80"}, id=f"{PARTITION_STRIDE - 2}-0")
+    seq = Sequencer(client, keys)
+    deposit = J({"type": "deposit", "account": "a", "amount": "1"})
+    assert seq.submit_batch([deposit]) == [PARTITION_STRIDE - 1]  # the last id of partition 1
+    with pytest.raises(Refused, match="no seqs left"):
+        seq.submit_batch([deposit])

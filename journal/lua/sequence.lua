@@ -39,6 +39,8 @@ local REF_WINDOW = 3
 local REF_WINDOW_MS = 60000
 local MAX_COMMANDS = 10000
 local MAX_ID = '18446744073709551615'
+local PARTITION_IDS = 5
+local MAX_PARTITION_SEQ = '99999999999999'
 
 local done = redis.call('GET', record)
 if done then
@@ -139,6 +141,12 @@ if k > 0 then
   last = add(previous, k)
   if not at_most(last, MAX_ID) then
     return redis.error_reply('exch: the journal has no seqs left after ' .. previous)
+  end
+  -- from rules 5 an order id is partition * 10^14 + seq: a seq must stay below 10^14, or
+  -- ids would meet the next partition's
+  if tonumber(rules) >= PARTITION_IDS and not at_most(last, MAX_PARTITION_SEQ) then
+    return redis.error_reply('exch: the partition has no seqs left after ' .. previous ..
+      ' (order ids carry the partition above 10^14; see docs/partitions.md)')
   end
 end
 
