@@ -86,8 +86,12 @@ class Follower:
         snapshot_every: int = 100_000,
         lease_ms: int | None = None,
         on_progress: Callable[[FollowerProgress], None] | None = None,
+        announce: bool = True,
     ) -> None:
         self.client = raw(client)
+        self.announce = announce
+        """Whether it competes for the follower key (and so takes the snapshots). A hot
+        standby's follower does not: it only keeps a verified state ready."""
         self.keys = keys or Keys()
         self.snapshot_every = snapshot_every
         self.lease = Lease(self.client, self.keys.follower, lease_ms or self.LEASE_MS)
@@ -136,7 +140,8 @@ class Follower:
         with collector_paused():
             self.start()
             beat = threading.Thread(target=self._keep, name="exch-follower-key", daemon=True)
-            beat.start()
+            if self.announce:
+                beat.start()
             try:
                 while not self.stopping.is_set():
                     reply = self.client.xread(
@@ -157,7 +162,8 @@ class Follower:
                     self._report()
             finally:
                 self.stopping.set()
-                beat.join()
+                if self.announce:
+                    beat.join()
                 self.progress.state = "stopped"
                 if self.progress.taking_snapshots:
                     self.lease.release()

@@ -37,6 +37,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 import redis
@@ -242,8 +243,14 @@ class Matcher:
         piece_bytes: int = PIECE_BYTES,
         on_progress: Callable[[Progress], None] | None = None,
         progress_every: float = 0.5,
+        hot: bool = False,
     ) -> None:
         self.client = raw(client)
+        self.hot = hot
+        """A hot standby: while another matcher holds the lease, follow the journal in memory
+        (a follower that takes no snapshots), and take over from that state without
+        rebuilding it."""
+        self._shadow: tuple[Any, threading.Thread] | None = None
         self.keys = keys or Keys()
         self.snapshot_every = snapshot_every
         self.batch = batch or self.BATCH
@@ -297,10 +304,44 @@ class Matcher:
 
     # ---------------------------------------------------------------- recovery
 
-    def recover(self) -> None:
+    def _shadow_follow(self) -> None:
+        """Start (or restart, if it stopped) the hot standby's follower thread."""
+        from .follower import Follower
+
+        if self._shadow is not None and self._shadow[1].is_alive():
+            return
+        follower = Follower(self.client, self.keys, snapshot_every=10**15, announce=False)
+
+        def run() -> None:
+            try:
+                follower.run()
+            except Exception as e:  # a divergence, a Redis error: no warm state then
+                log.warning("hot standby: stopped following (%s); will rebuild", e)
+                follower.progress.state = "failed"
+
+        thread = threading.Thread(target=run, name="exch-hot-standby", daemon=True)
+        thread.start()
+        self._shadow = (follower, thread)
+
+    def _take_shadow(self) -> tuple[Exchange, bytes] | None:
+        """Stop the hot standby's follower; its verified state and the last input entry it
+        applied, or None if it has none to give."""
+        if self._shadow is None:
+            return None
+        follower, thread = self._shadow
+        self._shadow = None
+        follower.stopping.set()
+        thread.join()
+        if follower.progress.state == "failed" or not follower.progress.verified_seq:
+            return None
+        return follower.ex, follower._prev
+
+    def recover(self, warm: tuple[Exchange, bytes] | None = None) -> None:
         """Rebuild the state from the newest snapshot at or below the last answered input
         entry and the input after it, without emitting; then continue after the output's
-        last entry (in the middle of an answer cut into pieces, if that is where it ends)."""
+        last entry (in the middle of an answer cut into pieces, if that is where it ends).
+        With ``warm`` (a hot standby's verified state and the last input entry it applied),
+        start from that instead of a snapshot when it is not past the answers."""
         k = self.keys
         self.step("recovering")
         check_layout(self.client, k)
@@ -311,25 +352,17 @@ class Matcher:
         if follows != b"0-0":
             below = self.client.xrevrange(k.input, max=follows, count=1)
             answered = below[0][0] if below else b"0-0"
-        found = self.snapshots.latest(parse_id(answered)[0])
-        if found is None and answered != b"0-0":
-            # none in Redis reads back whole: an archived one, the journal after it archived too
-            archive = archive_of(self.client, k)
-            older = archive.latest_snapshot(parse_id(answered)[0]) if archive else None
-            if older is not None:
-                found = (SnapshotInfo(older[0], "", len(older[1]), 0), older[1])
-        if found is not None:
-            info, data = found
-            self.step("restoring a snapshot")
-            self.ex = Exchange.restore(data, self.keys.number)
-            self.progress.snapshot_seq = info.seq
-            start = f"({info.seq}-0"
+        if warm is not None and parse_id(warm[1]) <= parse_id(answered):
+            found = None
+            self.ex, start_after = warm
+            start = "(" + start_after.decode()
+            self.progress.snapshot_seq = 0
+            log.info("taking over from the hot standby's state at %s", start_after.decode())
         else:
-            self.ex = Exchange(k.number)
-            start = "-"
+            found, start = self._restore(answered)
         history = History(self.client, k)
         self._ts = self.ex.now
-        self._prev = b"0-0"
+        self._prev = warm[1] if warm is not None and found is None else b"0-0"
         replayed = 0
         while answered != b"0-0":
             self.step("recovering")
@@ -350,10 +383,30 @@ class Matcher:
         self._control_cursor = last_id(self.client, k.control)
         self._since_snapshot = 0
         self.progress.last_seq = parse_id(follows)[0]
-        log.info(
-            "recovered at %s (snapshot %s, %d entries replayed)",
-            follows.decode(), found[0].seq if found else "none", replayed,
-        )
+        origin = f"snapshot {found[0].seq}" if found else (
+            "the hot standby's state" if warm is not None and start != "-" else "no snapshot")
+        log.info("recovered at %s (%s, %d entries replayed)", follows.decode(), origin, replayed)
+
+    def _restore(self, answered: bytes) -> tuple[Any, str]:
+        """The newest intact snapshot at or below ``answered`` (from Redis, else the
+        archive) restored into ``self.ex``, or an empty state; what was found, and where the
+        journal's replay starts."""
+        k = self.keys
+        found = self.snapshots.latest(parse_id(answered)[0])
+        if found is None and answered != b"0-0":
+            # none in Redis reads back whole: an archived one, the journal after it archived too
+            archive = archive_of(self.client, k)
+            older = archive.latest_snapshot(parse_id(answered)[0]) if archive else None
+            if older is not None:
+                found = (SnapshotInfo(older[0], "", len(older[1]), 0), older[1])
+        if found is not None:
+            info, data = found
+            self.step("restoring a snapshot")
+            self.ex = Exchange.restore(data, self.keys.number)
+            self.progress.snapshot_seq = info.seq
+            return found, f"({info.seq}-0"
+        self.ex = Exchange(k.number)
+        return None, "-"
 
     # ---------------------------------------------------------------- the loop
 
@@ -374,10 +427,12 @@ class Matcher:
                     checked = True
                 check_layout(self.client, self.keys)  # before the lease: refuse, take nothing
                 if not self.acquire():
-                    self.progress.state = "standby"
+                    self.progress.state = "standby (hot)" if self.hot else "standby"
                     self.progress.holder = self.holder()
+                    if self.hot:
+                        self._shadow_follow()
                     self._report()
-                    self.stopping.wait(0.25)
+                    self.stopping.wait(0.05 if self.hot else 0.25)
                     continue
                 self.progress.holder = self.token
                 self._keeper = LeaseKeeper(self)
@@ -386,7 +441,7 @@ class Matcher:
                     # of restored orders holds the interpreter for seconds, and the lease
                     # keeper with it
                     with collector_paused():
-                        self.recover()
+                        self.recover(self._take_shadow())
                         self._follow()
                     backoff = 0.0
                 finally:

@@ -10,7 +10,8 @@ leaves no cyclic garbage, see tests/test_core_properties.py, so nothing accumula
 - ``archive``: the journal into the archive, and replays read back through it;
 - ``soak``: the whole system with the archive and compaction over millions of commands:
   Redis memory stays bounded and nothing is lost;
-- ``scale``: the whole system with one matcher per partition, for several partition counts.
+- ``scale``: the whole system with one matcher per partition, for several partition counts;
+- ``takeover``: the time without a matcher after a SIGKILL, hot and cold standby.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .export import bench_export
 from .memory import peak_rss_bytes, rss_bytes
 from .scale import bench_scale
 from .soak import bench_soak
+from .takeover import bench_takeover
 
 __all__ = ["bench_archive", "bench_core", "bench_e2e", "bench_export", "bench_scale",
-           "bench_soak", "peak_rss_bytes", "rss_bytes"]
+           "bench_soak", "bench_takeover", "peak_rss_bytes", "rss_bytes"]

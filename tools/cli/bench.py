@@ -151,6 +151,42 @@ def bench_scale(
     Console().print(t)
 
 
+@app.command("takeover")
+def bench_takeover(
+    orders: Annotated[int, typer.Option(help="Resting orders in the book.", min=1)
+                      ] = 1_000_000,
+    standby: Annotated[str, typer.Option(help="hot, cold, or both (one after the other).")
+                       ] = "both",
+    lease_ms: Annotated[int, typer.Option("--lease-ms", help="The lease's time.", min=100)
+                        ] = 3000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """SIGKILL the matcher with a large book resting: how long until a standby (hot: it
+    followed the journal in memory; cold: it restores a snapshot and replays) has answered
+    the next command. Target: a hot standby within the lease time plus 200 ms."""
+    from tools.bench import bench_takeover as run
+
+    kinds = ["hot", "cold"] if standby == "both" else [standby]
+    if any(k not in ("hot", "cold") for k in kinds):
+        raise fail(f"--standby is hot, cold or both, not {standby!r}")
+    rows = []
+    with phases("takeover", as_json) as phase:
+        for kind in kinds:
+            rows.append(run(orders, standby=kind, lease_ms=lease_ms, on_phase=phase))
+    if as_json:
+        report({"benchmark": "takeover", "rows": rows}, True)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table("standby", "takeover ms", "over the lease ms", "entries replayed",
+              title=f"{orders:,} resting orders, lease {lease_ms:,} ms")
+    for r in rows:
+        t.add_row(r["standby"], f"{r['takeover_ms']:,}", f"{r['over_lease_ms']:,}",
+                  f"{r['entries_replayed']:,}")
+    Console().print(t)
+
+
 @app.command("soak")
 def bench_soak(
     commands: Annotated[

@@ -124,6 +124,11 @@ def run(
         "--max-step", envvar="EXCH_MAX_STEP", min=0.1,
         help="Seconds one step (a restore, an entry matched, a commit) may take before the "
              "matcher counts as hung and lets its lease go.")] = 60.0,
+    standby: Annotated[str, typer.Option(
+        envvar="EXCH_STANDBY",
+        help="While another matcher holds the lease: cold (wait, then rebuild from a snapshot "
+             "and the journal) or hot (follow the journal in memory, verifying every answer, "
+             "and take over from that state).")] = "cold",
 ) -> None:
     """The matcher: follow the input journal and commit the events to the output stream.
 
@@ -140,8 +145,11 @@ def run(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
     view = RunView()
+    if standby not in ("cold", "hot"):
+        raise fail(f"--standby is cold or hot, not {standby!r}")
     matcher = Matcher(client, keys_for(partition), snapshot_every=snapshot_every, batch=batch,
-                      lease_ms=lease_ms, max_step=max_step, on_progress=view.update)
+                      lease_ms=lease_ms, max_step=max_step, on_progress=view.update,
+                      hot=standby == "hot")
 
     stop_on_signals(matcher.stopping.set, "exch run")
     with view:
