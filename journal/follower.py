@@ -92,6 +92,9 @@ class Follower:
         self.announce = announce
         """Whether it competes for the follower key (and so takes the snapshots). A hot
         standby's follower does not: it only keeps a verified state ready."""
+        self.block_ms = 200 if announce else 20
+        """How long a read waits for new answers: also how long stopping may take, which a
+        hot standby's takeover waits for."""
         self.keys = keys or Keys()
         self.snapshot_every = snapshot_every
         self.lease = Lease(self.client, self.keys.follower, lease_ms or self.LEASE_MS)
@@ -146,7 +149,7 @@ class Follower:
                 while not self.stopping.is_set():
                     reply = self.client.xread(
                         {self.keys.output: self._out, self.keys.control: self._control_cursor},
-                        count=self.BATCH, block=200,
+                        count=self.BATCH, block=self.block_ms,
                     )
                     rows: list[Row] = []
                     for name, entries in stream_items(reply):

@@ -432,7 +432,7 @@ class Matcher:
                     if self.hot:
                         self._shadow_follow()
                     self._report()
-                    self.stopping.wait(0.05 if self.hot else 0.25)
+                    self.stopping.wait(0.02 if self.hot else 0.25)  # a hot one: at once
                     continue
                 self.progress.holder = self.token
                 self._keeper = LeaseKeeper(self)

@@ -6,9 +6,10 @@ The steps: a private Redis; ``exch run`` as its own process (snapshots every
 matched; a standby in this process (``Matcher``, hot or cold) once a hot one has verified
 every answer; SIGKILL of the active matcher; one command sequenced at once; the time until
 its answer is committed. The lease is renewed a third of its time apart, so a standby can take
-it between two thirds of the lease time and the whole of it after the kill: what matters is
-what comes on top (a hot standby: the entries after its last check; a cold one: restoring
-the newest snapshot and replaying the journal after it).
+it between two thirds of the lease time and the whole of it after the kill (the lease's time
+left is read at the kill): what matters is what comes after it expires (a hot standby: the
+entries after its last check; a cold one: restoring the newest snapshot and replaying the
+journal after it).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def bench_takeover(
             phase("SIGKILL of the active matcher, then one command")
             system.matcher.send_signal(signal.SIGKILL)
             killed = time.perf_counter()
+            left = max(int(client.pttl(keys.lease)), 0)  # the dead matcher's lease still runs
             system.matcher.wait()
             system.matcher = None
             (seq,) = Sequencer(client, keys).submit_batch(
@@ -99,5 +101,6 @@ def bench_takeover(
         "benchmark": "takeover", "compiled_core": COMPILED, "orders": orders,
         "standby": standby, "lease_ms": lease_ms, "snapshot_every": snapshot_every,
         "takeover_ms": round(took * 1000), "over_lease_ms": round(took * 1000 - lease_ms),
+        "lease_left_at_kill_ms": left, "after_lease_expiry_ms": round(took * 1000 - left),
         "entries_replayed": replayed,
     }
