@@ -235,7 +235,9 @@ def test_a_long_recovery_that_moves_keeps_its_lease(redis_server, tmp_path: Path
 
     client = redis_server.client()
     with matcher_thread(client, snapshot_every=10**9):
-        Sequencer(client).submit(unnumbered(core_workload(1_000_000, accounts=2000)))
+        # big enough that replaying it lasts well over three lease times on a quick machine
+        # (1,000,000 took 1.2 s once)
+        Sequencer(client).submit(unnumbered(core_workload(1_600_000, accounts=2000)))
         wait_caught_up(client, timeout=240)
     for s in SnapshotStore(client).list():  # no snapshot: recovery replays it all
         client.delete(K.snapshot_blob(s.seq))
