@@ -49,3 +49,15 @@ def test_a_hot_standby_takes_over_from_its_own_state(redis_server, tmp_path: Pat
         hot.stopping.set()
         thread.join(timeout=60)
     assert_consistent(client)
+
+
+def test_the_standby_kind_is_checked_before_anything_starts() -> None:
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "tools.cli", "run", "--standby", "warm",
+                           "--redis-url", "redis://127.0.0.1:1/0"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--standby is cold or hot" in done.stderr

@@ -141,12 +141,12 @@ def run(
 
     from .views import RunView
 
+    if standby not in ("cold", "hot"):
+        raise fail(f"--standby is cold or hot, not {standby!r}")
     client = redis_client(redis_url, wait=SERVICE_WAIT)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
     view = RunView()
-    if standby not in ("cold", "hot"):
-        raise fail(f"--standby is cold or hot, not {standby!r}")
     matcher = Matcher(client, keys_for(partition), snapshot_every=snapshot_every, batch=batch,
                       lease_ms=lease_ms, max_step=max_step, on_progress=view.update,
                       hot=standby == "hot")
