@@ -459,6 +459,7 @@ class Matcher:
                 continue
             if self.stopping.is_set():
                 self._shutdown()
+        self._take_shadow()  # a hot standby asked to stop: its follower stops too
         self.progress.state = "stopped"
         self._report(force=True)
 

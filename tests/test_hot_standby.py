@@ -51,6 +51,27 @@ def test_a_hot_standby_takes_over_from_its_own_state(redis_server, tmp_path: Pat
     assert_consistent(client)
 
 
+def test_a_hot_standby_told_to_stop_stops_its_follower(redis_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    client = redis_server.client()
+    sequencer(client).submit(workload(500))
+    active, _ = start_matcher(redis_server.url, tmp_path)
+    try:
+        wait_caught_up(client)
+        hot = Matcher(client, K, hot=True)
+        thread = threading.Thread(target=hot.run, daemon=True)
+        thread.start()
+        wait_until(lambda: hot._shadow is not None, "the hot standby never started following")
+        follower_thread = hot._shadow[1]  # type: ignore[index]
+        hot.stopping.set()
+        thread.join(timeout=30)
+        assert not thread.is_alive() and not follower_thread.is_alive()
+        assert hot.progress.state == "stopped"
+    finally:
+        kill9(active)
+
+
 def test_the_standby_kind_is_checked_before_anything_starts() -> None:
     import subprocess
     import sys
