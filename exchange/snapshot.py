@@ -22,7 +22,6 @@ from .accounts import Account, Position
 from .book import BACK, Order, Pending
 from .engine import Exchange
 from .errors import SnapshotError
-from .limits import PARTITION_STRIDE
 from .market import Market
 from .rules import FIRST, FORGET_FINISHED, LATEST, PARTITION_IDS, REF_WINDOW
 
@@ -157,9 +156,7 @@ def _build(state: list[Any]) -> Exchange:
     elif version == VERSION_PARTITION:
         if type(rules) is not int or not FIRST <= rules <= LATEST:
             raise ValueError(f"rules version {rules!r} is not one this release knows")
-        ex.rules = rules
-        if rules >= PARTITION_IDS:
-            ex._ids = partition * PARTITION_STRIDE
+        ex.set_rules(rules, now)  # what the version implies (the ids' partition part) too
     elif len(state) != 10:
         raise ValueError("a version 2 state has ten parts")
     for aid, balance in accounts:

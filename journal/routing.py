@@ -63,6 +63,14 @@ _MARKET_AT = _index_of("market")
 _ORDER_AT = _index_of("order")
 
 
+def unpaired(item: Any) -> tuple[int | None, tuple]:
+    """A command as routers take it: a core tuple, or a ``(partition, tuple)`` pair for one
+    that carries a ``partition`` field; as (that partition or None, the tuple)."""
+    if type(item[0]) is str:
+        return None, item
+    return item[0], item[1]
+
+
 def stable_partition(market: str, count: int) -> int:
     """The partition a new market goes to when its creator does not say: CRC-32 of its id
     (UTF-8) modulo ``count``. Stable across processes, releases and machines."""
@@ -146,19 +154,22 @@ class Router:
         p = self.market(market)
         if p is not None:
             return p
-        choice = self.check(wanted) if wanted is not None else stable_partition(
-            market, self.count)
+        return self._claim(market, self.check(wanted) if wanted is not None
+                           else stable_partition(market, self.count))
+
+    def _claim(self, market: str, choice: int) -> int:
+        """Bind an unbound market to ``choice``; the partition it is bound to (another
+        submitter's, if one bound it first)."""
         if not self.client.hsetnx(DIRECTORY, market, choice):
-            raw = self.client.hget(DIRECTORY, market)  # another submitter bound it first
+            raw = self.client.hget(DIRECTORY, market)
             choice = int(raw) if raw is not None else choice
         self._markets[market] = choice
         return choice
 
     def _bind_fixed(self, market: str, fixed: int) -> None:
-        if self.market(market) is None and self.client.hsetnx(DIRECTORY, market, fixed):
-            self._markets[market] = fixed
-            return
         bound = self.market(market)
+        if bound is None:
+            bound = self._claim(market, fixed)
         if bound != fixed:
             raise InputError(f"market {market} lives in partition {bound}, not {fixed}: a "
                              "market's partition never changes")
@@ -225,12 +236,9 @@ class PartitionedSequencer:
         route = self.router.route
         shares: dict[int, list[int]] = {}
         plain: list[tuple] = []
-        for i, c in enumerate(cmds):
-            if type(c[0]) is str:
-                p = route(c)
-            else:
-                p = route(c[1], c[0])
-                c = c[1]
+        for i, item in enumerate(cmds):
+            field, c = unpaired(item)
+            p = route(c, field)
             plain.append(c)
             shares.setdefault(p, []).append(i)
         out = [0] * len(cmds)
@@ -261,13 +269,9 @@ class PartitionedSequencer:
         route = self.router.route
         window: dict[int, list[tuple]] = {}
         held = 0
-        for c in cmds:
-            if type(c[0]) is str:
-                p = route(c)
-            else:
-                p = route(c[1], c[0])
-                c = c[1]
-            window.setdefault(p, []).append(c)
+        for item in cmds:
+            field, c = unpaired(item)
+            window.setdefault(route(c, field), []).append(c)
             held += 1
             if held >= self.WINDOW:
                 yield from self._send(window)
@@ -278,11 +282,10 @@ class PartitionedSequencer:
         """With one partition: the commands as they are (markets still bound, so that the
         directory holds every market when partitions are added)."""
         router = self.router
-        for c in cmds:
-            if type(c[0]) is not str:
-                if c[0]:
-                    router.check(c[0])
-                c = c[1]
+        for item in cmds:
+            field, c = unpaired(item)
+            if field:
+                router.check(field)
             if c[0] == "create_market" and type(c[3]) is str:
                 router.bind(c[3], 0)
             yield c

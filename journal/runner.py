@@ -305,10 +305,12 @@ class Matcher:
     # ---------------------------------------------------------------- recovery
 
     def _shadow_follow(self) -> None:
-        """Start (or restart, if it stopped) the hot standby's follower thread."""
+        """Start the hot standby's follower thread, once per stay in standby: one that
+        failed is not started again and again (the takeover then rebuilds, as a cold
+        standby does)."""
         from .follower import Follower
 
-        if self._shadow is not None and self._shadow[1].is_alive():
+        if self._shadow is not None:
             return
         follower = Follower(self.client, self.keys, snapshot_every=10**15, announce=False)
 
@@ -353,16 +355,17 @@ class Matcher:
             below = self.client.xrevrange(k.input, max=follows, count=1)
             answered = below[0][0] if below else b"0-0"
         if warm is not None and parse_id(warm[1]) <= parse_id(answered):
-            found = None
             self.ex, start_after = warm
             start = "(" + start_after.decode()
             self.progress.snapshot_seq = 0
+            origin = "the hot standby's state"
             log.info("taking over from the hot standby's state at %s", start_after.decode())
         else:
             found, start = self._restore(answered)
+            origin = f"snapshot {found[0].seq}" if found else "no snapshot"
         history = History(self.client, k)
         self._ts = self.ex.now
-        self._prev = warm[1] if warm is not None and found is None else b"0-0"
+        self._prev = b"0-0"
         replayed = 0
         while answered != b"0-0":
             self.step("recovering")
@@ -383,8 +386,6 @@ class Matcher:
         self._control_cursor = last_id(self.client, k.control)
         self._since_snapshot = 0
         self.progress.last_seq = parse_id(follows)[0]
-        origin = f"snapshot {found[0].seq}" if found else (
-            "the hot standby's state" if warm is not None and start != "-" else "no snapshot")
         log.info("recovered at %s (%s, %d entries replayed)", follows.decode(), origin, replayed)
 
     def _restore(self, answered: bytes) -> tuple[Any, str]:

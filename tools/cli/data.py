@@ -349,15 +349,13 @@ def import_betfair(
             if partition is None:
                 # one recording's markets and its liquidity accounts' money in one partition:
                 # the first market's (bound before, or by the stable rule)
-                from journal.routing import Router, stable_partition
+                from journal.routing import Router
 
                 router = Router(client)
                 first = next((c["market"] for c in commands if c.get("type") == "create_market"),
                              None)
                 if router.count > 1 and first is not None:
-                    bound = router.market(first)
-                    partition = str(bound if bound is not None
-                                    else stable_partition(first, router.count))
+                    partition = str(router.bind(first, None))
             sent = send(flow, sequencer_for(client, partition, replicas),
                         speed=speed or None, max_gap=max_gap, on_batch=on_batch)
         where = f" in partition {partition}" if partition not in (None, "0") else ""

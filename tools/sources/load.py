@@ -21,7 +21,7 @@ from typing import Any
 
 from exchange.limits import PARTITION_STRIDE
 from exchange.named import named
-from journal.routing import PartitionedSequencer
+from journal.routing import PartitionedSequencer, unpaired
 from journal.sequencer import Sequencer, Submitted
 
 Command = tuple
@@ -196,10 +196,7 @@ def send(
             on_batch(report)
 
     for item in commands:
-        if type(item[0]) is str:
-            part, cmd = None, item
-        else:  # (partition, command): see interleave
-            part, cmd = item
+        part, cmd = unpaired(item)  # a (partition, command) pair: see interleave
         kind, seq, ts = cmd[0], cmd[1], cmd[2]
         if kind == "cancel" or kind == "replace":
             target = named(cmd).order
