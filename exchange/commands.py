@@ -35,7 +35,7 @@ from .events import (
 )
 from .limits import MAX_DELAY_MS, MAX_ID, MAX_INT, MAX_MONEY, MAX_RUNNERS, MAX_TS
 from .named import NAMED, Invalid
-from .rules import PRINTABLE_IDS, printable
+from .rules import PRINTABLE_IDS, TRANSFERS, printable
 from .units import INVALID, TICK, format_money, format_price, format_rate, parse_fixed
 
 REQUIRED: Any = object()
@@ -91,6 +91,19 @@ COMMANDS: dict[str, tuple[Field, ...]] = {
         Field("account", ACCOUNT, doc="account id"),
         Field("amount", MONEY, doc="pounds, positive, at most what is available"),
     ),
+    "transfer": (
+        Field("account", ACCOUNT, doc="account id"),
+        Field("amount", MONEY, doc="pounds, positive, at most what is available here"),
+        Field("from_partition", INT, doc="the partition the money leaves (the command is "
+              "journaled there)"),
+        Field("to_partition", INT, doc="the partition the money goes to"),
+    ),
+    "transfer_in": (
+        Field("account", ACCOUNT, doc="account id"),
+        Field("amount", MONEY, doc="pounds, positive"),
+        Field("transfer", INT, doc="the transfer's id, from its transfer_out (only the "
+              "transfer service sends this)"),
+    ),
     "place": (
         Field("account", ACCOUNT, doc="account id"),
         Field("market", ID, doc="market id"),
@@ -120,6 +133,9 @@ COMMANDS: dict[str, tuple[Field, ...]] = {
     "heartbeat": (),
 }
 """Every command type with its fields in tuple order (after type, seq, ts)."""
+
+SINCE = {"transfer": TRANSFERS, "transfer_in": TRANSFERS}
+"""Command types that exist only from a rules version on (``exchange.rules``)."""
 
 ENVELOPE = ("type", "ts")
 """Keys any command object may carry besides its fields; ``ts`` is replaced by the journal."""
@@ -267,6 +283,8 @@ def decode(obj: Any, seq: int, ts: int, *, wire: bool = False, rules: int = 1) -
     checks = _CHECKS[wire, ids].get(kind) if type(kind) is str else None
     if checks is None:
         return _invalid(seq, ts, obj, kind, printable_ids=ids)
+    if kind in SINCE and rules < SINCE[kind]:  # unknown then, and answered as it was
+        return _invalid(seq, ts, obj, None, printable_ids=ids)
     names = _NAMES[kind]  # type: ignore[index]
     for k in obj:
         if k not in names:

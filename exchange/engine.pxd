@@ -27,6 +27,7 @@ cdef class Exchange:
     cdef public dict _refs
     cdef public object _ref_queue
     cdef public object _finished
+    cdef public dict _marks
     cdef public list _pending
     cdef public dict _handlers
 

@@ -107,9 +107,10 @@ class Exchange:
     """The whole state of an exchange partition and the rules that change it.
 
     Public state: ``last_seq`` (the last command applied), ``now`` (the latest envelope time,
-    ms), ``house`` (commission collected, pence) and ``net_deposits`` (deposits minus
-    withdrawals, pence). Money is conserved: the balances plus ``house`` always equal
-    ``net_deposits``. Everything else is reached through the query methods.
+    ms), ``house`` (commission collected, pence) and ``net_deposits`` (deposits and
+    transfers in, minus withdrawals and transfers out, pence). Money is conserved: the
+    balances plus ``house`` always equal ``net_deposits``. Everything else is reached through
+    the query methods.
     """
 
     def __init__(self, partition: int = 0) -> None:
@@ -139,6 +140,9 @@ class Exchange:
         self._finished: deque[tuple[int, str]] = deque()
         """From rules version 3: (time finished, market id) of settled and voided markets,
         in order, to forget them after the grace (``exchange.lifecycle.forget_finished``)."""
+        self._marks: dict[int, int] = {}
+        """From rules version 6: per source partition, the highest source seq whose transfer
+        was credited here (``exchange.lifecycle.transfer_in``)."""
         self._pending: list[tuple[int, int, Order]] = []
         # Bound once: a dict of bound callables is the cheapest dispatch for the rarer
         # commands (money and market lifecycle rule in exchange.lifecycle). The price is a
@@ -722,8 +726,8 @@ class Exchange:
 
 
 COMMAND_KINDS = (
-    "place", "cancel", "replace", "deposit", "withdraw", "create_market", "market_status",
-    "turn_in_play", "settle", "void", "heartbeat", "invalid",
+    "place", "cancel", "replace", "deposit", "withdraw", "transfer", "transfer_in",
+    "create_market", "market_status", "turn_in_play", "settle", "void", "heartbeat", "invalid",
 )
 """Every command type the engine handles; ``Exchange._<type>`` handles it."""
 

@@ -23,6 +23,8 @@ TRADE = "trade"
 ORDER_CANCELLED = "order_cancelled"
 MARKET_SETTLED = "market_settled"
 ACCOUNT_SETTLED = "account_settled"
+TRANSFER_OUT = "transfer_out"
+TRANSFER_IN = "transfer_in"
 
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     MARKET_CREATED: (
@@ -45,6 +47,8 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     ),
     MARKET_SETTLED: ("type", "seq", "market", "winners", "void", "commission"),
     ACCOUNT_SETTLED: ("type", "seq", "account", "market", "pnl", "commission", "balance"),
+    TRANSFER_OUT: ("type", "seq", "transfer", "account", "amount", "balance", "to_partition"),
+    TRANSFER_IN: ("type", "seq", "transfer", "account", "amount", "balance", "from_partition"),
 }
 """Field names of every event type, in tuple order."""
 
@@ -83,6 +87,8 @@ INVALID_WINNERS = "INVALID_WINNERS"
 POSITION_LIMIT = "POSITION_LIMIT"
 EXPOSURE_LIMIT = "EXPOSURE_LIMIT"
 BAD_ENTRY = "BAD_ENTRY"
+INVALID_TRANSFER = "INVALID_TRANSFER"
+DUPLICATE_TRANSFER = "DUPLICATE_TRANSFER"
 
 REJECT_REASONS: dict[str, str] = {
     MALFORMED: "not a command: unknown type, a missing field, or a field of the wrong kind",
@@ -96,7 +102,7 @@ REJECT_REASONS: dict[str, str] = {
     BELOW_MIN_STAKE: "the stake is below the market's minimum stake",
     MARKET_NOT_OPEN: "the market is suspended, closed or settled",
     INSUFFICIENT_FUNDS: "the balance does not cover the worst-case loss with this order or "
-    "withdrawal",
+    "withdrawal (or transfer)",
     DUPLICATE_REF: "this account already used this client ref (from rules 3: in the last 60 s "
     "of journal time)",
     FOK_NOT_FILLED: "a fill-or-kill order that could not be matched in full; nothing traded",
@@ -107,12 +113,17 @@ REJECT_REASONS: dict[str, str] = {
     DUPLICATE_MARKET: "a market with that id already exists",
     INVALID_MARKET: "a market definition with no runners, repeated runners, or a commission, "
     "minimum stake, number of winners or bet delay out of range",
-    INVALID_AMOUNT: "a deposit or withdrawal that is not a positive whole number of pence "
-    "(or would take a balance past the limit)",
+    INVALID_AMOUNT: "a deposit, withdrawal or transfer that is not a positive whole number of "
+    "pence (or would take a balance past the limit)",
     INVALID_STATUS: "a status change the market's lifecycle does not allow: reopening a "
     "closed market, turning in-play twice, settling twice",
     INVALID_WINNERS: "winners that are repeated, or not as many as the market's number of "
     "winners",
+    INVALID_TRANSFER: "a transfer whose from is not the partition journaling it, or whose to "
+    "is that partition or not a partition number (0 to 9999); a transfer_in whose transfer id "
+    "is not another partition's seq",
+    DUPLICATE_TRANSFER: "a transfer_in this partition already credited: its source seq is at "
+    "or below the highest it credited from that partition",
     BAD_ENTRY: "the journal entry holding this seq is not a valid entry (its count of commands "
     "is out of range or disagrees with them, or they are not msgpack): nothing in it was "
     "applied (docs/journal.md)",
@@ -153,6 +164,10 @@ EVENT_DOCS: dict[str, str] = {
     ORDER_CANCELLED: "unmatched stake taken off an order (all of it when remaining is 0)",
     MARKET_SETTLED: "a closed market was settled with its winners, or voided",
     ACCOUNT_SETTLED: "one account's result in a settled market (accounts that traded in it)",
+    TRANSFER_OUT: "money left the account's wallet in this partition for another partition "
+    "(amount < 0); the transfer service credits it there",
+    TRANSFER_IN: "money from another partition's transfer_out reached the account's wallet "
+    "here (amount > 0), once",
 }
 """What each event type means."""
 
@@ -197,5 +212,9 @@ FIELD_DOCS: dict[str, str] = {
     "remaining": "the order's unmatched stake still live after this event",
     "void": "true when the market was voided (nothing paid, nothing charged)",
     "pnl": "the account's net result in the market before commission",
+    "transfer": "transfer id: the source partition times 10^14 plus the seq of the transfer "
+    "command there (the same id in its transfer_out and its transfer_in)",
+    "to_partition": "the partition the money goes to",
+    "from_partition": "the partition the money came from",
 }
 """What each event field means (a name means the same thing in every event)."""

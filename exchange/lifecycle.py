@@ -17,26 +17,38 @@ from .accounts import Account, cover
 from .events import (
     ACCOUNT_SETTLED,
     DUPLICATE_MARKET,
+    DUPLICATE_TRANSFER,
     FUNDS_CHANGED,
     INSUFFICIENT_FUNDS,
     INVALID_AMOUNT,
     INVALID_MARKET,
     INVALID_STATUS,
+    INVALID_TRANSFER,
     INVALID_WINNERS,
     LAPSE,
+    MALFORMED,
     MARKET_CLOSED,
     MARKET_CREATED,
     MARKET_SETTLED,
     MARKET_STATUS_CHANGED,
     SUSPENDED,
+    TRANSFER_IN,
+    TRANSFER_OUT,
     UNKNOWN_MARKET,
     UNKNOWN_RUNNER,
     Event,
 )
-from .limits import MAX_BALANCE, MAX_DELAY_MS, MAX_MONEY, MAX_RUNNERS
+from .limits import (
+    MAX_BALANCE,
+    MAX_DELAY_MS,
+    MAX_MONEY,
+    MAX_PARTITION,
+    MAX_RUNNERS,
+    PARTITION_STRIDE,
+)
 from .market import CLOSED, SETTLED, VOIDED, Market
 from .market import SUSPENDED as SUSPENDED_STATUS
-from .rules import FINISHED_GRACE_MS, FORGET_FINISHED
+from .rules import FINISHED_GRACE_MS, FORGET_FINISHED, TRANSFERS
 
 if TYPE_CHECKING:
     from .engine import Command, Exchange
@@ -70,6 +82,53 @@ def withdraw(ex: Exchange, cmd: Command, out: list[Event]) -> None:
     acct.cover = cover(acct.balance)
     ex.net_deposits -= amount
     out.append((FUNDS_CHANGED, seq, account, -amount, acct.balance))
+
+
+def transfer(ex: Exchange, cmd: Command, out: list[Event]) -> None:
+    """From rules 6: money out of this partition's wallet, on its way to another partition's.
+    Like a withdrawal (only what is available goes), but the money stays in the exchange: the
+    ``transfer_out`` event is what the transfer service carries to the destination."""
+    _, seq, ts, account, amount, source, destination = cmd
+    if ex.rules < TRANSFERS:
+        return ex._reject(out, seq, None, MALFORMED, account)
+    if source != ex.partition or destination == source or destination > MAX_PARTITION:
+        return ex._reject(out, seq, "transfer", INVALID_TRANSFER, account)
+    if amount <= 0 or amount > MAX_MONEY:
+        return ex._reject(out, seq, "transfer", INVALID_AMOUNT, account)
+    acct = ex._accounts.get(account)
+    if acct is None or acct.available < amount:
+        return ex._reject(out, seq, "transfer", INSUFFICIENT_FUNDS, account)
+    acct.balance -= amount
+    acct.cover = cover(acct.balance)
+    ex.net_deposits -= amount
+    out.append((TRANSFER_OUT, seq, ex._ids + seq, account, -amount, acct.balance, destination))
+
+
+def transfer_in(ex: Exchange, cmd: Command, out: list[Event]) -> None:
+    """From rules 6: a transfer from another partition reaches the account's wallet here,
+    once. Each source partition's transfers arrive in the order of their seqs (the transfer
+    service carries them so), so the highest source seq credited is all it takes to know a
+    second delivery. It is never refused for the balance it makes: the money left its source
+    already, and refusing it here would lose it."""
+    _, seq, ts, account, amount, tid = cmd
+    if ex.rules < TRANSFERS:
+        return ex._reject(out, seq, None, MALFORMED, account)
+    source, source_seq = divmod(tid, PARTITION_STRIDE)
+    if source == ex.partition or source > MAX_PARTITION or source_seq == 0:
+        return ex._reject(out, seq, "transfer_in", INVALID_TRANSFER, account)
+    if amount <= 0 or amount > MAX_MONEY:
+        return ex._reject(out, seq, "transfer_in", INVALID_AMOUNT, account)
+    marks = ex._marks
+    if source_seq <= marks.get(source, 0):
+        return ex._reject(out, seq, "transfer_in", DUPLICATE_TRANSFER, account)
+    marks[source] = source_seq
+    acct = ex._accounts.get(account)
+    if acct is None:
+        acct = ex._accounts[account] = Account(account)
+    acct.balance += amount
+    acct.cover = cover(acct.balance)
+    ex.net_deposits += amount
+    out.append((TRANSFER_IN, seq, tid, account, amount, acct.balance, source))
 
 
 # ---------------------------------------------------------------------- markets
@@ -236,6 +295,8 @@ def pay_out(
 HANDLERS = {
     "deposit": deposit,
     "withdraw": withdraw,
+    "transfer": transfer,
+    "transfer_in": transfer_in,
     "create_market": create_market,
     "market_status": market_status,
     "turn_in_play": turn_in_play,

@@ -61,6 +61,25 @@ class Withdraw(NamedTuple):
     amount: int
 
 
+class Transfer(NamedTuple):
+    type: str
+    seq: int
+    ts: int
+    account: str
+    amount: int
+    from_partition: int
+    to_partition: int
+
+
+class TransferIn(NamedTuple):
+    type: str
+    seq: int
+    ts: int
+    account: str
+    amount: int
+    transfer: int
+
+
 class Place(NamedTuple):
     type: str
     seq: int
@@ -136,6 +155,8 @@ NAMED: dict[str, Any] = {
     "turn_in_play": TurnInPlay,
     "deposit": Deposit,
     "withdraw": Withdraw,
+    "transfer": Transfer,
+    "transfer_in": TransferIn,
     "place": Place,
     "cancel": Cancel,
     "replace": Replace,
@@ -164,6 +185,8 @@ __all__ = [
     "Place",
     "Replace",
     "Settle",
+    "Transfer",
+    "TransferIn",
     "TurnInPlay",
     "Void",
     "Withdraw",

@@ -30,6 +30,13 @@ Versions:
    partition ``p`` has id ``p * 10**14 + s`` (``exchange.limits.PARTITION_STRIDE``), and a
    trade made at ``s`` the id ``<p * 10**14 + s>-<idx>``. Partition 0's ids are unchanged;
    orders placed under an earlier version keep their ids.
+6. Money moves between partitions: ``transfer`` (account, amount, from, to) takes money out of
+   the account's wallet in its own partition (``transfer_out``, with the transfer's id
+   ``p * 10**14 + seq``), and ``transfer_in`` credits it in the destination
+   (``transfer_in``), once: each partition keeps, per source partition, the highest source
+   seq it credited, and a ``transfer_in`` at or below it is ``DUPLICATE_TRANSFER``. The
+   transfer service (``journal/transfers.py``) carries one to the other. Before version 6
+   both commands are unknown (``MALFORMED``), as they were.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from __future__ import annotations
 import re
 
 FIRST = 1
-LATEST = 5
+LATEST = 6
 """The newest rules version this release knows."""
 
 PRINTABLE_IDS = 2
@@ -54,6 +61,9 @@ BOUNDED_TIME = 4
 
 PARTITION_IDS = 5
 """From this version, order and trade ids carry the partition (unique across partitions)."""
+
+TRANSFERS = 6
+"""From this version, ``transfer`` and ``transfer_in`` move money between partitions."""
 
 FINISHED_GRACE_MS = 3_600_000
 """From version 3, how long a settled or voided market stays in the state after it finished
@@ -77,6 +87,8 @@ VERSIONS: dict[int, str] = {
     "entry's time",
     5: "order and trade ids carry the partition: partition p's order at seq s is "
     "p * 10**14 + s (partition 0's ids are unchanged)",
+    6: "money moves between partitions: transfer (out of this partition's wallet) and "
+    "transfer_in (into the destination's, once per source seq)",
 }
 """What each version changed."""
 

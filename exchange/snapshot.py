@@ -22,8 +22,9 @@ from .accounts import Account, Position
 from .book import BACK, Order, Pending
 from .engine import Exchange
 from .errors import SnapshotError
+from .limits import MAX_PARTITION
 from .market import Market
-from .rules import FIRST, FORGET_FINISHED, LATEST, PARTITION_IDS, REF_WINDOW
+from .rules import FIRST, FORGET_FINISHED, LATEST, PARTITION_IDS, REF_WINDOW, TRANSFERS
 
 MAGIC = "exch-state"
 VERSION = 2
@@ -39,7 +40,11 @@ VERSION_PARTITION = 5
 """The format of a state of a partition other than 0: version 4's (the rules version and the
 finished markets, under any rules), and then the partition number. Partition 0 keeps the
 formats above, byte for byte."""
-READABLE = (VERSION, VERSION_RULES, VERSION_FORGET, VERSION_PARTITION)
+VERSION_TRANSFERS = 6
+"""The format of a state under rules version 6 and later, of any partition: version 5's
+(rules version, finished markets, partition), and then the transfers credited: per source
+partition, the highest source seq, [[partition, seq], ...] in partition order."""
+READABLE = (VERSION, VERSION_RULES, VERSION_FORGET, VERSION_PARTITION, VERSION_TRANSFERS)
 
 
 def _orders_of(side: Any) -> list[list[Any]]:
@@ -68,7 +73,9 @@ def dump(ex: Exchange) -> bytes:
                 release, oid, o.pos.acct.id, side.market.id, side.ridx, side.side, pend.price,
                 pend.tif, o.remaining, o.persist,
             ])
-    if ex.partition:
+    if ex.rules >= TRANSFERS:
+        version = VERSION_TRANSFERS
+    elif ex.partition:
         version = VERSION_PARTITION
     else:
         version = VERSION if ex.rules == FIRST else (
@@ -84,8 +91,10 @@ def dump(ex: Exchange) -> bytes:
         state.append(ex.rules)
     if version >= VERSION_FORGET:
         state.append([[t, mid] for t, mid in ex._finished])
-    if version == VERSION_PARTITION:
+    if version >= VERSION_PARTITION:
         state.append(ex.partition)
+    if version == VERSION_TRANSFERS:
+        state.append([[p, ex._marks[p]] for p in sorted(ex._marks)])
     return msgpack.packb(state)
 
 
@@ -139,10 +148,15 @@ def _build(state: list[Any]) -> Exchange:
     partition = 0
     rules: Any = FIRST
     finished: list = []
+    marks: list = []
     if version == VERSION_PARTITION:
         rules, finished, partition = state[10:]
         if type(partition) is not int or partition == 0:
             raise ValueError(f"partition {partition!r} is not one this format holds")
+    elif version == VERSION_TRANSFERS:
+        rules, finished, partition, marks = state[10:]
+        if type(rules) is not int or rules < TRANSFERS:
+            raise ValueError(f"rules version {rules!r} is not one this format holds")
     ex = Exchange(partition)
     ex.last_seq, ex.now, ex.house, ex.net_deposits = last_seq, now, house, net
     if version == VERSION_RULES:
@@ -153,7 +167,7 @@ def _build(state: list[Any]) -> Exchange:
         ex.rules, finished = state[10:]
         if type(ex.rules) is not int or not FORGET_FINISHED <= ex.rules <= LATEST:
             raise ValueError(f"rules version {ex.rules!r} is not one this release knows")
-    elif version == VERSION_PARTITION:
+    elif version in (VERSION_PARTITION, VERSION_TRANSFERS):
         if type(rules) is not int or not FIRST <= rules <= LATEST:
             raise ValueError(f"rules version {rules!r} is not one this release knows")
         ex.set_rules(rules, now)  # what the version implies (the ids' partition part) too
@@ -206,6 +220,12 @@ def _build(state: list[Any]) -> Exchange:
         if any(a > b for a, b in zip(times, times[1:])):
             raise ValueError("client refs out of the order of their first use")
         ex._ref_queue = deque((t, key) for key, t in ex._refs.items())
+    for source, mark in marks:
+        if type(source) is not int or type(mark) is not int or source in ex._marks or (
+            not 0 <= source <= MAX_PARTITION or source == partition or mark <= 0
+        ):
+            raise ValueError(f"transfer mark {[source, mark]!r} is not one a partition keeps")
+        ex._marks[source] = mark
     previous = None
     for t, mid in finished:
         m = ex._markets[mid]

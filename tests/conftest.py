@@ -14,6 +14,19 @@ ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "fixtures" / "golden"
 
 
+def golden_settings(scenario: Path) -> dict[str, int]:
+    """A golden scenario's rules version and partition: from ``NN_name.settings.json`` beside
+    it if there is one (``{"rules": 6, "partition": 1}``), else rules 1 in partition 0, as
+    ``exch simulate`` judges by default."""
+    import json
+
+    path = scenario.with_name(scenario.name.replace(".in.jsonl", ".settings.json"))
+    settings = {"rules": 1, "partition": 0}
+    if path.exists():
+        settings.update(json.loads(path.read_text(encoding="utf-8")))
+    return settings
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-golden",

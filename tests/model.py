@@ -24,6 +24,11 @@ The rules, in the order the checks are made:
 - An account's stake in a market, matched (every trade it is a side of) plus unmatched, may
   not pass ``MAX_POSITION_STAKE``: a placement that would take it past is rejected
   (POSITION_LIMIT), checked before the funds.
+- From rules 6, a ``transfer`` takes what is available (as a withdrawal does) out of this
+  partition (``from_partition`` must be this one, ``to_partition`` another, at most
+  ``MAX_PARTITION``), and a ``transfer_in`` credits another partition's transfer here once:
+  never when a transfer from the same source partition with that seq or a later one was
+  credited before (DUPLICATE_TRANSFER). Before rules 6 both are unknown commands.
 - Settlement pays the matched bets, charges ``floor(pnl * rate / 10000)`` on a positive net
   pnl per account and market to the house, and reports the accounts that traded in the order
   of their first accepted order in the market.
@@ -41,6 +46,7 @@ from exchange.limits import (
     MAX_ID,
     MAX_INT,
     MAX_MONEY,
+    MAX_PARTITION,
     MAX_POSITION_STAKE,
     MAX_RUNNERS,
 )
@@ -55,7 +61,7 @@ LADDER = sorted({p for lo, hi, step in BANDS for p in range(lo + step, hi + 1, s
 
 COMMAND_TYPES = (
     "create_market", "market_status", "turn_in_play", "deposit", "withdraw", "place", "cancel",
-    "replace", "settle", "void", "heartbeat",
+    "replace", "settle", "void", "heartbeat", "transfer", "transfer_in",
 )
 
 
@@ -117,7 +123,9 @@ class Market:
 
 
 class Model:
-    def __init__(self) -> None:
+    def __init__(self, rules: int = 1) -> None:
+        self.rules = rules  # 1 or 6: the model knows the rules of these two (partition 0)
+        self.credited: list[tuple[int, int]] = []  # (source partition, source seq) credited
         self.now = 0
         self.house = 0
         self.net_deposits = 0
@@ -386,6 +394,34 @@ class Model:
         self.balances[account] -= amount
         self.net_deposits -= amount
         out.append(("funds_changed", seq, account, -amount, self.balances[account]))
+
+    def transfer(self, seq, account, amount, source, to, out):
+        if self.rules < 6:
+            return self.reject(out, seq, None, "MALFORMED", account)
+        if source != 0 or to == 0 or to > MAX_PARTITION:
+            return self.reject(out, seq, "transfer", "INVALID_TRANSFER", account)
+        if not 0 < amount <= MAX_MONEY:
+            return self.reject(out, seq, "transfer", "INVALID_AMOUNT", account)
+        if account not in self.balances or self.balances[account] - self.exposure(account) < amount:
+            return self.reject(out, seq, "transfer", "INSUFFICIENT_FUNDS", account)
+        self.balances[account] -= amount
+        self.net_deposits -= amount
+        out.append(("transfer_out", seq, seq, account, -amount, self.balances[account], to))
+
+    def transfer_in(self, seq, account, amount, tid, out):
+        if self.rules < 6:
+            return self.reject(out, seq, None, "MALFORMED", account)
+        source, source_seq = tid // 10**14, tid % 10**14
+        if source == 0 or source > MAX_PARTITION or source_seq == 0:
+            return self.reject(out, seq, "transfer_in", "INVALID_TRANSFER", account)
+        if not 0 < amount <= MAX_MONEY:
+            return self.reject(out, seq, "transfer_in", "INVALID_AMOUNT", account)
+        if any(p == source and s >= source_seq for p, s in self.credited):
+            return self.reject(out, seq, "transfer_in", "DUPLICATE_TRANSFER", account)
+        self.credited.append((source, source_seq))
+        self.balances[account] = self.balances.get(account, 0) + amount
+        self.net_deposits += amount
+        out.append(("transfer_in", seq, tid, account, amount, self.balances[account], source))
 
     def place(self, seq, account, market, runner, side, price, stake, tif, persist, ref, out):
         def no(reason):

@@ -21,7 +21,7 @@ from pathlib import Path
 import exchange
 from exchange import Exchange
 
-from .conftest import GOLDEN, ROOT
+from .conftest import GOLDEN, ROOT, golden_settings
 
 
 def edge_commands() -> list[tuple]:
@@ -72,9 +72,12 @@ def findings() -> dict:
 
     golden = {}
     for path in sorted(GOLDEN.glob("*.in.jsonl")):
+        settings = golden_settings(path)
         with path.open(encoding="utf-8") as stream:
             golden[path.name] = "".join(
-                line + "\n" for line in simulate(obj for _, obj in read_commands(stream)))
+                line + "\n" for line in simulate(
+                    (obj for _, obj in read_commands(stream)),
+                    exchange.Exchange(settings["partition"]), rules=settings["rules"]))
     return {
         "compiled": exchange.COMPILED,
         "engine": exchange.engine.__file__,

@@ -36,7 +36,7 @@ from tools.simulate import envelope_ts
 from tools.sources.commandfile import read_commands
 from tools.sources.workload import core_workload
 
-from .conftest import GOLDEN
+from .conftest import GOLDEN, golden_settings
 from .model import LADDER, Model
 from .model import Order as ModelOrder
 
@@ -343,13 +343,14 @@ test_engine_matches_model = Differential.TestCase
 def test_model_gives_the_golden_events(scenario: Any) -> None:
     """The model, written from the rules, reproduces every golden file: the golden files and
     the model vouch for each other, independently of the engine."""
-    model = Model()
+    rules = golden_settings(scenario)["rules"]
+    model = Model(rules)
     ts = 0
     got = []
     with scenario.open(encoding="utf-8") as stream:
         for seq, (_, obj) in enumerate(read_commands(stream), 1):
             ts = envelope_ts(obj, ts)
-            got += lines(model.apply(decode(obj, seq, ts)))
+            got += lines(model.apply(decode(obj, seq, ts, rules=rules)))
             model.check()
     expected = scenario.with_name(scenario.name.replace(".in.", ".out."))
     assert "".join(x + "\n" for x in got) == expected.read_text(encoding="utf-8")
@@ -683,12 +684,14 @@ def test_edge_and_core_agree_on_the_golden_commands() -> None:
     """Every golden command the core accepts passes the edge, and vice versa."""
     seen = 0
     for scenario in sorted(GOLDEN.glob("*.in.jsonl")):
-        ex = Exchange()
+        settings = golden_settings(scenario)
+        ex = Exchange(settings["partition"])
+        ex.set_rules(settings["rules"], 0)
         ts = 0
         with scenario.open(encoding="utf-8") as stream:
             for seq, (_, obj) in enumerate(read_commands(stream), 1):
                 ts = envelope_ts(obj, ts)
-                events = ex.apply(decode(obj, seq, ts))
+                events = ex.apply(decode(obj, seq, ts, rules=ex.rules))
                 reasons = {e[-1] for e in events if e[0] == "order_rejected"}
                 if problem(obj) is not None:
                     assert reasons, obj

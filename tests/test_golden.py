@@ -1,4 +1,7 @@
-"""Golden scenarios: commands in, the exact events out, one behaviour per file."""
+"""Golden scenarios: commands in, the exact events out, one behaviour per file.
+
+Each is judged under rules version 1 in partition 0, unless a ``.settings.json`` beside it
+names another rules version or partition (``conftest.golden_settings``)."""
 
 from __future__ import annotations
 
@@ -6,17 +9,21 @@ from pathlib import Path
 
 import pytest
 
+from exchange import Exchange
 from tools.simulate import simulate
 from tools.sources.commandfile import read_commands
 
-from .conftest import GOLDEN
+from .conftest import GOLDEN, golden_settings
 
 SCENARIOS = sorted(GOLDEN.glob("*.in.jsonl"))
 
 
 def run_scenario(path: Path) -> str:
+    settings = golden_settings(path)
     with path.open(encoding="utf-8") as stream:
-        return "".join(line + "\n" for line in simulate(obj for _, obj in read_commands(stream)))
+        lines = simulate((obj for _, obj in read_commands(stream)),
+                         Exchange(settings["partition"]), rules=settings["rules"])
+        return "".join(line + "\n" for line in lines)
 
 
 def test_there_are_enough_scenarios() -> None:

@@ -33,7 +33,7 @@ from tools.services.export.tables import COLUMNS, SCHEMAS, TABLES
 from tools.sources.commandfile import read_commands
 from tools.sources.workload import core_workload
 
-from .conftest import GOLDEN, ROOT
+from .conftest import GOLDEN, ROOT, golden_settings
 
 DAY = 86_400_000
 T0 = 1_795_464_000_000  # 2026-11-23T16:00:00Z
@@ -51,12 +51,15 @@ def golden_entries() -> list[Entry]:
     entries: list[Entry] = []
     seq = 0
     for path in sorted(GOLDEN.glob("*.in.jsonl")):
-        ex = Exchange()
+        settings = golden_settings(path)
+        ex = Exchange(settings["partition"])
+        ex.set_rules(settings["rules"], 0)
         with path.open(encoding="utf-8") as f:
             for local, (_, obj) in enumerate(read_commands(f), 1):
                 seq += 1
                 ts = T0 + seq * 1000
-                events = [_norm(wire_event(e)) for e in ex.apply(decode(obj, local, ts))]
+                events = [_norm(wire_event(e))
+                          for e in ex.apply(decode(obj, local, ts, rules=ex.rules))]
                 for e in events:
                     e["seq"] = seq
                 entries.append((seq, ts, events))
@@ -153,7 +156,7 @@ def test_money_is_exact_and_prices_read_back_exactly(tmp_path: Path) -> None:
     from exchange.limits import MAX_BALANCE
     from exchange.units import PRICES
 
-    rows = [(i + 1, 0, 0, "funds_changed", "a", amount, MAX_BALANCE)
+    rows = [(i + 1, 0, 0, "funds_changed", "a", amount, MAX_BALANCE, None, None, None)
             for i, amount in enumerate([1, -1, MAX_BALANCE, -MAX_BALANCE, 0])]
     funds = T.arrow_table("funds", rows)
     assert funds.schema.field("amount_pence").type == pa.int64()

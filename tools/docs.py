@@ -6,7 +6,7 @@ and the code disagree, so the reference cannot drift from what the exchange does
 
 from __future__ import annotations
 
-from exchange.commands import COMMANDS, INT, INTS, MONEY, PRICE, RATE, REQUIRED
+from exchange.commands import COMMANDS, INT, INTS, MONEY, PRICE, RATE, REQUIRED, SINCE
 from exchange.events import (
     CANCEL_REASONS,
     EVENT_DOCS,
@@ -83,6 +83,10 @@ def render() -> str:
                        "wait out an in-play bet delay).")
             out.append("")
             continue
+        if kind in SINCE:
+            out.append(f"From rules version {SINCE[kind]} (`exch rules`); before, an unknown "
+                       "command (MALFORMED).")
+            out.append("")
         out.append("| field | kind | default | meaning |")
         out.append("|---|---|---|---|")
         for f in fields:

@@ -24,13 +24,18 @@ def envelope_ts(obj: Any, previous: int) -> int:
     return previous
 
 
-def simulate(commands: Iterable[Any], exchange: Exchange | None = None) -> Iterator[str]:
-    """Event lines (JSON text, no newline) for JSON-form command objects, applied in order."""
+def simulate(commands: Iterable[Any], exchange: Exchange | None = None, *,
+             rules: int | None = None) -> Iterator[str]:
+    """Event lines (JSON text, no newline) for JSON-form command objects, applied in order,
+    under the exchange's rules version, or from the first command on under ``rules``
+    (``exchange.rules``; a fresh exchange is under version 1, as the golden scenarios are)."""
     ex = exchange if exchange is not None else Exchange()
     seq = ex.last_seq
     ts = ex.now
+    if rules is not None and rules != ex.rules:
+        ex.set_rules(rules, ts)
     for obj in commands:
         seq += 1
         ts = envelope_ts(obj, ts)
-        for event in ex.apply(decode(obj, seq, ts)):
+        for event in ex.apply(decode(obj, seq, ts, rules=ex.rules)):
             yield dumps_line(json_event(event))

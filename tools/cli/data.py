@@ -7,6 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
+from exchange.limits import MAX_PARTITION
+from exchange.rules import FIRST, LATEST
+
 from .common import (
     SERVICE_WAIT,
     RedisUrl,
@@ -30,6 +33,12 @@ import_app = typer.Typer(help="Turn other formats into commands.", no_args_is_he
 @app.command()
 def simulate(
     file: Annotated[str, typer.Argument(help="Command file (JSON lines), or - for stdin.")],
+    rules: Annotated[int, typer.Option(
+        "--rules", min=FIRST, max=LATEST,
+        help=f"Rules version to judge under ({FIRST} to {LATEST}; see `exch rules`).")] = FIRST,
+    partition: Annotated[int, typer.Option(
+        "--partition", min=0, max=MAX_PARTITION,
+        help="The partition this core is (its ids carry it from rules 5).")] = 0,
 ) -> None:
     """Run commands through the core in-process, no Redis: events as JSON lines on stdout.
 
@@ -37,7 +46,9 @@ def simulate(
     that is not JSON stops it (exit 2); a JSON object that is not a valid command becomes an
     order_rejected event, as the matcher would journal it. One core: `partition` fields
     (docs/partitions.md) are read and set aside, as if the exchange had one partition.
+    Judged under rules version 1 unless --rules says otherwise, as the golden scenarios are.
     """
+    from exchange import Exchange
     from tools.simulate import simulate as run
     from tools.sources.commandfile import open_source, read_commands, take_route
 
@@ -48,7 +59,9 @@ def simulate(
     try:
         with open_source(file) as stream:
             write = sys.stdout.write
-            for line in run(unrouted(obj) for _, obj in read_commands(stream, file)):
+            lines = run((unrouted(obj) for _, obj in read_commands(stream, file)),
+                        Exchange(partition), rules=rules)
+            for line in lines:
                 write(line)
                 write("\n")
     except OSError as e:

@@ -114,6 +114,12 @@ def event_line(seq: int, ev: dict[str, Any]) -> str:
                 f"{ev.get('market') or ''} {ev['reason']}").replace("  ", " ")
     elif kind == "funds_changed":
         body = f"{ev['account']} {ev['amount']} -> balance {ev['balance']}"
+    elif kind == "transfer_out":
+        body = (f"{ev['account']} {ev['amount']} to partition {ev['to_partition']} "
+                f"#{ev['transfer']} -> balance {ev['balance']}")
+    elif kind == "transfer_in":
+        body = (f"{ev['account']} {ev['amount']} from partition {ev['from_partition']} "
+                f"#{ev['transfer']} -> balance {ev['balance']}")
     elif kind == "market_created":
         body = (f"{ev['market']} runners {ev['runners']} commission {ev['commission']}% "
                 f"min stake {ev['min_stake']} delay {ev['bet_delay_ms']} ms")

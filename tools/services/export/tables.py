@@ -116,10 +116,16 @@ COLUMNS: dict[str, tuple[_C, ...]] = {
         ("balance_pence", PENCE, "the account's balance afterwards"),
     ),
     "funds": _COMMON + (
-        ("type", ENUM, "always `funds_changed`"),
+        ("type", ENUM, "`funds_changed` (a deposit or withdrawal), `transfer_out` or "
+         "`transfer_in` (money between partitions)"),
         ("account", pa.string(), "account id"),
-        ("amount_pence", PENCE, "deposit (positive) or withdrawal (negative)"),
+        ("amount_pence", PENCE, "money in (positive: deposit, transfer in) or out (negative: "
+         "withdrawal, transfer out)"),
         ("balance_pence", PENCE, "the account's balance afterwards"),
+        ("transfer", pa.int64(), "transfers: the transfer id (source partition x 10^14 + "
+         "source seq), the same in its `transfer_out` and its `transfer_in`"),
+        ("to_partition", pa.int64(), "`transfer_out`: where the money goes"),
+        ("from_partition", pa.int64(), "`transfer_in`: where the money came from"),
     ),
 }
 """Every table's columns in order: (name, Arrow type, meaning). docs/parquet.md shows them."""
@@ -159,6 +165,8 @@ TABLE_OF_EVENT: dict[str, tuple[str, ...]] = {
     "market_settled": ("markets",),
     "account_settled": ("settlements",),
     "funds_changed": ("funds",),
+    "transfer_out": ("funds",),
+    "transfer_in": ("funds",),
 }
 """Where each event type goes."""
 
@@ -253,7 +261,14 @@ def table_rows(entries: Iterable[Entry], after: int) -> tuple[int, dict[str, lis
                         None, None, None, None, None, e["ref"], e["reason"], e["command"], None,
                         None, None, None))
                 elif t == "funds_changed":
-                    fa((seq, idx, ts, t, e["account"], e["amount"], e["balance"]))
+                    fa((seq, idx, ts, t, e["account"], e["amount"], e["balance"], None, None,
+                        None))
+                elif t == "transfer_out":
+                    fa((seq, idx, ts, t, e["account"], e["amount"], e["balance"], e["transfer"],
+                        e["to_partition"], None))
+                elif t == "transfer_in":
+                    fa((seq, idx, ts, t, e["account"], e["amount"], e["balance"], e["transfer"],
+                        None, e["from_partition"]))
                 elif t == "account_settled":
                     sa((seq, idx, ts, t, e["account"], e["market"], e["pnl"], e["commission"],
                         e["balance"]))
