@@ -107,6 +107,18 @@ class Keys:
         return self._k("followed")
 
     @property
+    def transfers(self) -> str:
+        """The transfer service's position in this partition's output: every ``transfer_out``
+        at or below this seq has been handed to its destination's journal."""
+        return self._k("transfers")
+
+    @property
+    def transfer_lease(self) -> str:
+        """Which transfer service carries this partition's transfers (token, with an
+        expiry): one at a time, so that they reach each destination in seq order."""
+        return self._k("transfer-lease")
+
+    @property
     def control(self) -> str:
         """Requests to the running matcher (e.g. take a snapshot)."""
         return self._k("control")

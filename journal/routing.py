@@ -18,7 +18,10 @@ Every other command goes where the state it names lives:
   ``order // PARTITION_STRIDE``); an id that names no configured partition to partition 0,
   which answers ``UNKNOWN_ORDER``;
 - ``deposit`` and ``withdraw`` to their ``partition`` field (default 0): an account has a
-  wallet in each partition.
+  wallet in each partition;
+- ``transfer`` to its ``from_partition`` (a ``to_partition`` that is not configured is an
+  ``InputError``: the money would have nowhere to go), and ``transfer_in``, which only the
+  transfer service sends, to its ``partition`` field.
 
 The number of partitions is a setting (``exch:partitions``; absent: 1) that only grows
 (``exch partitions --set N``): a market's partition must stay a configured one. Routing keeps
@@ -47,7 +50,7 @@ DIRECTORY = "exch:directory"
 PARTITIONS = "exch:partitions"
 """How many partitions are configured (0 to N-1); absent means 1."""
 
-ROUTED_BY_FIELD = frozenset({"deposit", "withdraw", "create_market"})
+ROUTED_BY_FIELD = frozenset({"deposit", "withdraw", "create_market", "transfer_in"})
 """The command types that may carry a ``partition`` field (a market's other commands follow
 the market, and an order's its id)."""
 
@@ -191,6 +194,13 @@ class Router:
             market = cmd[at]
             p = self.market(market) if type(market) is str else None
             return p if p is not None else 0
+        if kind == "transfer":
+            source, destination = cmd[5], cmd[6]
+            if type(destination) is int:
+                self.check(destination)
+            if type(source) is int and 0 <= source < self.count:
+                return source
+            return 0  # answered there: INVALID_TRANSFER
         at = _ORDER_AT.get(kind)
         if at is not None:
             order = cmd[at]

@@ -370,7 +370,10 @@ def partitions(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     redis_url: RedisUrl = None,
 ) -> None:
-    """The partitions: their markets, last seqs, matcher, follower and lag.
+    """The partitions: their markets, last seqs, matcher, follower, lag and transfers.
+
+    The transfers column is how far `exch transfers` has carried the partition's transfers
+    (every transfer_out answered at or below that seq is on its way or credited).
 
     Each partition is its own journal with its own matcher (`exch run --partition P`). New
     markets are spread over the configured partitions (see docs/partitions.md).
@@ -390,12 +393,15 @@ def partitions(
              if k.decode().split("{", 1)[1].split("}", 1)[0].isdigit()}
     rows = []
     for p in sorted(set(range(count)) | found | set(markets)):
-        st = read_status(client, keys_for(str(p)))
+        keys = keys_for(str(p))
+        st = read_status(client, keys)
         rows.append({
             "partition": p, "configured": p < count, "markets": markets.get(p, 0),
             "last_input_seq": st.last_input_seq, "last_output_seq": st.last_output_seq,
             "lag": st.lag, "matcher": st.matcher, "follower": st.follower,
             "followed_seq": st.followed_seq,
+            "transfers_seq": int(client.get(keys.transfers) or 0),
+            "transfer_service": bool(client.exists(keys.transfer_lease)),
         })
     if as_json:
         print(json.dumps({"partitions": count, "rows": rows}))
@@ -404,13 +410,15 @@ def partitions(
     from rich.table import Table
 
     t = Table("partition", "markets", "last in", "last out", "lag", "matcher", "follower",
-              title=f"{count} partition{'s' if count > 1 else ''} configured")
+              "transfers", title=f"{count} partition{'s' if count > 1 else ''} configured")
     for r in rows:
         name = str(r["partition"]) + ("" if r["configured"] else " (not configured)")
         follower = (f"verified {r['followed_seq']:,}" if r["follower"] else "-")
+        carried = (f"{r['transfers_seq']:,}" if r["transfer_service"] or r["transfers_seq"]
+                   else "-")
         t.add_row(name, f"{r['markets']:,}", f"{r['last_input_seq']:,}",
                   f"{r['last_output_seq']:,}", f"{r['lag']:,}",
-                  "running" if r["matcher"] else "NONE", follower)
+                  "running" if r["matcher"] else "NONE", follower, carried)
     Console().print(t)
     idle = [str(r["partition"]) for r in rows if r["configured"] and not r["matcher"]]
     if idle:

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, TextIO
 from exchange.commands import decode, problem
 from exchange.errors import BadLine
 from exchange.limits import MAX_PARTITION
+from exchange.rules import LATEST
 from journal.routing import ROUTED_BY_FIELD
 
 
@@ -168,11 +169,15 @@ def _lines(path: str, partitions: Callable[[], int] | None = None
             obj, partition, found = take_route(obj)
             if found is None:
                 found = problem(obj)
-            if found is None and partitions is not None and partition is not None:
+            named = [partition] if partition is not None else []
+            if found is None and obj.get("type") == "transfer":  # problem() saw ints
+                named = [obj["from_partition"], obj["to_partition"]]
+            if found is None and partitions is not None and named:
                 if not count:
                     count.append(partitions())
-                if partition >= count[0]:
-                    found = ("UNKNOWN_PARTITION", f"partition {partition} is not configured "
+                unknown = [p for p in named if p >= count[0]]
+                if unknown:
+                    found = ("UNKNOWN_PARTITION", f"partition {unknown[0]} is not configured "
                              f"(there are {count[0]}: see `exch partitions`)")
             yield number, obj, partition, (LineProblem(path, number, *found) if found else None)
 
@@ -193,7 +198,8 @@ def check_file(path: str, partitions: Callable[[], int] | None = None
 def valid_commands(path: str, partitions: Callable[[], int] | None = None
                    ) -> Iterator[tuple[int | None, tuple]]:
     """The file's valid commands (judged as ``check_file`` judges them) as (``partition``
-    field or None, core tuple), seq and ts 0: the journal gives both."""
+    field or None, core tuple), seq and ts 0: the journal gives both. Shaped as the newest
+    rules know the commands: the matcher judges each under the rules of its journal."""
     for _, obj, partition, bad in _lines(path, partitions):
         if bad is None:
-            yield partition, decode(obj, 0, 0)
+            yield partition, decode(obj, 0, 0, rules=LATEST)
