@@ -95,4 +95,78 @@ def connect(
     check_url(url)
     if not url.startswith("unix:"):
         options.setdefault("socket_keepalive", True)
+        if _cluster_enabled(url, options):
+            return _cluster_client(url, options)
     return redis.Redis.from_url(url, **options)
+
+
+def _cluster_enabled(url: str, options: dict[str, Any]) -> bool:
+    """Whether the server at ``url`` is a node of a Redis Cluster (``INFO cluster``). A
+    server that cannot be reached raises, as the client would; one that does not answer
+    INFO (an ACL user without it) is taken as a single server."""
+    probe = redis.Redis.from_url(
+        url, socket_connect_timeout=options["socket_connect_timeout"],
+        socket_timeout=min(options["socket_timeout"], 10.0),
+        retry=options["retry"], retry_on_error=options["retry_on_error"])
+    try:
+        return int(probe.info("cluster").get("cluster_enabled", 0)) == 1
+    except redis.ResponseError:
+        return False
+    finally:
+        probe.close()
+
+
+CLUSTER_OPTIONS = ("socket_connect_timeout", "socket_timeout", "socket_keepalive",
+                   "health_check_interval")
+"""The connection options a cluster client passes on to its node connections."""
+
+
+def _cluster_client(url: str, options: dict[str, Any]) -> redis.Redis:
+    """A client of the whole cluster (``redis.cluster.RedisCluster``): each command goes to the
+    primary serving its key's slot, and follows MOVED after a failover. One partition's keys
+    share a slot (the ``{p}`` hash tag), so its scripts and transactions stay on one node;
+    work that must stay on one connection (a script and the WAIT that counts its writes)
+    takes the node's own client (``node_client``)."""
+    from redis.cluster import RedisCluster
+
+    kept = {k: v for k, v in options.items() if k in CLUSTER_OPTIONS}
+    client = RedisCluster.from_url(url, retry=options["retry"], **kept)
+    return client  # type: ignore[return-value]
+
+
+def is_cluster(client: redis.Redis) -> bool:
+    """Whether ``client`` talks to a Redis Cluster."""
+    from redis.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
+
+
+def node_client(client: redis.Redis, key: str) -> redis.Redis:
+    """A client of the one server that holds ``key``: ``client`` itself for a single
+    server; for a cluster, the client of the primary serving the key's slot now (after a
+    failover, ``refresh`` first)."""
+    if not is_cluster(client):
+        return client
+    node = client.get_node_from_key(key)  # type: ignore[attr-defined]
+    return node.redis_connection  # type: ignore[no-any-return]
+
+
+def refresh(client: redis.Redis) -> None:
+    """Read a cluster's slots again (after MOVED or a lost node); nothing for one server."""
+    if is_cluster(client):
+        client.nodes_manager.initialize()  # type: ignore[attr-defined]
+
+
+def reopened(client: redis.Redis) -> redis.Redis:
+    """A new client to the same server or cluster, with connections of its own (a forked
+    child must not share its parent's sockets)."""
+    if is_cluster(client):
+        from redis.cluster import ClusterNode, RedisCluster
+
+        nodes = [ClusterNode(n.host, n.port) for n in client.get_primaries()]  # type: ignore
+        kwargs = {k: v for k, v in client.nodes_manager.connection_kwargs.items()  # type: ignore
+                  if k in CLUSTER_OPTIONS}
+        return RedisCluster(startup_nodes=nodes, **kwargs)  # type: ignore[return-value]
+    pool = client.connection_pool
+    return redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=pool.connection_class, **pool.connection_kwargs))

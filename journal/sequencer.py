@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import msgpack  # type: ignore[import-untyped]
 import redis
+from redis import exceptions
 
 from exchange.commands import to_wire
 from exchange.errors import JournalError
@@ -27,6 +28,7 @@ from exchange.limits import PARTITION_STRIDE
 from exchange.rules import LATEST as LATEST_RULES
 from exchange.rules import PARTITION_IDS
 
+from .connection import is_cluster, node_client, refresh
 from .keys import Keys
 from .scripts import script
 
@@ -86,6 +88,24 @@ class Refused(JournalError, redis.ResponseError):
     1) that is still the ``redis.ResponseError`` the script raised."""
 
 
+_MOVED = (exceptions.ClusterError, exceptions.AskError, exceptions.TryAgainError,
+          exceptions.ReadOnlyError)
+
+
+def _moved(e: redis.ResponseError) -> bool:
+    """Whether a cluster node answered that it does not (or not yet) serve the slot: a
+    failover under way or just done."""
+    return isinstance(e, _MOVED) or str(e).split(" ", 1)[0] in (
+        "MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN", "READONLY", "MASTERDOWN")
+
+
+def _refresh_quietly(client: redis.Redis) -> None:
+    try:
+        refresh(client)
+    except redis.RedisError:
+        pass  # no node answers yet: the next attempt says
+
+
 def _refused(e: redis.ResponseError) -> redis.ResponseError:
     """The script's own refusals (``exch: ...``) as ``Refused``; other errors as they are."""
     text = str(e)
@@ -123,7 +143,10 @@ class Sequencer:
     made, else none: on by default wherever there is a replica to lose the primary to. A
     replica that does not answer within ``replica_timeout_ms`` makes the call retried, as
     the same call (its record answers it, nothing is sequenced twice), until ``patience``
-    seconds have passed: then ``NotReplicated``.
+    seconds have passed: then ``NotReplicated``. On a Redis Cluster, a call whose primary
+    is lost is retried, as the same call, on the replica promoted in its place, for up to
+    ``failover_seconds``. With ``replicas`` None, whether to wait is asked again after a
+    failover: a promoted replica that stands alone has no replica to wait for.
     """
 
     BATCH = 500
@@ -135,12 +158,14 @@ class Sequencer:
 
     def __init__(self, client: redis.Redis, keys: Keys | None = None, *,
                  replicas: int | None = None, replica_timeout_ms: int = 1000,
-                 patience: float = 10.0) -> None:
+                 patience: float = 10.0, failover_seconds: float = 60.0) -> None:
         self.client = client
         self.keys = keys or Keys()
         self.replicas = replicas
+        self._auto = replicas is None
         self.replica_timeout_ms = replica_timeout_ms
         self.patience = patience
+        self.failover_seconds = failover_seconds
         self._script = script(client, "sequence")
         self._pack = msgpack.Packer(autoreset=True).pack
         self._id_base: int | None = None
@@ -179,7 +204,7 @@ class Sequencer:
         if len(cmds) > self.BATCH:
             raise ValueError(f"at most {self.BATCH} commands in one call")
         call = self._args([self._payload(c) for c in cmds])
-        if not self._replicas():
+        if not self._replicas() and not is_cluster(self.client):
             try:
                 return seqs_of(self._script(keys=call[0], args=call[1]))
             except redis.ResponseError as e:
@@ -219,20 +244,44 @@ class Sequencer:
     def _flush(self, calls: list[tuple[list[str], list[object]]]) -> Iterator[list[int]]:
         replicas = self._replicas()
         deadline = time.monotonic() + self.patience
+        lost = time.monotonic() + self.failover_seconds
         while True:
-            pipe = self.client.pipeline(transaction=False)
-            for keys, args in calls:
-                self._script(keys=keys, args=args, client=pipe)
-            if replicas:  # same connection, after the scripts: WAIT counts their writes
-                pipe.execute_command("WAIT", replicas, self.replica_timeout_ms)
             try:
+                # the partition's primary itself (a cluster's node for the slot): the scripts
+                # and the WAIT after them go down one connection, so WAIT counts their writes
+                pipe = node_client(self.client, self.keys.input).pipeline(transaction=False)
+                for keys, args in calls:
+                    self._script(keys=keys, args=args, client=pipe)
+                if replicas:
+                    pipe.execute_command("WAIT", replicas, self.replica_timeout_ms)
                 replies = pipe.execute()
-            except redis.ResponseError as e:
-                raise _refused(e) from None
+            except (redis.ResponseError, redis.ConnectionError, redis.TimeoutError,
+                    exceptions.RedisClusterException) as e:
+                failing_over = is_cluster(self.client) and (
+                    not isinstance(e, redis.ResponseError) or _moved(e))
+                if not failing_over or time.monotonic() >= lost:
+                    if isinstance(e, redis.ResponseError):
+                        raise _refused(e) from None
+                    raise
+                # the primary is gone or the slot moved: once a replica is promoted, the
+                # same calls again (each answers from its record if it was applied)
+                time.sleep(0.2)
+                _refresh_quietly(self.client)
+                if self._auto:
+                    try:
+                        self.replicas = None
+                        replicas = self._replicas()
+                    except redis.RedisError:
+                        self.replicas = replicas  # asked again at the next attempt
+                continue
             if not replicas:
                 break
             acked = int(replies.pop())
             if acked >= replicas:
+                break
+            if self._auto and not connected_replicas(node_client(self.client, self.keys.input)):
+                # a promoted replica stands alone: no replica to wait for until one joins
+                self.replicas = None
                 break
             if time.monotonic() >= deadline:
                 seqs = [s for reply in replies for s in seqs_of(reply) if s]
@@ -249,5 +298,6 @@ class Sequencer:
 
     def _replicas(self) -> int:
         if self.replicas is None:
-            self.replicas = 1 if connected_replicas(self.client) else 0
+            node = node_client(self.client, self.keys.input)
+            self.replicas = 1 if connected_replicas(node) else 0
         return self.replicas

@@ -23,6 +23,7 @@ import redis
 
 from exchange.snapshot import readable, state_hash
 
+from .connection import node_client
 from .keys import Keys
 from .streams import field, parse_id, raw
 
@@ -78,7 +79,9 @@ class SnapshotStore:
         self.client.delete(staging)
         for i in range(0, len(packed), self.PIECE):
             self.client.append(staging, packed[i:i + self.PIECE])
-        pipe = self.client.pipeline(transaction=True)
+        # one transaction on the partition's own server (a cluster's pipelines refuse RENAME;
+        # every key here shares the partition's slot)
+        pipe = node_client(self.client, blob).pipeline(transaction=True)
         if packed:
             pipe.rename(staging, blob)
         else:

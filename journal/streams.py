@@ -18,9 +18,23 @@ Row = tuple[bytes, list[bytes]]
 
 
 def raw(client: redis.Redis) -> redis.Redis:
-    """The same client with raw replies for stream reads (nested lists of bytes)."""
+    """The same client with raw replies for stream reads (nested lists of bytes). A cluster
+    client parses each reply with the client of the node that gave it: those (and the ones
+    it makes later, after a failover) answer raw too."""
     for command in RAW_COMMANDS:
         client.set_response_callback(command, _identity)
+    nodes = getattr(client, "nodes_manager", None)
+    if nodes is not None and not getattr(nodes, "exch_raw", False):
+        make = nodes.create_redis_node
+
+        def create_redis_node(host: str, port: int, **kwargs: Any) -> redis.Redis:
+            return raw(make(host, port, **kwargs))
+
+        nodes.create_redis_node = create_redis_node
+        nodes.exch_raw = True
+        for node in client.get_nodes():  # type: ignore[attr-defined]
+            if node.redis_connection is not None:
+                raw(node.redis_connection)
     return client
 
 
