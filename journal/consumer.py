@@ -20,6 +20,7 @@ import queue
 import socket
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,6 +29,7 @@ import redis
 
 from exchange.errors import ArchiveError
 
+from . import watermark
 from .collector import collector_paused
 from .history import History, upper_bound
 from .keys import Keys
@@ -66,7 +68,12 @@ class ConsumerProgress:
 
 
 class GroupConsumer:
-    """Feeds a sink from the output stream through consumer group ``group``."""
+    """Feeds a sink from the output stream through consumer group ``group``. With replicas,
+    only what the replicated watermark covers (``journal.watermark``): a failover can never
+    take back what a sink holds."""
+
+    WATERMARK_PATIENCE = 5.0
+    """Seconds a consumer that stops once caught up waits for a replica to have the rest."""
 
     def __init__(
         self,
@@ -221,7 +228,7 @@ class GroupConsumer:
                     break  # everything delivered to this group so far is in the sink
         finally:
             reader.stop()
-        self._flush()
+        self._flush(patience=0.0 if self.stopping.is_set() else self.WATERMARK_PATIENCE)
         self._report()
         return self.progress
 
@@ -275,16 +282,34 @@ class GroupConsumer:
             return True
         return time.monotonic() - self._buffer_since >= self.flush_seconds
 
-    def _flush(self) -> None:
-        if self._buffer:
-            self.progress.committed_seq = self.sink.write(self._buffer)
-            self.progress.events += self._buffered_events
+    def _flush(self, patience: float = 0.0) -> None:
+        """Hand the sink what is buffered, up to the replicated watermark
+        (``journal.watermark``): what is past it stays buffered, and pending in the group,
+        until a replica has it (waiting up to ``patience`` seconds for that)."""
+        buffer, ids = self._buffer, self._ids
+        limit = watermark.read(self.client, self.keys)
+        deadline = time.monotonic() + patience
+        while limit is not None and buffer and buffer[-1][0] > limit and (
+                time.monotonic() < deadline):
+            time.sleep(0.05)
+            limit = watermark.read(self.client, self.keys)
+        held: list[Entry] = []
+        held_ids: list[bytes] = []
+        if limit is not None and buffer and buffer[-1][0] > limit:
+            k = bisect_right([e[0] for e in buffer], limit)
+            buffer, held = buffer[:k], buffer[k:]
+            j = bisect_right([parse_id(i)[0] for i in ids], limit)
+            ids, held_ids = ids[:j], ids[j:]
+        if buffer:
+            events = sum(len(e[2]) for e in buffer) if held else self._buffered_events
+            self.progress.committed_seq = self.sink.write(buffer)
+            self.progress.events += events
             self.progress.flushes += 1
-        for i in range(0, len(self._ids), 10_000):
-            self.client.xack(self.keys.output, self.group, *self._ids[i:i + 10_000])
-        self._buffer = []
-        self._ids = []
-        self._buffered_events = 0
+        for i in range(0, len(ids), 10_000):
+            self.client.xack(self.keys.output, self.group, *ids[i:i + 10_000])
+        self._buffer = held
+        self._ids = held_ids
+        self._buffered_events = sum(len(e[2]) for e in held)
 
     def _report(self) -> None:
         if self.on_progress is not None:

@@ -107,6 +107,19 @@ class Keys:
         return self._k("followed")
 
     @property
+    def replicated(self) -> str:
+        """The watermark: the last output id known to be on a replica (written by the matcher
+        when the partition's server has replicas). Consumers act on nothing past it, so that
+        nothing they act on can be lost with the primary. Absent: no replicas, no wait."""
+        return self._k("replicated")
+
+    @property
+    def replica_probe(self) -> str:
+        """A counter the matcher writes before a WAIT: replication keeps the order of writes,
+        so a replica that has it has everything written before it."""
+        return self._k("replica-probe")
+
+    @property
     def transfers(self) -> str:
         """The transfer service's position in this partition's output: every ``transfer_out``
         at or below this seq has been handed to its destination's journal."""

@@ -45,17 +45,18 @@ import redis
 from exchange import Exchange
 from exchange.errors import Fenced, JournalError, LeaseLost
 
-from . import faults
+from . import faults, watermark
 from .apply import Record, apply_rows
 from .archive import archive_of
 from .collector import collector_paused
+from .connection import node_client, reopened
 from .history import History
 from .keys import Keys
 from .layout import check_layout
 from .lease import Lease
 from .retention import eviction_problem
 from .scripts import script
-from .sequencer import Sequencer
+from .sequencer import Sequencer, connected_replicas
 from .snapshots import SnapshotInfo, SnapshotStore
 from .streams import Row, field, last_id, parse_id, raw, stream_items
 from .wire import PIECE_BYTES
@@ -152,8 +153,13 @@ class Committer:
 
     def _run(self) -> None:
         m = self.matcher
+        behind: bytes | None = None  # committed, but not yet known to be on a replica
         while True:
-            item = self.queue.get()
+            try:
+                item = self.queue.get(timeout=0.1 if behind else None)
+            except queue.Empty:
+                behind = self._replicate(behind)
+                continue
             try:
                 if item is None:
                     return
@@ -176,8 +182,28 @@ class Committer:
                     if faults.ACTIVE:
                         faults.reached("after-commit")
                     m.progress.last_seq = parse_id(last)[0]
+                    if m.replicas:
+                        behind = self._replicate(last)
             finally:
                 self.queue.task_done()
+
+    def _replicate(self, last: bytes | None) -> bytes | None:
+        """Move the watermark to ``last`` if a replica has it; what is still behind."""
+        m = self.matcher
+        if last is None or self.error is not None:
+            return None
+        try:
+            if watermark.advance(m.client, m.keys, last, m.replicas):
+                return None
+            if m.auto_replicas and not connected_replicas(node_client(m.client,
+                                                                      m.keys.output)):
+                log.warning("the server has no replica now: consumers no longer wait for one")
+                m.replicas = 0
+                watermark.clear(m.client, m.keys)
+                return None
+            return last
+        except redis.RedisError:
+            return last  # the next commit, or the next idle moment, tries again
 
 
 class LeaseKeeper:
@@ -244,8 +270,14 @@ class Matcher:
         on_progress: Callable[[Progress], None] | None = None,
         progress_every: float = 0.5,
         hot: bool = False,
+        replicas: int | None = None,
     ) -> None:
         self.client = raw(client)
+        self.replicas = replicas
+        """Replicas an answer must be on before consumers may act on it (the watermark,
+        ``journal.watermark``); None: one if the partition's server has a replica."""
+        self.auto_replicas = replicas is None
+        """Whether ``replicas`` is asked of the server (again at every recovery)."""
         self.hot = hot
         """A hot standby: while another matcher holds the lease, follow the journal in memory
         (a follower that takes no snapshots), and take over from that state without
@@ -386,6 +418,13 @@ class Matcher:
         self._control_cursor = last_id(self.client, k.control)
         self._since_snapshot = 0
         self.progress.last_seq = parse_id(follows)[0]
+        if self.auto_replicas:  # asked at every recovery: a failover may leave none
+            self.replicas = 1 if connected_replicas(node_client(self.client, k.output)) else 0
+        if not self.replicas:
+            watermark.clear(self.client, k)
+        elif not watermark.start(self.client, k, follows, self.replicas):
+            log.warning("no replica acknowledged within %d ms: consumers wait for one",
+                        watermark.WAIT_MS)
         log.info("recovered at %s (%s, %d entries replayed)", follows.decode(), origin, replayed)
 
     def _restore(self, answered: bytes) -> tuple[Any, str]:
@@ -597,9 +636,7 @@ class Matcher:
         code = 1
         try:
             os.nice(10)  # the matcher and Redis come first
-            pool = self.client.connection_pool
-            client = redis.Redis(connection_pool=redis.ConnectionPool(
-                connection_class=pool.connection_class, **pool.connection_kwargs))
+            client = reopened(self.client)
             SnapshotStore(client, self.keys).save(seq, self.ex.snapshot())
             if reply:
                 self._answer(client, reply, seq)

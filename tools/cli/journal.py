@@ -129,11 +129,17 @@ def run(
         help="While another matcher holds the lease: cold (wait, then rebuild from a snapshot "
              "and the journal) or hot (follow the journal in memory, verifying every answer, "
              "and take over from that state).")] = "cold",
+    replicas: Annotated[int | None, typer.Option(
+        "--replicas", envvar="EXCH_REPLICAS", min=0, show_default=False,
+        help="Let consumers act on an answer only once this many replicas have it (the "
+             "replicated watermark). Default: 1 if the server has a replica, else 0.")] = None,
 ) -> None:
     """The matcher: follow the input journal and commit the events to the output stream.
 
     Waits as a standby while another matcher holds the partition's lease; takes over within a
     few seconds of its death. Stops cleanly (snapshot, lease released) on Ctrl-C or SIGTERM.
+    With replicas it keeps the replicated watermark, so that no consumer acts on an answer a
+    failover could take back (docs/partitions.md).
     """
     import logging
 
@@ -149,7 +155,7 @@ def run(
     view = RunView()
     matcher = Matcher(client, keys_for(partition), snapshot_every=snapshot_every, batch=batch,
                       lease_ms=lease_ms, max_step=max_step, on_progress=view.update,
-                      hot=standby == "hot")
+                      hot=standby == "hot", replicas=replicas)
 
     stop_on_signals(matcher.stopping.set, "exch run")
     with view:
