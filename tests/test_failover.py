@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange.named import Deposit
+from exchange.named import Deposit, Transfer
 from journal.connection import connect, is_cluster
 from journal.consumer import GroupConsumer
 from journal.keys import Keys
@@ -33,6 +33,7 @@ from .journal_helpers import (
     wait_until,
 )
 from .test_consumer import ListSink
+from .test_transfers import ledger
 
 
 def deposits(n: int, account: str = "a") -> list[tuple]:
@@ -164,10 +165,12 @@ def test_the_same_commands_run_on_a_cluster(cluster: Cluster, tmp_path: Path) ->
 @pytest.mark.slow
 def test_a_primary_killed_under_load_loses_nothing_acknowledged(cluster: Cluster,
                                                                tmp_path: Path) -> None:
-    """SIGKILL the primary holding a partition while submitters, matchers, the transfer
-    service and an exporter run: its replica is promoted; every command a submitter saw
-    acknowledged is in the journal afterwards; everything carries on by itself; every
-    partition's replay verifies; the export holds the output one for one."""
+    """SIGKILL the primary holding a partition while submitters (deposits and transfers
+    between the partitions), matchers, the transfer service and an exporter run: its replica
+    is promoted; every command a submitter saw acknowledged is in the journal afterwards;
+    everything carries on by itself; money is conserved (every transfer credited once,
+    nothing in transit at the end); every partition's replay verifies; the export holds the
+    output one for one."""
     import threading
 
     from tools.services.export.parquet import read_events
@@ -179,7 +182,7 @@ def test_a_primary_killed_under_load_loses_nothing_acknowledged(cluster: Cluster
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for args in (["run", "--partition", "0"], ["run", "--partition", "1"],
                           ["transfers"],
-                          ["export", "parquet", "--out", str(tmp_path / "parquet")])]
+                          ["export", "parquet", "--follow", "--out", str(tmp_path / "parquet")])]
     acknowledged: dict[int, list[int]] = {0: [], 1: []}
     account_of: dict[int, dict[int, str]] = {0: {}, 1: {}}
     errors: list[BaseException] = []
@@ -190,9 +193,11 @@ def test_a_primary_killed_under_load_loses_nothing_acknowledged(cluster: Cluster
         n = 0
         try:
             while not stop.is_set():
-                seqs = seq.submit_batch(deposits(20, account=f"acct{n % 7}"))
+                account = f"acct{n % 7}"
+                move = Transfer("transfer", 0, 0, account, 150, p, 1 - p)
+                seqs = seq.submit_batch(deposits(19, account=account) + [move])
                 acknowledged[p].extend(seqs)
-                account_of[p].update((s, f"acct{n % 7}") for s in seqs)
+                account_of[p].update((s, account) for s in seqs)
                 n += 1
         except BaseException as e:  # noqa: BLE001 - the test reports it
             errors.append(e)
@@ -222,9 +227,15 @@ def test_a_primary_killed_under_load_loses_nothing_acknowledged(cluster: Cluster
         assert commands_in(client, Keys(str(p))) >= len(seqs)
         assert last >= seqs[-1], "an acknowledged command is missing after the failover"
         # and each acknowledged seq holds the very command it was given to
-        journal = {e["seq"]: e["account"] for e in output_events(client, Keys(str(p)))}
+        journal = {e["seq"]: e["account"] for e in output_events(client, Keys(str(p)))
+                   if "account" in e}
         assert all(journal[s] == a for s, a in account_of[p].items())
     try:
+        for p in range(2):
+            wait_until(lambda: ledger({q: output_events(client, Keys(str(q)))
+                                       for q in range(2)})["in_transit"] == 0,
+                       "transfers still in transit", timeout=120, pause=0.5)
+            wait_caught_up(client, Keys(str(p)), timeout=120)
         for p in range(2):
             total = commands_in(client, Keys(str(p)))
             wait_until(lambda p=p, total=total: max(
@@ -235,6 +246,11 @@ def test_a_primary_killed_under_load_loses_nothing_acknowledged(cluster: Cluster
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
             assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()[-2000:]
+    # money: every transfer credited once, nothing left in transit, nothing made or lost
+    events = {p: output_events(client, Keys(str(p))) for p in range(2)}
+    money = ledger(events)
+    assert money["sent"] > 100 and money["credited"] == money["sent"], money
+    assert money["in_transit"] == 0 and money["wallets"] == money["outside"], money
     for p in range(2):
         assert replay(client, Keys(str(p)), source="none", verify=True).verified
         exported = read_events(tmp_path / "parquet", p)
