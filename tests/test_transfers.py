@@ -311,3 +311,12 @@ def test_the_command_line_sends_transfers_and_carries_them(redis_server, tmp_pat
     assert [r["transfers_seq"] for r in listed["rows"]] == [0, 2]  # carried up to there
     tail = exch("tail", "--from", "0", "--no-follow", "--partition", "1")
     assert "transfer_out" in tail.stdout and "-4.50 to partition 0" in tail.stdout, tail.stdout
+    # every partition at once: tail, status and groups
+    both = exch("tail", "--from", "0", "--no-follow", "--partition", "all", "--json")
+    assert both.returncode == 0, both.stderr
+    seen = [(e["partition"], e["type"]) for e in map(json.loads, both.stdout.splitlines())]
+    assert sorted(seen) == [(0, "transfer_in"), (1, "funds_changed"), (1, "transfer_out")]
+    st = json.loads(exch("status", "--partition", "all", "--json").stdout)
+    assert [x["last_output_seq"] for x in st["partitions"]] == [1, 2]
+    groups = json.loads(exch("groups", "--partition", "all", "--json").stdout)["groups"]
+    assert {(g["partition"], g["name"]) for g in groups} == {(0, "transfers"), (1, "transfers")}

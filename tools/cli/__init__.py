@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 
 from exchange.errors import ExchError
 
-from . import bench, data, journal, markets, money, server
+from . import bench, data, journal, markets, money, server, watch
 from .common import exit_for
 
 
@@ -77,8 +77,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(journal.app)
+app.add_typer(watch.app)
 app.add_typer(journal.rules_app, name="rules")
-app.add_typer(journal.groups_app, name="groups")
+app.add_typer(watch.groups_app, name="groups")
 app.add_typer(markets.app)
 app.add_typer(money.app)
 app.add_typer(data.app)
