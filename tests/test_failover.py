@@ -166,7 +166,8 @@ def test_the_same_commands_run_on_a_cluster(cluster: Cluster, tmp_path: Path) ->
 def test_a_primary_killed_under_load_loses_nothing_acknowledged(cluster: Cluster,
                                                                tmp_path: Path) -> None:
     """SIGKILL the primary holding a partition while submitters (deposits and transfers
-    between the partitions), matchers, the transfer service and an exporter run: its replica
+    between the partitions), matchers, the transfer service and an exporter run (and the
+    transfer service and a matcher too, before and after): its replica
     is promoted; every command a submitter saw acknowledged is in the journal afterwards;
     everything carries on by itself; money is conserved (every transfer credited once,
     nothing in transit at the end); every partition's replay verifies; the export holds the
@@ -178,11 +179,19 @@ def test_a_primary_killed_under_load_loses_nothing_acknowledged(cluster: Cluster
     client = connect(cluster.url)
     set_partition_count(client, 2)
     url = cluster.url
-    procs = [subprocess.Popen([sys.executable, "-m", "tools.cli", *args, "--redis-url", url],
-                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for args in (["run", "--partition", "0"], ["run", "--partition", "1"],
-                          ["transfers"],
-                          ["export", "parquet", "--follow", "--out", str(tmp_path / "parquet")])]
+    def start(*args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "tools.cli", *args, "--redis-url", url],
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    services = (["run", "--partition", "0"], ["run", "--partition", "1"], ["transfers"],
+                ["export", "parquet", "--follow", "--out", str(tmp_path / "parquet")])
+    procs = [start(*args) for args in services]
+
+    def kill_and_restart(i: int) -> None:
+        procs[i].send_signal(signal.SIGKILL)
+        procs[i].wait()
+        procs[i] = start(*services[i])
+
     acknowledged: dict[int, list[int]] = {0: [], 1: []}
     account_of: dict[int, dict[int, str]] = {0: {}, 1: {}}
     errors: list[BaseException] = []
@@ -208,9 +217,14 @@ def test_a_primary_killed_under_load_loses_nothing_acknowledged(cluster: Cluster
     try:
         wait_until(lambda: all(len(a) > 2000 for a in acknowledged.values()),
                    "the submitters never got going", timeout=60)
+        kill_and_restart(2)  # the transfer service and a matcher die too, now and later
+        kill_and_restart(1)
+        time.sleep(1)
         victim = cluster.primary_of(Keys("0").input)
         before = len(acknowledged[0])
         cluster.kill(victim)
+        time.sleep(0.5)
+        kill_and_restart(2)
         wait_until(cluster.ok, "the cluster never recovered", timeout=60)
         wait_until(lambda: len(acknowledged[0]) > before + 2000,
                    "partition 0 never took commands again after the failover", timeout=60)
