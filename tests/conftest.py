@@ -62,10 +62,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     import shutil
 
     from journal.server import stop_embedded
+    from tools.services.store.server import stop_embedded as stop_embedded_postgres
 
     home = os.environ.get("EXCH_HOME", "")
     if "exch-tests-" in home:
         stop_embedded(home)
+        stop_embedded_postgres(home)
         shutil.rmtree(home, ignore_errors=True)
 
 

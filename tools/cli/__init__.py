@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 
 from exchange.errors import ExchError
 
-from . import bench, data, journal, markets, money, server, watch
+from . import bench, data, journal, markets, money, server, store, watch
 from .common import exit_for
 
 
@@ -82,6 +82,7 @@ app.add_typer(journal.rules_app, name="rules")
 app.add_typer(watch.groups_app, name="groups")
 app.add_typer(markets.app)
 app.add_typer(money.app)
+app.add_typer(store.app)
 app.add_typer(data.app)
 app.add_typer(data.export_app, name="export")
 app.add_typer(data.import_app, name="import")
