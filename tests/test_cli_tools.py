@@ -66,6 +66,7 @@ def test_demo_runs_the_whole_system_and_leaves_nothing_running(tmp_path: Path) -
     trades = pd.read_parquet(folder / "parquet" / "trades")
     assert len(trades) > 100
     assert f"{len(trades):,}" in stdout
+    assert "from the store: market" in stdout  # the embedded PostgreSQL answered a query
     settlements = pd.read_parquet(folder / "parquet" / "settlements")
     assert set(settlements["market"]) <= set(trades["market"])
     # nothing the demo started runs on: no process left in its group, and the Redis whose

@@ -9,7 +9,10 @@ minute, leaving nothing running.
    time;
 4. ``exch replay --verify`` from scratch: the output reproduced byte for byte;
 5. the Parquet export to ``OUT/parquet`` and the live statistics;
-6. a summary, then everything it started is stopped.
+6. the store: the records in the embedded PostgreSQL (database ``exch_demo``, made afresh),
+   and one of docs/store.md's queries on them;
+7. a summary, then everything it started is stopped (the embedded PostgreSQL too, if the
+   demo started it: `exch account` starts it again on demand).
 """
 
 from __future__ import annotations
@@ -60,6 +63,11 @@ class DemoResult:
     follower_exit: int | None = None
     snapshots: list[int] = field(default_factory=list)
     parquet: Path | None = None
+    store: str = ""
+    """The store's database (a URL without a password)."""
+    volume: list[tuple[Any, ...]] = field(default_factory=list)
+    """The busiest market's matched volume by price, from the store: (market, runner,
+    price, matched pence)."""
 
     @property
     def rate(self) -> float:
@@ -99,6 +107,8 @@ def run_demo(
         export(system, result, out / "parquet")
         step("computing market statistics")
         statistics(system, result)
+        step("storing the records in PostgreSQL (exch store)")
+        store(system, result)
     return result
 
 
@@ -170,6 +180,41 @@ def export(system: LocalSystem, result: DemoResult, parquet: Path) -> None:
     if (parquet / "settlements").exists():
         settlements = pd.read_parquet(parquet / "settlements", columns=["commission_pence"])
         result.commission = _pounds(settlements["commission_pence"].sum())
+
+
+def store(system: LocalSystem, result: DemoResult) -> None:
+    """Store the output in a fresh database of the embedded PostgreSQL, then ask it a
+    market's matched volume by price."""
+    from tools.services.store.server import (
+        embedded_running,
+        embedded_url,
+        fresh_database,
+        stop_embedded,
+    )
+
+    assert system.client is not None
+    was_running = embedded_running()
+    try:
+        _store(system, result, fresh_database(embedded_url(), "exch_demo"))
+    finally:
+        if not was_running:  # the demo leaves nothing running; `exch account` restarts it
+            stop_embedded()
+
+
+def _store(system: LocalSystem, result: DemoResult, url: str) -> None:
+    from tools.services.store.server import connect
+    from tools.services.store.service import Storer
+
+    assert system.client is not None
+    Storer(system.client, url, system.keys).run(follow=False)
+    result.store = url
+    with connect(url) as conn:
+        result.volume = conn.execute(
+            "WITH busiest AS (SELECT market FROM exch.trades GROUP BY market "
+            "ORDER BY sum(size_pence) DESC LIMIT 1) "
+            "SELECT market, runner, price, sum(size_pence) FROM exch.trades "
+            "WHERE market = (SELECT market FROM busiest) GROUP BY market, runner, price "
+            "ORDER BY sum(size_pence) DESC LIMIT 5").fetchall()
 
 
 def _pounds(pence: Any) -> Decimal:

@@ -7,6 +7,7 @@ leaves no cyclic garbage, see tests/test_core_properties.py, so nothing accumula
 - ``core``: the matching core alone, in-process;
 - ``e2e``: the whole system (sequencer, ``exch run``, Redis with append-only persistence);
 - ``export``: the Parquet exporter, from the output stream through its consumer group;
+- ``store``: the store, from the output stream into PostgreSQL through its consumer group;
 - ``archive``: the journal into the archive, and replays read back through it;
 - ``soak``: the whole system with the archive and compaction over millions of commands:
   Redis memory stays bounded and nothing is lost;
@@ -23,7 +24,8 @@ from .export import bench_export
 from .memory import peak_rss_bytes, rss_bytes
 from .scale import bench_scale
 from .soak import bench_soak
+from .store import bench_store
 from .takeover import bench_takeover
 
 __all__ = ["bench_archive", "bench_core", "bench_e2e", "bench_export", "bench_scale",
-           "bench_soak", "bench_takeover", "peak_rss_bytes", "rss_bytes"]
+           "bench_soak", "bench_store", "bench_takeover", "peak_rss_bytes", "rss_bytes"]

@@ -28,11 +28,9 @@ def bench_export(commands: int = 1_000_000, *, runs: int = 3, seed: int = 1) -> 
     written to a private Redis's output stream as the matcher writes them (one entry per
     input entry of ``PER_ENTRY`` commands), then the exporter reads them through its
     consumer group into a fresh folder, ``runs`` times."""
-    from exchange import Exchange
     from journal.connection import connect
     from journal.keys import Keys
     from journal.server import start_server, stop_pid
-    from journal.wire import encode_events
     from tools.services.export.service import Exporter
 
     cmds = core_workload(commands, seed=seed)
@@ -41,20 +39,7 @@ def bench_export(commands: int = 1_000_000, *, runs: int = 3, seed: int = 1) -> 
         client = connect(f"unix://{server.socket}")
         keys = Keys()
         try:
-            ex = Exchange()
-            events = 0
-            pipe = client.pipeline(transaction=False)
-            out: list = []
-            for i, cmd in enumerate(cmds, 1):
-                cmd = named(cmd)._replace(seq=i)
-                out += ex.apply(cmd)
-                if i % PER_ENTRY == 0 or i == len(cmds):
-                    events += len(out)
-                    pipe.xadd(keys.output, {"ts": cmd.ts, "e": encode_events(out)}, id=f"{i}-0")
-                    out = []
-                if i % 20_000 == 0:
-                    pipe.execute()
-            pipe.execute()
+            events = fill_output(client, keys, cmds)
             rates = []
             for run in range(runs):
                 folder = Path(tmp) / f"parquet-{run}"
@@ -73,6 +58,29 @@ def bench_export(commands: int = 1_000_000, *, runs: int = 3, seed: int = 1) -> 
         "events_per_sec": round(statistics.median(rates)),
         "peak_rss_bytes": peak_rss_bytes(),
     }
+
+
+def fill_output(client: Any, keys: Any, cmds: Sequence[tuple]) -> int:
+    """Write the answers to ``cmds`` to the output stream as the matcher would (one entry
+    per ``PER_ENTRY`` commands); returns how many events."""
+    from exchange import Exchange
+    from journal.wire import encode_events
+
+    ex = Exchange()
+    events = 0
+    pipe = client.pipeline(transaction=False)
+    out: list = []
+    for i, cmd in enumerate(cmds, 1):
+        cmd = named(cmd)._replace(seq=i)
+        out += ex.apply(cmd)
+        if i % PER_ENTRY == 0 or i == len(cmds):
+            events += len(out)
+            pipe.xadd(keys.output, {"ts": cmd.ts, "e": encode_events(out)}, id=f"{i}-0")
+            out = []
+        if i % 20_000 == 0:
+            pipe.execute()
+    pipe.execute()
+    return events
 
 
 # ----------------------------------------------------------------------------- the sink alone

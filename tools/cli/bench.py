@@ -90,6 +90,27 @@ def bench_export(
     report(result, as_json)
 
 
+@app.command("store")
+def bench_store(
+    commands: Annotated[
+        int, typer.Option(help="Commands whose events fill the output stream.", min=1)
+    ] = 1_000_000,
+    runs: Annotated[int, typer.Option(help="Timed runs; the median is reported.", min=1)] = 3,
+    db: Annotated[str | None, typer.Option(
+        "--db", envvar="EXCH_DB_URL", show_default=False,
+        help="A PostgreSQL server to measure (a fresh database per run is created on it). "
+        "Default: an embedded one of the benchmark's own.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The store: events per second from the output stream (through its consumer group)
+    into PostgreSQL, each batch's rows and position committed in one transaction."""
+    from tools.bench import bench_store as run
+
+    with busy(f"store benchmark: {commands:,} commands, {runs} runs", as_json):
+        result = run(commands, runs=runs, db=db)
+    report(result, as_json)
+
+
 @app.command("archive")
 def bench_archive(
     commands: Annotated[

@@ -203,6 +203,8 @@ def demo(
 
 
 def _demo_summary(r: Any) -> None:
+    from decimal import Decimal
+
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -235,9 +237,17 @@ def _demo_summary(r: Any) -> None:
     t.add_row("notebook", escape(f"EXCH_PARQUET={r.parquet} .venv/bin/jupyter notebook "
                                  "tools/notebooks/analytics.ipynb  (after .venv/bin/pip install "
                                  "-e '.[notebook]')"))
+    t.add_row("store", "database exch_demo of the embedded PostgreSQL ($EXCH_HOME/postgres): "
+                       "the queries of docs/store.md")
     console.print(t)
     if r.markets:
         console.print(market_lines(r.markets))
+    if r.volume:
+        v = Table("runner", "price", "matched", title=f"from the store: market "
+                  f"{r.volume[0][0]}, the most matched prices", title_justify="left")
+        for _, runner, price, pence in r.volume:
+            v.add_row(str(runner), str(price), f"£{Decimal(pence).scaleb(-2):,.2f}")
+        console.print(v)
 
 
 @app.command()
