@@ -165,7 +165,8 @@ def reopened(client: redis.Redis) -> redis.Redis:
 
         nodes = [ClusterNode(n.host, n.port) for n in client.get_primaries()]  # type: ignore
         kwargs = {k: v for k, v in client.nodes_manager.connection_kwargs.items()  # type: ignore
-                  if k in CLUSTER_OPTIONS}
+                  if k in CLUSTER_OPTIONS or k in ("username", "password")
+                  or k.startswith("ssl")}  # the credentials and TLS too
         return RedisCluster(startup_nodes=nodes, **kwargs)  # type: ignore[return-value]
     pool = client.connection_pool
     return redis.Redis(connection_pool=redis.ConnectionPool(

@@ -104,6 +104,10 @@ class GroupConsumer:
         self.history = History(self.client, self.keys)
         self._buffer: list[Entry] = []
         self._ids: list[bytes] = []
+        self._cuts: list[int] = []
+        """For each buffered entry, how many ids (``_ids``) up to and including its own."""
+        self._held = 0
+        """The first seq left pending past the replicated watermark by the last flush."""
         self._assembler = Assembler()
         self._buffered_events = 0
         self._buffer_since = 0.0
@@ -200,6 +204,27 @@ class GroupConsumer:
         # the sink's position says whether any of them was never held: then start again there
         self.ensure_group()
         self.progress.committed_seq = self.sink.committed_seq()
+        patience = time.monotonic() + self.WATERMARK_PATIENCE
+        while self._pass(follow) and not self.stopping.is_set():
+            # answers past the replicated watermark were left pending, unread: read them
+            # again from Redis once a replica has them (a failover may have replaced them)
+            while not self.stopping.is_set():
+                limit = watermark.read(self.client, self.keys)
+                if limit is None or limit >= self._held:
+                    break
+                if not follow and time.monotonic() >= patience:
+                    self._report()
+                    return self.progress  # left pending: the next run takes them
+                time.sleep(0.05)
+        self._report()
+        return self.progress
+
+    def _pass(self, follow: bool) -> bool:
+        """Read what is pending, then new entries, into the sink; True if it stopped at
+        answers past the replicated watermark (left pending, to be read again)."""
+        self._buffer, self._ids, self._cuts = [], [], []
+        self._buffered_events = 0
+        self._assembler = Assembler()  # pieces of a half-read answer come again with it
         start = "0-0"
         while not self.stopping.is_set():
             reply = self.client.xreadgroup(
@@ -211,15 +236,16 @@ class GroupConsumer:
             # a pending entry trimmed away since comes back without fields: from the archive
             self._take([r if r[1] else self._archived(r[0]) for r in rows])
             start = rows[-1][0].decode()
-        self._flush()
+        if self._flush():
+            return True
         reader = _Reader(self, follow, self._delivered())
         try:
             while not self.stopping.is_set():
                 rows, pieces = reader.next()
                 if rows:
                     self._take(rows, pieces)
-                if self._due(idle=not rows):
-                    self._flush()
+                if self._due(idle=not rows) and self._flush():
+                    return True
                 if self.on_progress is not None:
                     self.progress.output_seq = parse_id(
                         last_id(self.client, self.keys.output))[0]
@@ -228,9 +254,7 @@ class GroupConsumer:
                     break  # everything delivered to this group so far is in the sink
         finally:
             reader.stop()
-        self._flush(patience=0.0 if self.stopping.is_set() else self.WATERMARK_PATIENCE)
-        self._report()
-        return self.progress
+        return self._flush()
 
     def _archived(self, eid: bytes) -> Row:
         """A pending entry Redis no longer holds, read from the archive: never acknowledged
@@ -272,6 +296,7 @@ class GroupConsumer:
             if self._buffer and entry[0] <= self._buffer[-1][0]:
                 continue  # a foreign entry's answer sharing a seq: acknowledged, not kept
             self._buffer.append(entry)
+            self._cuts.append(len(self._ids))
             self._buffered_events += len(entry[2])
         self.progress.entries += len(rows)
 
@@ -282,24 +307,21 @@ class GroupConsumer:
             return True
         return time.monotonic() - self._buffer_since >= self.flush_seconds
 
-    def _flush(self, patience: float = 0.0) -> None:
+    def _flush(self) -> bool:
         """Hand the sink what is buffered, up to the replicated watermark
-        (``journal.watermark``): what is past it stays buffered, and pending in the group,
-        until a replica has it (waiting up to ``patience`` seconds for that)."""
+        (``journal.watermark``), and acknowledge it. Answers past the watermark are neither
+        written nor acknowledged: they stay pending in the group, and are dropped from the
+        buffer, to be read again from Redis once a replica has them. True if any were."""
         buffer, ids = self._buffer, self._ids
-        limit = watermark.read(self.client, self.keys)
-        deadline = time.monotonic() + patience
-        while limit is not None and buffer and buffer[-1][0] > limit and (
-                time.monotonic() < deadline):
-            time.sleep(0.05)
-            limit = watermark.read(self.client, self.keys)
-        held: list[Entry] = []
-        held_ids: list[bytes] = []
-        if limit is not None and buffer and buffer[-1][0] > limit:
+        limit = watermark.read(self.client, self.keys) if buffer else None
+        held = 0
+        if limit is not None and buffer[-1][0] > limit:
             k = bisect_right([e[0] for e in buffer], limit)
-            buffer, held = buffer[:k], buffer[k:]
-            j = bisect_right([parse_id(i)[0] for i in ids], limit)
-            ids, held_ids = ids[:j], ids[j:]
+            held = buffer[k][0]
+            buffer = buffer[:k]
+            # an entry's ids end at its cut (pieces carry the seq before theirs: never split
+            # ids by seq); foreign answers before it go with it
+            ids = ids[:self._cuts[k - 1]] if k else []
         if buffer:
             events = sum(len(e[2]) for e in buffer) if held else self._buffered_events
             self.progress.committed_seq = self.sink.write(buffer)
@@ -307,9 +329,10 @@ class GroupConsumer:
             self.progress.flushes += 1
         for i in range(0, len(ids), 10_000):
             self.client.xack(self.keys.output, self.group, *ids[i:i + 10_000])
-        self._buffer = held
-        self._ids = held_ids
-        self._buffered_events = sum(len(e[2]) for e in held)
+        self._buffer, self._ids, self._cuts = [], [], []
+        self._buffered_events = 0
+        self._held = held
+        return bool(held)
 
     def _report(self) -> None:
         if self.on_progress is not None:

@@ -19,9 +19,10 @@ Every other command goes where the state it names lives:
   which answers ``UNKNOWN_ORDER``;
 - ``deposit`` and ``withdraw`` to their ``partition`` field (default 0): an account has a
   wallet in each partition;
-- ``transfer`` to its ``from_partition`` (a ``to_partition`` that is not configured is an
-  ``InputError``: the money would have nowhere to go), and ``transfer_in``, which only the
-  transfer service sends, to its ``partition`` field.
+- ``transfer`` to its ``from_partition`` (a ``to_partition`` that is not configured, or
+  whose journal predates rules version 6, is an ``InputError``: the money would have nowhere
+  to go); ``transfer_in`` is refused: only the transfer service sends it, straight to the
+  destination's sequencer.
 
 The number of partitions is a setting (``exch:partitions``; absent: 1) that only grows
 (``exch partitions --set N``): a market's partition must stay a configured one. Routing keeps
@@ -40,7 +41,7 @@ import redis
 from exchange.commands import COMMANDS
 from exchange.errors import InputError
 from exchange.limits import MAX_PARTITION, PARTITION_STRIDE
-from exchange.rules import PARTITION_IDS
+from exchange.rules import PARTITION_IDS, TRANSFERS
 
 from .keys import Keys
 from .sequencer import Sequencer, Submitted
@@ -50,7 +51,7 @@ DIRECTORY = "exch:directory"
 PARTITIONS = "exch:partitions"
 """How many partitions are configured (0 to N-1); absent means 1."""
 
-ROUTED_BY_FIELD = frozenset({"deposit", "withdraw", "create_market", "transfer_in"})
+ROUTED_BY_FIELD = frozenset({"deposit", "withdraw", "create_market"})
 """The command types that may carry a ``partition`` field (a market's other commands follow
 the market, and an order's its id)."""
 
@@ -128,6 +129,7 @@ class Router:
     def __init__(self, client: redis.Redis, count: int | None = None, *,
                  fixed: int | None = None) -> None:
         self.client = client
+        self._transfers_ready: set[int] = set()
         self.count = count if count is not None else partition_count(client)
         self.fixed = fixed
         """Send everything to this partition (``exch submit --partition P``): a new market
@@ -181,6 +183,9 @@ class Router:
         """The partition ``cmd`` (a core tuple) goes to; ``partition`` is its ``partition``
         field, for the types that may carry one."""
         kind = cmd[0]
+        if kind == "transfer_in":
+            raise InputError("transfer_in is sent by the transfer service only (exch "
+                             "transfers): a transfer is a `transfer` in its source partition")
         fixed = self.fixed
         if fixed is not None:
             if kind == "create_market" and type(cmd[3]) is str:
@@ -196,8 +201,18 @@ class Router:
             return p if p is not None else 0
         if kind == "transfer":
             source, destination = cmd[5], cmd[6]
-            if type(destination) is int:
+            if type(destination) is int and destination not in self._transfers_ready:
                 self.check(destination)
+                from .rules import rules_in_force
+
+                version = rules_in_force(self.client, Keys(str(destination)))
+                if version >= TRANSFERS:  # versions only go up: asked once
+                    self._transfers_ready.add(destination)
+                else:
+                    raise InputError(
+                        f"partition {destination} writes under rules version {version}, "
+                        f"before transfers (version {TRANSFERS}): `exch rules upgrade "
+                        f"--partition {destination}` first")
             if type(source) is int and 0 <= source < self.count:
                 return source
             return 0  # answered there: INVALID_TRANSFER

@@ -153,12 +153,16 @@ class Committer:
 
     def _run(self) -> None:
         m = self.matcher
-        behind: bytes | None = None  # committed, but not yet known to be on a replica
+        behind = m.unreplicated  # committed, but not yet known to be on a replica
         while True:
+            alone = m.auto_replicas and not m.replicas
             try:
-                item = self.queue.get(timeout=0.1 if behind else None)
+                item = self.queue.get(timeout=0.1 if behind else (5.0 if alone else None))
             except queue.Empty:
-                behind = self._replicate(behind)
+                if behind:
+                    behind = self._replicate(behind)
+                elif alone:
+                    self._replica_joined()
                 continue
             try:
                 if item is None:
@@ -182,10 +186,23 @@ class Committer:
                     if faults.ACTIVE:
                         faults.reached("after-commit")
                     m.progress.last_seq = parse_id(last)[0]
+                    m.committed = last
                     if m.replicas:
                         behind = self._replicate(last)
             finally:
                 self.queue.task_done()
+
+    def _replica_joined(self) -> None:
+        """Counting replicas automatically and none there: one that joins (a restarted
+        node, a new replica of a promoted one) brings the watermark back."""
+        m = self.matcher
+        try:
+            if connected_replicas(node_client(m.client, m.keys.output)):
+                m.replicas = 1
+                watermark.start(m.client, m.keys, m.committed, 1)
+                log.info("a replica joined: consumers wait for it again")
+        except redis.RedisError:
+            pass
 
     def _replicate(self, last: bytes | None) -> bytes | None:
         """Move the watermark to ``last`` if a replica has it; what is still behind."""
@@ -277,7 +294,12 @@ class Matcher:
         """Replicas an answer must be on before consumers may act on it (the watermark,
         ``journal.watermark``); None: one if the partition's server has a replica."""
         self.auto_replicas = replicas is None
-        """Whether ``replicas`` is asked of the server (again at every recovery)."""
+        """Whether ``replicas`` is asked of the server (again at every recovery, and while
+        there is none, every few seconds)."""
+        self.committed = b"0-0"
+        """The last output id committed (the watermark's aim)."""
+        self.unreplicated: bytes | None = None
+        """Committed at recovery but not yet known to be on a replica."""
         self.hot = hot
         """A hot standby: while another matcher holds the lease, follow the journal in memory
         (a follower that takes no snapshots), and take over from that state without
@@ -420,9 +442,12 @@ class Matcher:
         self.progress.last_seq = parse_id(follows)[0]
         if self.auto_replicas:  # asked at every recovery: a failover may leave none
             self.replicas = 1 if connected_replicas(node_client(self.client, k.output)) else 0
+        self.committed = follows
+        self.unreplicated = None
         if not self.replicas:
             watermark.clear(self.client, k)
         elif not watermark.start(self.client, k, follows, self.replicas):
+            self.unreplicated = follows  # the committer tries again until a replica has it
             log.warning("no replica acknowledged within %d ms: consumers wait for one",
                         watermark.WAIT_MS)
         log.info("recovered at %s (%s, %d entries replayed)", follows.decode(), origin, replayed)

@@ -92,6 +92,11 @@ _MOVED = (exceptions.ClusterError, exceptions.AskError, exceptions.TryAgainError
           exceptions.ReadOnlyError)
 
 
+RECORD_SECONDS = 60
+"""How long the sequencer keeps a call's record (its answer, for a retried call) under the
+ref window (``journal/lua/sequence.lua``); retries must end well before."""
+
+
 def _moved(e: redis.ResponseError) -> bool:
     """Whether a cluster node answered that it does not (or not yet) serve the slot: a
     failover under way or just done."""
@@ -145,7 +150,8 @@ class Sequencer:
     the same call (its record answers it, nothing is sequenced twice), until ``patience``
     seconds have passed: then ``NotReplicated``. On a Redis Cluster, a call whose primary
     is lost is retried, as the same call, on the replica promoted in its place, for up to
-    ``failover_seconds``. With ``replicas`` None, whether to wait is asked again after a
+    ``failover_seconds`` (under the call record's life, ``RECORD_SECONDS``). With ``replicas``
+    None, whether to wait is asked again after a
     failover: a promoted replica that stands alone has no replica to wait for.
     """
 
@@ -153,16 +159,23 @@ class Sequencer:
     """Most commands per script call: enough to make Redis's work per command small (one
     stream entry per call, not per command), few enough not to hold Redis for long."""
 
+    ASK_REPLICAS_EVERY = 5.0
+    """Seconds between asks, while counting replicas automatically and none is there."""
+
     BATCH_BYTES = 1 << 20
     """Most bytes of commands per script call (stream form)."""
 
     def __init__(self, client: redis.Redis, keys: Keys | None = None, *,
                  replicas: int | None = None, replica_timeout_ms: int = 1000,
-                 patience: float = 10.0, failover_seconds: float = 60.0) -> None:
+                 patience: float = 10.0, failover_seconds: float = 45.0) -> None:
+        if failover_seconds >= RECORD_SECONDS:
+            raise ValueError(f"failover_seconds must be under {RECORD_SECONDS} s: a call "
+                             "retried after its record expired could be sequenced twice")
         self.client = client
         self.keys = keys or Keys()
         self.replicas = replicas
         self._auto = replicas is None
+        self._ask_again = 0.0
         self.replica_timeout_ms = replica_timeout_ms
         self.patience = patience
         self.failover_seconds = failover_seconds
@@ -279,8 +292,10 @@ class Sequencer:
             acked = int(replies.pop())
             if acked >= replicas:
                 break
-            if self._auto and not connected_replicas(node_client(self.client, self.keys.input)):
+            if self._auto and is_cluster(self.client) and not connected_replicas(
+                    node_client(self.client, self.keys.input)):
                 # a promoted replica stands alone: no replica to wait for until one joins
+                # (asked again every few seconds: ``_replicas``)
                 self.replicas = None
                 break
             if time.monotonic() >= deadline:
@@ -297,7 +312,10 @@ class Sequencer:
             yield seqs_of(reply)
 
     def _replicas(self) -> int:
+        if self._auto and self.replicas == 0 and time.monotonic() >= self._ask_again:
+            self.replicas = None  # none there when last asked: one may have joined since
         if self.replicas is None:
             node = node_client(self.client, self.keys.input)
             self.replicas = 1 if connected_replicas(node) else 0
+            self._ask_again = time.monotonic() + self.ASK_REPLICAS_EVERY
         return self.replicas

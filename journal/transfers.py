@@ -26,6 +26,7 @@ the wallets of all partitions, plus the house's commission, plus the money in tr
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,14 +34,20 @@ from dataclasses import dataclass, field
 import redis
 
 from exchange.named import TransferIn
+from exchange.rules import TRANSFERS
 
 from . import faults
 from .consumer import ConsumerProgress, GroupConsumer
+from .history import History
 from .keys import Keys
 from .lease import Lease
 from .routing import partition_count
+from .rules import rules_in_force
 from .sequencer import Sequencer
+from .streams import parse_id
 from .wire import Entry
+
+log = logging.getLogger("exch.transfers")
 
 GROUP = "transfers"
 """The consumer group the service reads every partition's output through."""
@@ -60,6 +67,8 @@ class TransferSink:
         self.source = source
         self.sequencer_of = sequencer_of
         self.lease = lease
+        self.history = History(client, self.keys)
+        self._ready: set[int] = set()
         self.handed = 0
         """``transfer_in`` commands sequenced by this sink (a retry counts again)."""
 
@@ -68,12 +77,16 @@ class TransferSink:
         return int(value) if value else 0
 
     def write(self, entries: Sequence[Entry]) -> int:
-        committed = self.committed_seq()
+        committed = self.committed_seq()  # read afresh: another service may have moved it
         by_destination: dict[int, list[tuple]] = {}
         last = committed
-        for seq, _ts, events in entries:
-            if seq <= committed:
-                continue
+        fresh = [e for e in entries if e[0] > committed]
+        if fresh and fresh[0][0] != self._next_after(committed):
+            # a gap (entries delivered to a consumer that died, or read late): never hand on
+            # a later transfer before an earlier one; the consumer starts again and claims
+            raise OutOfOrder(f"partition {self.source}: answers after seq {committed:,} "
+                             f"start at {fresh[0][0]:,}, not at the next one")
+        for seq, _ts, events in fresh:
             last = seq
             for e in events:
                 if e["type"] == "transfer_out":
@@ -81,6 +94,8 @@ class TransferSink:
                         "transfer_in", 0, 0, e["account"], -e["amount"], e["transfer"]))
         if self.lease is not None and not self.lease.renew():
             raise LeaseLost(f"partition {self.source}'s transfers passed to another service")
+        for destination in by_destination:
+            self._check_destination(destination)
         for i, destination in enumerate(sorted(by_destination)):
             if i:
                 faults.reached("transfers.between")
@@ -90,12 +105,58 @@ class TransferSink:
         if by_destination:
             faults.reached("transfers.handed")
         if last > committed:
-            self.client.set(self.keys.transfers, last)
+            self._move(last)
         return last
+
+    def _next_after(self, seq: int) -> int:
+        """The seq of the first answer after ``seq`` (its input entry's id)."""
+        rows = self.history.xrange("in", min=f"{seq + 1}-0", count=1)
+        return parse_id(rows[0][0])[0] if rows else seq + 1
+
+    def _check_destination(self, partition: int) -> None:
+        """A destination must know transfer_in (rules 6), or it would answer MALFORMED and
+        the money would be lost: then nothing moves on until it is upgraded."""
+        if partition in self._ready:
+            return
+        version = rules_in_force(self.client, Keys(str(partition)))
+        if version < TRANSFERS:
+            raise TransferRefused(
+                f"partition {partition} writes under rules version {version}: it would not "
+                f"know transfer_in (rules {TRANSFERS}). The transfers to it wait: run `exch "
+                f"rules upgrade --partition {partition}`")
+        self._ready.add(partition)
+
+    def _move(self, seq: int) -> None:
+        """Move the position, only while this service holds the lease (checked in the same
+        transaction)."""
+        if self.lease is None:
+            self.client.set(self.keys.transfers, seq)
+            return
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(self.lease.key)
+                if pipe.get(self.lease.key) not in (self.lease.token,
+                                                    self.lease.token.encode()):
+                    raise LeaseLost(f"partition {self.source}'s transfers passed to another "
+                                    "service")
+                pipe.multi()
+                pipe.set(self.keys.transfers, seq)
+                pipe.execute()
+            except redis.WatchError:
+                raise LeaseLost(f"partition {self.source}'s lease changed while moving on"
+                                ) from None
 
 
 class LeaseLost(Exception):
     """Another transfer service holds the source partition now: this one stops carrying it."""
+
+
+class OutOfOrder(Exception):
+    """The consumer was handed answers that do not follow the position: it starts again."""
+
+
+class TransferRefused(Exception):
+    """A destination cannot take transfers yet (its rules are older than version 6)."""
 
 
 @dataclass
@@ -193,8 +254,10 @@ class TransferService:
             consumer.run(follow=True)
         except LeaseLost:
             return
-        except Exception as e:  # reported by the caller; the partition is taken up again
-            self.errors.append(e)
+        except Exception as e:  # reported; the partition is taken up again at once
+            log.warning("transfers of partition %s: %s: %s", consumer.keys.partition,
+                        type(e).__name__, e)
+            self.errors = [*self.errors[-99:], e]
 
     @property
     def handed(self) -> int:

@@ -287,6 +287,11 @@ def test_the_command_line_sends_transfers_and_carries_them(redis_server, tmp_pat
     done = exch("submit", str(bad))
     assert done.returncode == 2
     assert "bad.jsonl:1: UNKNOWN_PARTITION: partition 4 is not configured" in done.stderr
+    bad.write_text(json.dumps({"type": "transfer_in", "account": "a", "amount": "1",
+                               "transfer": PARTITION_STRIDE + 9}) + "\n")
+    done = exch("submit", str(bad))
+    assert done.returncode == 2
+    assert "bad.jsonl:1: SERVICE_ONLY: transfer_in is sent by the transfer service" in done.stderr
     good = tmp_path / "good.jsonl"
     good.write_text("".join(json.dumps(x) + "\n" for x in [
         {"type": "deposit", "account": "a", "amount": "10", "partition": 1},
@@ -320,3 +325,60 @@ def test_the_command_line_sends_transfers_and_carries_them(redis_server, tmp_pat
     assert [x["last_output_seq"] for x in st["partitions"]] == [1, 2]
     groups = json.loads(exch("groups", "--partition", "all", "--json").stdout)["groups"]
     assert {(g["partition"], g["name"]) for g in groups} == {(0, "transfers"), (1, "transfers")}
+
+
+def test_a_destination_before_rules_6_is_refused_and_the_money_waits(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """A transfer_in there would be MALFORMED and the money lost: the edge refuses the
+    transfer, and the service, handed one anyway, moves nothing until the upgrade."""
+    from exchange.errors import InputError
+    from journal.routing import Router
+    from journal.rules import upgrade
+    from journal.transfers import TransferRefused
+
+    client = redis_server.client()
+    set_partition_count(client, 2)
+    client.hset(Keys("1").settings, "rules", TRANSFERS - 1)  # an older partition 1
+    move = Transfer("transfer", 0, 0, "u", 100, 0, 1)
+    with pytest.raises(InputError, match="rules version 5"):
+        Router(client).route(move)
+    with pytest.raises(InputError, match="transfer service only"):
+        Router(client).route(TransferIn("transfer_in", 0, 0, "u", 100, PARTITION_STRIDE + 1))
+    seqs = sequencers(client)
+    seqs[0].submit([Deposit("deposit", 0, 0, "u", 1_000), move])  # straight to the journal
+    with matcher_thread(client, Keys("0")), matcher_thread(client, Keys("1")):
+        wait_caught_up(client, Keys("0"))
+        with pytest.raises(TransferRefused, match="partition 1 writes under rules version 5"):
+            TransferService(client).catch_up()
+        assert not client.get(Keys("0").transfers)  # nothing moved on: the money waits
+        upgrade(client, Keys("1"))
+        assert TransferService(client).catch_up().handed == 1
+        wait_until(lambda: any(e["type"] == "transfer_in"
+                               for e in output_events(client, Keys("1"))),
+                   "the transfer never arrived after the upgrade")
+
+
+def test_the_sink_never_hands_on_a_transfer_after_a_gap(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """Handed answers that do not start right after its position (a dead consumer's pending
+    ones not yet claimed), the sink refuses them: a later transfer must never reach a
+    destination before an earlier one, whose credit the high-water mark would then refuse."""
+    from journal.transfers import OutOfOrder, TransferSink
+
+    client = redis_server.client()
+    set_partition_count(client, 2)
+    seqs = sequencers(client)
+    seqs[0].submit([Deposit("deposit", 0, 0, "u", 1_000)])
+    for _ in range(3):
+        seqs[0].submit([Transfer("transfer", 0, 0, "u", 10, 0, 1)])
+    with matcher_thread(client, Keys("0")):
+        wait_caught_up(client, Keys("0"))
+    from journal.streams import raw
+    from journal.wire import read_entries
+
+    entries = list(read_entries(raw(client).xrange(Keys("0").output)))
+    assert [e[0] for e in entries] == [1, 2, 3, 4]
+    sink = TransferSink(client, 0, lambda p: seqs[p])
+    with pytest.raises(OutOfOrder):
+        sink.write(entries[2:])  # 3 and 4 without 2
+    assert sink.committed_seq() == 0 and sink.handed == 0
+    assert sink.write(entries[:2]) == 2 and sink.handed == 1
+    assert sink.write(entries[1:]) == 4 and sink.handed == 3  # 2 again: skipped

@@ -169,6 +169,9 @@ def _lines(path: str, partitions: Callable[[], int] | None = None
             obj, partition, found = take_route(obj)
             if found is None:
                 found = problem(obj)
+            if found is None and obj.get("type") == "transfer_in":
+                found = ("SERVICE_ONLY", "transfer_in is sent by the transfer service only "
+                         "(exch transfers); send a transfer to its source partition")
             named = [partition] if partition is not None else []
             if found is None and obj.get("type") == "transfer":  # problem() saw ints
                 named = [obj["from_partition"], obj["to_partition"]]
