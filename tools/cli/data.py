@@ -243,8 +243,8 @@ def _demo_summary(r: Any) -> None:
     if r.markets:
         console.print(market_lines(r.markets))
     if r.volume:
-        v = Table("runner", "price", "matched", title=f"from the store: market "
-                  f"{r.volume[0][0]}, the most matched prices", title_justify="left")
+        console.print(f"from the store: market {r.volume[0][0]}, its most matched prices")
+        v = Table("runner", "price", "matched")
         for _, runner, price, pence in r.volume:
             v.add_row(str(runner), str(price), f"£{Decimal(pence).scaleb(-2):,.2f}")
         console.print(v)
