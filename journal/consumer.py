@@ -204,10 +204,10 @@ class GroupConsumer:
         # the sink's position says whether any of them was never held: then start again there
         self.ensure_group()
         self.progress.committed_seq = self.sink.committed_seq()
-        patience = time.monotonic() + self.WATERMARK_PATIENCE
         while self._pass(follow) and not self.stopping.is_set():
             # answers past the replicated watermark were left pending, unread: read them
             # again from Redis once a replica has them (a failover may have replaced them)
+            patience = time.monotonic() + self.WATERMARK_PATIENCE
             while not self.stopping.is_set():
                 limit = watermark.read(self.client, self.keys)
                 if limit is None or limit >= self._held:
