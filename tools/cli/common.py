@@ -234,3 +234,47 @@ def exit_for(error: ExchError) -> typer.Exit:
     """Report an error of the tree (see ``exchange.errors``) and the exit it maps to: 1 for a
     failed check, 2 for bad usage or input."""
     return fail(str(error), error.exit_code)
+
+
+def run_partitions(command: str, what: str, parts: list[str],
+                   make: Callable[[str, Any], Any], *, follow: bool) -> dict[str, Any]:
+    """Run one consumer service per partition side by side (``make(partition,
+    on_progress)`` gives it: ``run(follow=)`` and ``stop()``), with one progress bar over
+    them all (labelled ``what``) and Ctrl-C/SIGTERM stopping them all (``command`` says
+who stops); the first failure stops the others and
+    is raised. Returns each partition's ``run`` result."""
+    import threading
+
+    with progress(what, None, quiet=follow) as advance:
+        seen: dict[str, int] = {}
+        lock = threading.Lock()
+
+        def tracker(p: str) -> Any:
+            def on_progress(prog: Any) -> None:
+                with lock:
+                    advance(prog.entries - seen.get(p, 0))
+                    seen[p] = prog.entries
+            return on_progress
+
+        services = {p: make(p, tracker(p)) for p in parts}
+        stop_on_signals(lambda: [s.stop() for s in services.values()], command)
+        results: dict[str, Any] = {}
+        errors: list[BaseException] = []
+
+        def run(p: str) -> None:
+            try:
+                results[p] = services[p].run(follow=follow)
+            except BaseException as exc:  # reported below, with the others stopped
+                errors.append(exc)
+                for s in services.values():
+                    s.stop()
+
+        threads = [threading.Thread(target=run, args=(p,), daemon=True) for p in parts[1:]]
+        for t in threads:
+            t.start()
+        run(parts[0])
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+    return results

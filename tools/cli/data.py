@@ -21,8 +21,8 @@ from .common import (
     progress,
     redis_client,
     report,
+    run_partitions,
     sequencer_for,
-    stop_on_signals,
 )
 
 app = typer.Typer()
@@ -91,8 +91,6 @@ def export_parquet(
     funds), partitioned by exchange partition and date, exactly once: a crash never leaves a
     partial or duplicate file, and a restart resumes after each partition's last committed
     seq."""
-    import threading
-
     from journal.routing import partition_count
     from journal.streams import last_id, parse_id
     from tools.services.export.service import Exporter
@@ -101,39 +99,9 @@ def export_parquet(
     parts = [partition] if partition is not None else [
         str(p) for p in range(partition_count(client))]
     targets = {p: parse_id(last_id(client, keys_for(p).output))[0] for p in parts}
-    with progress("exporting", None, quiet=follow) as advance:
-        seen: dict[str, int] = {}
-        lock = threading.Lock()
-
-        def tracker(p: str) -> Any:
-            def on_progress(prog: Any) -> None:
-                with lock:
-                    advance(prog.entries - seen.get(p, 0))
-                    seen[p] = prog.entries
-            return on_progress
-
-        exporters = {p: Exporter(client, out, keys_for(p), on_progress=tracker(p))
-                     for p in parts}
-        stop_on_signals(lambda: [e.stop() for e in exporters.values()], "exch export parquet")
-        results: dict[str, Any] = {}
-        errors: list[BaseException] = []
-
-        def run(p: str) -> None:
-            try:
-                results[p] = exporters[p].run(follow=follow)
-            except BaseException as exc:  # reported below, with the others stopped
-                errors.append(exc)
-                for e in exporters.values():
-                    e.stop()
-
-        threads = [threading.Thread(target=run, args=(p,), daemon=True) for p in parts[1:]]
-        for t in threads:
-            t.start()
-        run(parts[0])
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
+    results = run_partitions(
+        "exch export parquet", "exporting", parts,
+        lambda p, track: Exporter(client, out, keys_for(p), on_progress=track), follow=follow)
     for p in parts:
         done = results[p]
         where = f"partition {p}: " if len(parts) > 1 else ""

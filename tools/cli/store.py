@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from .common import SERVICE_WAIT, RedisUrl, keys_for, progress, redis_client, stop_on_signals
+from .common import SERVICE_WAIT, RedisUrl, keys_for, redis_client, run_partitions
 
 app = typer.Typer()
 
@@ -40,45 +40,15 @@ def store(
     Every partition, one consumer each; the rows of a batch and the position they reach
     commit in one transaction, so a restart resumes after it and nothing is doubled.
     """
-    import threading
-
     from journal.routing import partition_count
     from tools.services.store.service import Storer
 
     client = redis_client(redis_url, wait=SERVICE_WAIT if follow else 0.0)
     url = _db_url(db)
     parts = [str(p) for p in range(partition_count(client))]
-    with progress("storing", None, quiet=follow) as advance:
-        seen: dict[str, int] = {}
-        lock = threading.Lock()
-
-        def tracker(p: str) -> Any:
-            def on_progress(prog: Any) -> None:
-                with lock:
-                    advance(prog.entries - seen.get(p, 0))
-                    seen[p] = prog.entries
-            return on_progress
-
-        storers = {p: Storer(client, url, keys_for(p), on_progress=tracker(p)) for p in parts}
-        stop_on_signals(lambda: [s.stop() for s in storers.values()], "exch store")
-        results: dict[str, Any] = {}
-        errors: list[BaseException] = []
-
-        def run(p: str) -> None:
-            try:
-                results[p] = storers[p].run(follow=follow)
-            except BaseException as exc:  # reported below, with the others stopped
-                errors.append(exc)
-                for s in storers.values():
-                    s.stop()
-
-        threads = [threading.Thread(target=run, args=(p,), daemon=True) for p in parts]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
+    results = run_partitions(
+        "exch store", "storing", parts,
+        lambda p, track: Storer(client, url, keys_for(p), on_progress=track), follow=follow)
     for p in parts:
         done = results[p]
         where = f"partition {p}: " if len(parts) > 1 else ""
