@@ -57,17 +57,30 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------------- money
 
 
+def _move(ex: Exchange, acct: Account, amount: int) -> None:
+    """Money into (``amount`` > 0) or out of the account's wallet, and so into or out of
+    this partition: the balance, its cover and ``net_deposits`` move together."""
+    acct.balance += amount
+    acct.cover = cover(acct.balance)
+    ex.net_deposits += amount
+
+
+def _account(ex: Exchange, account: str) -> Account:
+    """The account, opened if this is its first money."""
+    acct = ex._accounts.get(account)
+    if acct is None:
+        acct = ex._accounts[account] = Account(account)
+    return acct
+
+
 def deposit(ex: Exchange, cmd: Command, out: list[Event]) -> None:
     _, seq, ts, account, amount = cmd
     acct = ex._accounts.get(account)
     balance = acct.balance if acct is not None else 0
     if amount <= 0 or amount > MAX_MONEY or balance + amount > MAX_BALANCE:
         return ex._reject(out, seq, "deposit", INVALID_AMOUNT, account)
-    if acct is None:
-        acct = ex._accounts[account] = Account(account)
-    acct.balance += amount
-    acct.cover = cover(acct.balance)
-    ex.net_deposits += amount
+    acct = _account(ex, account)
+    _move(ex, acct, amount)
     out.append((FUNDS_CHANGED, seq, account, amount, acct.balance))
 
 
@@ -78,9 +91,7 @@ def withdraw(ex: Exchange, cmd: Command, out: list[Event]) -> None:
     acct = ex._accounts.get(account)
     if acct is None or acct.available < amount:
         return ex._reject(out, seq, "withdraw", INSUFFICIENT_FUNDS, account)
-    acct.balance -= amount
-    acct.cover = cover(acct.balance)
-    ex.net_deposits -= amount
+    _move(ex, acct, -amount)
     out.append((FUNDS_CHANGED, seq, account, -amount, acct.balance))
 
 
@@ -98,9 +109,7 @@ def transfer(ex: Exchange, cmd: Command, out: list[Event]) -> None:
     acct = ex._accounts.get(account)
     if acct is None or acct.available < amount:
         return ex._reject(out, seq, "transfer", INSUFFICIENT_FUNDS, account)
-    acct.balance -= amount
-    acct.cover = cover(acct.balance)
-    ex.net_deposits -= amount
+    _move(ex, acct, -amount)
     out.append((TRANSFER_OUT, seq, ex._ids + seq, account, -amount, acct.balance, destination))
 
 
@@ -122,12 +131,8 @@ def transfer_in(ex: Exchange, cmd: Command, out: list[Event]) -> None:
     if source_seq <= marks.get(source, 0):
         return ex._reject(out, seq, "transfer_in", DUPLICATE_TRANSFER, account)
     marks[source] = source_seq
-    acct = ex._accounts.get(account)
-    if acct is None:
-        acct = ex._accounts[account] = Account(account)
-    acct.balance += amount
-    acct.cover = cover(acct.balance)
-    ex.net_deposits += amount
+    acct = _account(ex, account)
+    _move(ex, acct, amount)
     out.append((TRANSFER_IN, seq, tid, account, amount, acct.balance, source))
 
 
