@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 
 from exchange.errors import ExchError
 
-from . import bench, data, journal, markets, money, server, store, watch
+from . import bench, data, gateway, journal, markets, money, server, store, users, watch
 from .common import exit_for
 
 
@@ -87,6 +87,9 @@ app.add_typer(data.app)
 app.add_typer(data.export_app, name="export")
 app.add_typer(data.import_app, name="import")
 app.add_typer(server.app, name="server")
+app.add_typer(users.app, name="users")
+app.add_typer(gateway.app)
+app.add_typer(gateway.keys_app, name="keys")
 app.add_typer(bench.app, name="bench")
 
 
