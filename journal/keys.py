@@ -83,6 +83,12 @@ class Keys:
         return self._k("recent-refs")
 
     @property
+    def ref_seqs(self) -> str:
+        """From rules version 3: the seq each ref of the window was sequenced at (a hash, the
+        same keys as ``recent_refs``), so that a retried request learns its original seq."""
+        return self._k("ref-seqs")
+
+    @property
     def clock(self) -> str:
         """The last envelope time stamped, so time never goes backwards."""
         return self._k("clock")

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 import redis
@@ -68,7 +69,7 @@ def dedup_key(wire: dict) -> str:
 
 def seqs_of(reply: list) -> list[int]:
     """The sequencer script's answer as one seq per command (0 for a duplicate)."""
-    last_text, dups = (x.decode() if isinstance(x, bytes) else str(x) for x in reply)
+    last_text, dups = (x.decode() if isinstance(x, bytes) else str(x) for x in reply[:2])
     if not last_text:
         return [0] * len(dups)
     seq = int(last_text) - dups.count("0")
@@ -80,6 +81,17 @@ def seqs_of(reply: list) -> list[int]:
         else:
             out.append(0)
     return out
+
+
+def answers_of(reply: list) -> list[int]:
+    """The sequencer script's answer as one number per command: its seq if it was sequenced,
+    minus the seq its (account, ref) was first sequenced at if it is a duplicate, 0 for a
+    duplicate whose first seq is not known (rules 1 and 2 keep none)."""
+    seqs = seqs_of(reply)
+    text = reply[2] if len(reply) > 2 else b""
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    originals = iter(int(x) for x in text.split(",")) if text else iter(())
+    return [s if s else -next(originals, 0) for s in seqs]
 
 
 class Refused(JournalError, redis.ResponseError):
@@ -203,7 +215,8 @@ class Sequencer:
         for key, payload in payloads:
             args.append(key)
             args.append(payload)
-        return [k.input, k.refs, k.clock, k.batch(call), k.settings, k.recent_refs], args
+        return [k.input, k.refs, k.clock, k.batch(call), k.settings, k.recent_refs,
+                k.ref_seqs], args
 
     def _payload(self, cmd: tuple) -> tuple[str, bytes]:
         wire = to_wire(cmd)
@@ -212,6 +225,11 @@ class Sequencer:
     def submit_batch(self, cmds: list[tuple]) -> list[int]:
         """Sequence up to ``BATCH`` commands as one entry, in one atomic call; their seqs
         (0 = duplicate)."""
+        return [s if s > 0 else 0 for s in self.submit_answers(cmds)]
+
+    def submit_answers(self, cmds: list[tuple]) -> list[int]:
+        """As ``submit_batch``, but a duplicate is minus the seq its (account, ref) was first
+        sequenced at (0 if not known): see ``answers_of``."""
         if not cmds:
             return []
         if len(cmds) > self.BATCH:
@@ -219,10 +237,10 @@ class Sequencer:
         call = self._args([self._payload(c) for c in cmds])
         if not self._replicas() and not is_cluster(self.client):
             try:
-                return seqs_of(self._script(keys=call[0], args=call[1]))
+                return answers_of(self._script(keys=call[0], args=call[1]))
             except redis.ResponseError as e:
                 raise _refused(e) from None
-        return next(iter(self._flush([call])))
+        return answers_of(next(iter(self._flush([call], raw_replies=True))))
 
     def submit(self, cmds: Iterable[tuple], *, pipeline_depth: int = 4) -> Submitted:
         """Sequence every command, in order, in calls of up to ``BATCH`` commands (and
@@ -254,7 +272,8 @@ class Sequencer:
         if calls:
             yield from self._flush(calls)
 
-    def _flush(self, calls: list[tuple[list[str], list[object]]]) -> Iterator[list[int]]:
+    def _flush(self, calls: list[tuple[list[str], list[object]]], *,
+               raw_replies: bool = False) -> Iterator[Any]:
         replicas = self._replicas()
         deadline = time.monotonic() + self.patience
         lost = time.monotonic() + self.failover_seconds
@@ -309,7 +328,7 @@ class Sequencer:
                     [s for reply in replies for s in seqs_of(reply)])
             # the same calls again: each returns its record, nothing is sequenced twice
         for reply in replies:
-            yield seqs_of(reply)
+            yield reply if raw_replies else seqs_of(reply)
 
     def _replicas(self) -> int:
         if self._auto and self.replicas == 0 and time.monotonic() >= self._ask_again:

@@ -162,3 +162,30 @@ def test_a_finished_market_leaves_the_state_after_the_grace() -> None:
     old.apply(at(settle(), 3, 0))
     old.apply(at(market("2.2"), 4, 10 * G))
     assert old.market("1.1") is not None
+
+
+def test_a_duplicate_is_answered_with_the_seq_its_ref_was_first_sequenced_at(
+        redis_server) -> None:  # type: ignore[no-untyped-def]
+    """A client retrying a request learns where the first one went (the gateway answers it
+    with that command's outcome): across calls, within one call, and through a retried call's
+    record; once the window has passed, the ref and its seq are forgotten together."""
+    client = redis_server.client()
+    s = Sequencer(client)
+    r1, r2 = place("a", "BACK", "3", "1", ref="r1"), place("a", "BACK", "3", "1", ref="r2")
+    assert s.submit_answers([market(), deposit("a", "100"), r1]) == [1, 2, 3]
+    assert s.submit_answers([r2, r1, r2, place("b", "BACK", "3", "1", ref="r1")]) == [
+        4, -3, -4, 5]
+    assert s.submit_batch([r1, r2]) == [0, 0]  # the plain answer is unchanged
+    assert raw(client).hget(K.ref_seqs, dedup_key(to_wire(r2))) == b"4"
+    # a call retried after a lost reply gets its record, originals included
+    keys, args = s._args([s._payload(r1), s._payload(place("c", "LAY", "3", "1", ref="x"))])
+    first = s._script(keys=keys, args=args)
+    from journal.sequencer import answers_of
+
+    assert answers_of(first) == answers_of(s._script(keys=keys, args=args)) == [-3, 6]
+    # past the window, the seqs go with the refs
+    raw(client).zadd(K.recent_refs, {dedup_key(to_wire(r1)): 0, dedup_key(to_wire(r2)): 0})
+    assert s.submit_answers([deposit("a", "1")]) == [7]
+    assert raw(client).hget(K.ref_seqs, dedup_key(to_wire(r1))) is None
+    assert raw(client).hget(K.ref_seqs, dedup_key(to_wire(r2))) is None
+    assert s.submit_answers([r1]) == [8]

@@ -4,6 +4,7 @@
 -- KEYS[4] this call's record (a retried call returns what the first call gave)
 -- KEYS[5] the partition's settings (hash: its journal layout, its rules version)
 -- KEYS[6] refs of the window (sorted set: dedup key -> ms of first use), rules 3 and on
+-- KEYS[7] the seqs of the window's refs (hash: dedup key -> seq), rules 3 and on
 -- ARGV[1] number of commands n; ARGV[2] the newest rules version the caller knows;
 -- then per command: dedup key ("" if none), payload (msgpack)
 --
@@ -28,12 +29,15 @@
 -- refs_since, the core's rule too), and is dropped once that is out of the window. The
 -- call's record is kept as long (a day under the older rules).
 --
--- Returns {last, dups}: `last` the seq of the entry's last command as decimal text ("" when
--- every command was a duplicate and nothing was appended), `dups` one character a command,
--- "1" for a command whose (account, ref) was used before (not sequenced), else "0".
+-- Returns {last, dups, originals}: `last` the seq of the entry's last command as decimal text
+-- ("" when every command was a duplicate and nothing was appended), `dups` one character a
+-- command, "1" for a command whose (account, ref) was used before (not sequenced), else "0";
+-- `originals` the seq each duplicate's ref was first sequenced at, comma-separated, one per
+-- "1" ("0" where unknown: under rules 1 and 2, or first used before the seqs were kept), so
+-- that a client retrying a request can be given its original outcome.
 
 local stream, refs, clock, record, settings = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local recent = KEYS[6]
+local recent, ref_seqs = KEYS[6], KEYS[7]
 local LAYOUT = 2
 local REF_WINDOW = 3
 local REF_WINDOW_MS = 60000
@@ -50,7 +54,10 @@ if done then
   local ttl = redis.call('PTTL', record)
   if ttl > 0 then redis.call('PEXPIRE', record, ttl) end
   local sep = string.find(done, '|', 1, true)
-  return {string.sub(done, 1, sep - 1), string.sub(done, sep + 1)}
+  local sep2 = string.find(done, '|', sep + 1, true)
+  if not sep2 then return {string.sub(done, 1, sep - 1), string.sub(done, sep + 1), ''} end
+  return {string.sub(done, 1, sep - 1), string.sub(done, sep + 1, sep2 - 1),
+    string.sub(done, sep2 + 1)}
 end
 
 local layout = tonumber(redis.call('HGET', settings, 'layout') or '1')
@@ -106,27 +113,34 @@ local function used(ref)
   return old_live and redis.call('SISMEMBER', refs, ref) == 1
 end
 
--- which commands are new: not used before (within the window), and not twice in this call
+-- which commands are new: not used before (within the window), and not twice in this call;
+-- a duplicate's original seq: from the window's hash, or (twice in this call) the position of
+-- the first, made a seq once the entry's first seq is known
 local dups = {}
 local fresh = {}
 local seen = {}
+local originals = {}
 local k = 0
 for i = 0, n - 1 do
   local ref = ARGV[3 + 2 * i]
-  if ref ~= '' and (seen[ref] or used(ref)) then
+  if ref ~= '' and seen[ref] then
     dups[#dups + 1] = '1'
+    originals[#originals + 1] = seen[ref]
+  elseif ref ~= '' and used(ref) then
+    dups[#dups + 1] = '1'
+    originals[#originals + 1] = windowed and redis.call('HGET', ref_seqs, ref) or '0'
   else
     dups[#dups + 1] = '0'
-    if ref ~= '' then seen[ref] = true end
     k = k + 1
     fresh[k] = i
+    if ref ~= '' then seen[ref] = k end
   end
 end
 dups = table.concat(dups)
 
 local last = ''
+local previous = '0'
 if k > 0 then
-  local previous = '0'
   if not new_journal then
     local info = redis.call('XINFO', 'STREAM', stream)
     for i = 1, #info, 2 do
@@ -155,6 +169,10 @@ redis.call('SET', clock, ts)
 if windowed then
   if since == nil and k > 0 then redis.call('HSET', settings, 'refs_since', ts) end
   if since ~= nil and not old_live then redis.call('UNLINK', refs) end
+  local gone = redis.call('ZRANGEBYSCORE', recent, '-inf', horizon)
+  for i = 1, #gone, 1000 do
+    redis.call('HDEL', ref_seqs, unpack(gone, i, math.min(i + 999, #gone)))
+  end
   redis.call('ZREMRANGEBYSCORE', recent, '-inf', horizon)
 end
 if layout ~= LAYOUT then redis.call('HSET', settings, 'layout', LAYOUT) end
@@ -174,12 +192,27 @@ if k > 0 then
     local i = fresh[j]
     local ref = ARGV[3 + 2 * i]
     if ref ~= '' then
-      if windowed then redis.call('ZADD', recent, ts, ref) else redis.call('SADD', refs, ref) end
+      if windowed then
+        redis.call('ZADD', recent, ts, ref)
+        redis.call('HSET', ref_seqs, ref, add(previous, j))
+      else
+        redis.call('SADD', refs, ref)
+      end
     end
     parts[j + 1] = ARGV[4 + 2 * i]
   end
   redis.call('XADD', stream, last .. '-0', 'ts', ts, 'n', k, 'r', rules, 'c',
     table.concat(parts))
 end
-redis.call('SET', record, last .. '|' .. dups, 'EX', windowed and REF_WINDOW_MS / 1000 or 86400)
-return {last, dups}
+-- a duplicate of a command earlier in this call: its seq, now that the first seq is known
+for i = 1, #originals do
+  if type(originals[i]) == 'number' then
+    originals[i] = add(previous, originals[i])
+  elseif not originals[i] then
+    originals[i] = '0'
+  end
+end
+originals = table.concat(originals, ',')
+redis.call('SET', record, last .. '|' .. dups .. '|' .. originals, 'EX',
+  windowed and REF_WINDOW_MS / 1000 or 86400)
+return {last, dups, originals}
