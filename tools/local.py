@@ -51,7 +51,9 @@ class LocalSystem:
         return f"unix://{self.server.socket}"
 
     def __enter__(self) -> LocalSystem:
-        self.server = start_server(self.folder, daemonize=False, extra=self.redis_options)
+        # its socket only: no TCP port another local user could write the journal through
+        self.server = start_server(self.folder, tcp=False, daemonize=False,
+                                   extra=self.redis_options)
         self.client = connect(self.url)
         return self
 

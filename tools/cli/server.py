@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .common import fail
 
+if TYPE_CHECKING:
+    from journal.server import ServerInfo
+
 app = typer.Typer(
     help="The embedded Redis server used when no --redis-url is given.", no_args_is_help=True
 )
+
+
+def running(info: ServerInfo) -> str:
+    """The line that says where a running server listens: its unix socket, and its TCP port
+    if it has one (an embedded server started by an older version, until it is reused)."""
+    tcp = f"redis://127.0.0.1:{info.port}/0" if info.port else "no TCP port"
+    return f"running: pid {info.pid}, unix://{info.socket}, {tcp}, data in {info.folder}"
 
 
 @app.command("start")
@@ -22,7 +32,8 @@ def server_start(
         "applied at once to a running server. Default: as chosen before, else everysec.")
     ] = None,
 ) -> None:
-    """Start the embedded Redis server (if it is not running) and say where it listens."""
+    """Start the embedded Redis server (if it is not running) and say where it listens: on
+    its private unix socket only (no TCP port, so no other local user can reach it)."""
     from journal.server import FSYNC_MODES, ServerError, ensure_embedded
 
     if fsync is not None and fsync not in FSYNC_MODES:
@@ -31,7 +42,7 @@ def server_start(
         info = ensure_embedded(fsync=fsync)
     except ServerError as e:
         raise fail(str(e), 1) from None
-    typer.echo(f"running: pid {info.pid}, {info.url}, unix://{info.socket}, data in {info.folder}")
+    typer.echo(running(info))
 
 
 @app.command("stop")
@@ -51,7 +62,7 @@ def server_status() -> None:
     if info is None:
         typer.echo(f"not running (data folder {embedded_folder()})")
         raise typer.Exit(1)
-    typer.echo(f"running: pid {info.pid}, {info.url}, unix://{info.socket}, data in {info.folder}")
+    typer.echo(running(info))
     import redis
 
     client = redis.Redis(unix_socket_path=str(info.socket), socket_timeout=5)
