@@ -9,13 +9,17 @@ The tree (the module that raises each one in brackets)::
     ExchError                      exit 1: a check failed, or something cannot go on
     ├── InputError                 exit 2: bad usage or bad input
     │   ├── BadLine                a line of a command file that is not JSON [tools.sources]
-    │   └── ReplayError            no such snapshot, or a range that does not exist [journal]
+    │   ├── ReplayError            no such snapshot, or a range that does not exist [journal]
+    │   └── SigningKeyError        a snapshot signing key missing, unreadable, or readable
+    │                              by others [journal.signing]
     ├── SequenceError              a seq that does not follow the last one: a broken journal
     │                              [exchange.engine]
     ├── InvariantError             the state broke an invariant: a bug in the core
     │                              [exchange.invariants]
     ├── SnapshotError              bytes that are not a snapshot this version can read
     │                              [exchange.snapshot]
+    ├── UntrustedSnapshot          a snapshot asked for by name whose signature is missing,
+    │                              by another key, or does not verify [journal.snapshots]
     ├── ServerError                the embedded Redis could not be found, started or reached
     │                              [journal.server]
     ├── JournalError               a journal this version cannot read (a newer layout)
@@ -77,6 +81,17 @@ class ReplayError(InputError, RuntimeError):
     """The requested snapshot or range does not exist."""
 
 
+class SigningKeyError(InputError, RuntimeError):
+    """A snapshot signing key file that is missing (a reader's public key), unreadable, not
+    an Ed25519 key, or (a private key) readable by other users: names the file and the fix."""
+
+
+class UntrustedSnapshot(ExchError, ValueError):
+    """A snapshot asked for by name (``exch replay --from-snapshot SEQ``) that is not signed
+    by the trusted key: unsigned, signed by another key, or a signature that does not verify.
+    A check that failed (exit 1): anyone who can write Redis can write such a snapshot."""
+
+
 class ServerError(ExchError, RuntimeError):
     """The embedded Redis server could not be found, started or reached."""
 
@@ -114,6 +129,8 @@ __all__ = [
     "ReplayError",
     "SequenceError",
     "ServerError",
+    "SigningKeyError",
     "SinkError",
     "SnapshotError",
+    "UntrustedSnapshot",
 ]

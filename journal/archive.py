@@ -4,7 +4,8 @@ One folder per partition, ``<dir>/p<partition>/``::
 
     in/<first seq>-<last seq>.seg     input entries, as Redis held them
     out/<first seq>-<last seq>.seg    their answers (every piece), as Redis held them
-    snapshots/<seq>.snap              snapshots that read back whole and hashed right
+    snapshots/<seq>.snap              snapshots that read back whole, hashed right and were
+                                      signed by the trusted key (the signature kept with them)
 
 (seqs in 20 digits, so names sort). An ``in`` and an ``out`` segment of one name cover the
 same input entries: ids after ``<first seq - 1>-0`` up to ``<last seq>-0``; an answer's
@@ -24,6 +25,7 @@ the journal as one from both).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 import zlib
@@ -34,15 +36,18 @@ from pathlib import Path
 import msgpack  # type: ignore[import-untyped]
 import redis
 
-from exchange.errors import ArchiveError
+from exchange.errors import ArchiveError, UntrustedSnapshot
 from exchange.snapshot import readable, state_hash
 
 from . import faults
 from .keys import Keys
 from .layout import check_layout
 from .lease import Lease
-from .snapshots import SnapshotStore
+from .signing import Verifier
+from .snapshots import SnapshotInfo, SnapshotStore
 from .streams import Row, parse_id, raw
+
+log = logging.getLogger("exch.archive")
 
 FORMAT_VERSION = 1
 SEGMENT_BYTES = 64 << 20
@@ -294,41 +299,58 @@ class Archive:
         return sorted(int(p.stem) for p in folder.iterdir()
                       if p.suffix == ".snap" and p.stem.isdigit())
 
-    def write_snapshot(self, seq: int, digest: str, data: bytes, created_ms: int) -> None:
-        """Archive the state bytes ``data`` of the snapshot at ``seq`` (hash ``digest``)."""
+    def write_snapshot(self, info: SnapshotInfo, data: bytes) -> None:
+        """Archive the state bytes ``data`` of the snapshot ``info`` (its seq, hash, time,
+        and its signature and key id, so the archived copy stays checkable)."""
         folder = self.folder / "snapshots"
         folder.mkdir(parents=True, exist_ok=True)
         record = {
             "format": "exch-snapshot", "version": FORMAT_VERSION, "partition": self.partition,
-            "seq": seq, "hash": digest, "size": len(data), "created_ms": created_ms,
-            "encoding": "zlib", "state": zlib.compress(data, 1),
+            "seq": info.seq, "hash": info.hash, "size": len(data),
+            "created_ms": info.created_ms, "signature": info.signature,
+            "key_id": info.key_id, "encoding": "zlib", "state": zlib.compress(data, 1),
         }
-        _write_atomically(self.snapshot_path(seq), [msgpack.packb(record, use_bin_type=True)])
+        _write_atomically(self.snapshot_path(info.seq),
+                          [msgpack.packb(record, use_bin_type=True)])
 
-    def read_snapshot(self, seq: int) -> bytes:
-        """The state bytes of the archived snapshot at ``seq``, checked against its hash."""
+    def read_snapshot(self, seq: int, verifier: Verifier) -> bytes:
+        """The state bytes of the archived snapshot at ``seq``, checked against its hash
+        (``ArchiveError`` if damaged) and its signature by ``verifier``'s key, for this
+        partition and seq (``UntrustedSnapshot`` if not trusted)."""
         path = self.snapshot_path(seq)
         try:
             record = msgpack.unpackb(path.read_bytes(), raw=False)
             data = zlib.decompress(record["state"])
             ok = state_hash(data) == record["hash"] and record["seq"] == seq
+            signature, signer = record.get("signature", ""), record.get("key_id", "")
         except OSError as e:
             raise ArchiveError(f"archived snapshot {path}: {e.strerror}") from None
         except Exception as e:  # noqa: BLE001 - not msgpack, not zlib, fields missing
             raise ArchiveError(f"archived snapshot {path} is damaged: {e}") from None
         if not ok:
             raise ArchiveError(f"archived snapshot {path} is damaged: its hash does not match")
+        why = verifier.check(self.partition, seq, record["hash"], len(data),
+                             signature if type(signature) is str else "",
+                             signer if type(signer) is str else "")
+        if why is not None:
+            raise UntrustedSnapshot(f"archived snapshot {path} (seq {seq}) is not trusted: "
+                                    f"{why}")
         return data
 
-    def latest_snapshot(self, at_most: int | None = None) -> tuple[int, bytes] | None:
-        """The newest archived snapshot at or below ``at_most`` that reads back whole and
-        that this version can restore."""
+    def latest_snapshot(self, at_most: int | None,
+                        verifier: Verifier) -> tuple[int, bytes] | None:
+        """The newest archived snapshot at or below ``at_most`` (any if None) that reads back
+        whole, is signed by ``verifier``'s key and that this version can restore. One passed
+        over for its signature is warned about, naming it."""
         for seq in reversed(self.snapshot_seqs()):
             if at_most is not None and seq > at_most:
                 continue
             try:
-                data = self.read_snapshot(seq)
+                data = self.read_snapshot(seq, verifier)
             except ArchiveError:
+                continue
+            except UntrustedSnapshot as e:
+                log.warning("%s; passed over", e)
                 continue
             if readable(data):
                 return seq, data
@@ -370,7 +392,9 @@ class ArchiveReport:
     snapshots: int = 0
     snapshot_through: int = 0
     skipped_snapshots: list[int] | None = None
-    """Snapshots in Redis that did not read back whole (never archived)."""
+    """Snapshots in Redis that did not read back whole or are not trusted (never archived)."""
+    untrusted_snapshots: dict[int, str] | None = None
+    """Of those, the ones passed over for their signature: why, by seq."""
 
 
 class Archiver:
@@ -386,8 +410,12 @@ class Archiver:
 
     def __init__(self, client: redis.Redis, archive: Archive, keys: Keys | None = None, *,
                  segment_bytes: int = SEGMENT_BYTES,
-                 on_segment: Callable[[ArchiveReport], None] | None = None) -> None:
+                 on_segment: Callable[[ArchiveReport], None] | None = None,
+                 verifier: Verifier | None = None) -> None:
+        """``verifier``: the public key a snapshot must be signed by to be archived (default:
+        the default public key file, read when the first snapshot is archived)."""
         self.client = raw(client)
+        self.verifier = verifier
         self.keys = keys or Keys(archive.partition)
         if self.keys.partition != archive.partition:
             raise ArchiveError(f"the archive of partition {archive.partition} cannot hold "
@@ -425,7 +453,7 @@ class Archiver:
                                f"{self.keys.partition} ({self.lease.holder()})")
 
     def run_once(self) -> ArchiveReport:
-        """Archive everything answered so far, and every intact snapshot."""
+        """Archive everything answered so far, and every intact, trusted snapshot."""
         from .replay import answered
 
         self._hold()
@@ -490,17 +518,20 @@ class Archiver:
             lower = "(" + got[-1][0].decode()
 
     def _snapshots(self, report: ArchiveReport) -> None:
-        store = SnapshotStore(self.client, self.keys)
+        store = SnapshotStore(self.client, self.keys, verifier=self.verifier)
         have = set(self.archive.snapshot_seqs())
         report.skipped_snapshots = []
+        report.untrusted_snapshots = {}
         for info in sorted(store.list(), key=lambda s: s.seq):
             if info.seq in have:
                 continue
             found = store.get(info.seq)
             if found is None:
                 report.skipped_snapshots.append(info.seq)
+                if info.seq in store.untrusted:
+                    report.untrusted_snapshots[info.seq] = store.untrusted[info.seq]
                 continue
-            self.archive.write_snapshot(info.seq, found[0].hash, found[1], found[0].created_ms)
+            self.archive.write_snapshot(found[0], found[1])
             have.add(info.seq)
             report.snapshots += 1
         newest = max(have, default=0)

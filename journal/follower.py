@@ -13,6 +13,9 @@ follower holding ``exch:{p}:follower`` (a lease, its heartbeat) takes them: ever
 ``snapshot_every`` commands and on request (``exch snapshot``), always at a seq whose answers
 it has verified. While that key exists, the matcher takes none, so one process writes a
 given snapshot. Other followers only verify.
+
+Signed: the follower writes snapshots, so it holds the private key (``journal.signing``): it
+signs what it saves and, at its start, trusts only a snapshot signed by that key.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from .layout import check_layout
 from .lease import Lease
 from .replay import Divergence, answered, compare
 from .runner import _request
+from .signing import Signer, load_signer
 from .snapshots import SnapshotStore
 from .streams import Row, field, last_id, parse_id, raw, stream_items
 
@@ -87,7 +91,10 @@ class Follower:
         lease_ms: int | None = None,
         on_progress: Callable[[FollowerProgress], None] | None = None,
         announce: bool = True,
+        signer: Signer | None = None,
     ) -> None:
+        """``signer``: the key its snapshots are signed with, and whose signature a snapshot
+        needs to be started from (default: ``load_signer()``, made on first use)."""
         self.client = raw(client)
         self.announce = announce
         """Whether it competes for the follower key (and so takes the snapshots). A hot
@@ -98,7 +105,8 @@ class Follower:
         self.keys = keys or Keys()
         self.snapshot_every = snapshot_every
         self.lease = Lease(self.client, self.keys.follower, lease_ms or self.LEASE_MS)
-        self.snapshots = SnapshotStore(self.client, self.keys)
+        self.snapshots = SnapshotStore(self.client, self.keys,
+                                       signer=signer if signer is not None else load_signer())
         self.history = History(self.client, self.keys)
         self.progress = FollowerProgress()
         self.on_progress = on_progress
@@ -121,15 +129,20 @@ class Follower:
         check_layout(self.client, self.keys)
         _, done = answered(self.client, self.keys)
         found = self.snapshots.latest(done)
+        origin = "no snapshot"
         if found is not None:
             self.ex = Exchange.restore(found[1], self.keys.number)
             self.progress.snapshot_seq = found[0].seq
+            origin = f"snapshot {found[0].seq}"
         elif done:
             archive = archive_of(self.client, self.keys)
-            older = archive.latest_snapshot(done) if archive is not None else None
+            older = (archive.latest_snapshot(done, self.snapshots.verifier)
+                     if archive is not None else None)
             if older is not None:
                 self.ex = Exchange.restore(older[1], self.keys.number)
                 self.progress.snapshot_seq = older[0]
+                origin = f"archived snapshot {older[0]}"
+        log.info("starting from %s, at seq %d", origin, self.ex.last_seq)
         self._ts = self.ex.now
         seq = self.ex.last_seq
         self._prev = self._out = f"{seq}-0".encode() if seq else b"0-0"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -26,6 +26,7 @@ from .collector import collector_paused
 from .history import History
 from .keys import Keys
 from .layout import check_layout
+from .signing import Verifier, load_verifier
 from .snapshots import SnapshotStore
 from .streams import Row, last_id, parse_id, raw
 from .wire import decode_entry, decode_events, encode_events, entry_seq
@@ -59,6 +60,8 @@ class ReplayResult:
     state_hash: str
     verified: bool
     divergence: Divergence | None = None
+    untrusted: dict[int, str] = field(default_factory=dict)
+    """Snapshots passed over because of their signature: why, by seq."""
 
     @property
     def rate(self) -> float:
@@ -66,40 +69,53 @@ class ReplayResult:
 
 
 def load_start(
-    client: redis.Redis, keys: Keys, source: str, to: int | None
+    client: redis.Redis, keys: Keys, source: str, to: int | None,
+    verifier: Verifier | None = None, untrusted: dict[int, str] | None = None,
 ) -> tuple[Exchange, str]:
-    """The exchange to start from: ``latest`` (newest snapshot at or below ``to``), a seq, a
-    snapshot file, or ``none`` (empty). Returns it with a description."""
-    store = SnapshotStore(client, keys)
-    archive = archive_of(client, keys)
+    """The exchange to start from: ``latest`` (the newest trusted snapshot at or below
+    ``to``, in Redis or archived), a seq, a snapshot file, or ``none`` (empty). Returns it
+    with a description.
+
+    A snapshot from Redis or the archive must be signed by ``verifier``'s key (default:
+    ``load_verifier()``, the default public key file; ``SigningKeyError``, exit 2, if there
+    is none). With ``latest`` an untrusted one is passed over (a warning, and noted in
+    ``untrusted``: seq, why), as a damaged one is; a seq that names one is
+    ``UntrustedSnapshot`` (exit 1). A file is the operator's own choice, trusted as named."""
     p = keys.number
     if source == "none":
         return Exchange(p), "none"
-    if source == "latest":
-        found = store.latest(to)
-        older = archive.latest_snapshot(to) if archive is not None else None
-        if found is None and older is None:
-            return Exchange(p), "none (no snapshot stored)"
-        if found is None or (older is not None and older[0] > found[0].seq):
-            assert older is not None
-            return Exchange.restore(older[1], p), f"seq {older[0]} (archived)"
-        return Exchange.restore(found[1], p), f"seq {found[0].seq}"
-    if source.isdigit():
-        found = store.get(int(source))
+    path = Path(source)
+    if source != "latest" and not source.isdigit():
+        if not path.exists():
+            raise ReplayError(f"{source}: not 'latest', 'none', a seq, or an existing file")
+        try:
+            ex = Exchange.restore(path.read_bytes(), p)
+        except SnapshotError as e:
+            raise ReplayError(f"{source}: {e}") from None
+        return ex, f"file {source} (seq {ex.last_seq})"
+    verifier = verifier or load_verifier()
+    store = SnapshotStore(client, keys, verifier=verifier)
+    archive = archive_of(client, keys)
+    try:
+        if source == "latest":
+            found = store.latest(to)
+            older = archive.latest_snapshot(to, verifier) if archive is not None else None
+            if found is None and older is None:
+                return Exchange(p), "none (no trusted snapshot stored)"
+            if found is None or (older is not None and older[0] > found[0].seq):
+                assert older is not None
+                return Exchange.restore(older[1], p), f"seq {older[0]} (archived)"
+            return Exchange.restore(found[1], p), f"seq {found[0].seq}"
+        found = store.get_trusted(int(source))
         if found is not None:
             return Exchange.restore(found[1], p), f"seq {found[0].seq}"
         if archive is not None and int(source) in archive.snapshot_seqs():
-            data = archive.read_snapshot(int(source))
+            data = archive.read_snapshot(int(source), verifier)
             return Exchange.restore(data, p), f"seq {source} (archived)"
         raise ReplayError(f"no intact snapshot at seq {source} (see `exch snapshot --list`)")
-    path = Path(source)
-    if not path.exists():
-        raise ReplayError(f"{source}: not 'latest', 'none', a seq, or an existing file")
-    try:
-        ex = Exchange.restore(path.read_bytes(), p)
-    except SnapshotError as e:
-        raise ReplayError(f"{source}: {e}") from None
-    return ex, f"file {source} (seq {ex.last_seq})"
+    finally:
+        if untrusted is not None:
+            untrusted.update(store.untrusted)
 
 
 def replay(
@@ -110,16 +126,18 @@ def replay(
     to: int | None = None,
     verify: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    verifier: Verifier | None = None,
 ) -> ReplayResult:
     """Rebuild from ``source`` up to seq ``to`` (default: the last input entry the output
     answers in full, the last thing the matcher committed); with ``verify``, compare with
-    the recorded output.
+    the recorded output. A snapshot is used only if signed by ``verifier``'s key (see
+    ``load_start``): a forged one, whatever its hash, never becomes the starting state.
 
     The cyclic garbage collector is off meanwhile, as in the matcher: the core makes no
     cyclic garbage, and a collector that walks a state of millions of objects again and
     again only costs time."""
     with collector_paused():
-        return _replay(raw(client), keys or Keys(), source, to, verify, on_progress)
+        return _replay(raw(client), keys or Keys(), source, to, verify, on_progress, verifier)
 
 
 def answered(client: redis.Redis, keys: Keys) -> tuple[bytes, int]:
@@ -141,13 +159,15 @@ def _replay(
     to: int | None,
     verify: bool,
     on_progress: Callable[[int, int], None] | None,
+    verifier: Verifier | None,
 ) -> ReplayResult:
     check_layout(client, keys)
     _, last_answered = answered(client, keys)
     end = last_answered if to is None else to
     if verify and end > last_answered:
         raise ReplayError(f"cannot verify up to {end}: the output answers up to {last_answered}")
-    ex, described = load_start(client, keys, source, end)
+    untrusted: dict[int, str] = {}
+    ex, described = load_start(client, keys, source, end, verifier, untrusted)
     if ex.last_seq > end:
         raise ReplayError(f"the snapshot is at seq {ex.last_seq}, after --to {end}")
     start_seq = ex.last_seq
@@ -173,6 +193,7 @@ def _replay(
         state_hash=state_hash(ex.snapshot()),
         verified=verify and walk.divergence is None,
         divergence=walk.divergence,
+        untrusted=untrusted,
     )
 
 

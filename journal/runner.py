@@ -22,6 +22,10 @@ The lease is renewed by a keeper thread while the matcher makes progress: every 
 or the keeper lets the lease go, so a hung matcher loses it while a long but moving one (a
 snapshot of millions of orders restored, a market of millions closing) keeps it.
 
+Snapshots are signed (``journal.signing``): the matcher holds the private key, signs what
+it saves, and recovers only from a snapshot signed by that key; an unsigned or forged one is
+passed over like a damaged one, with a warning.
+
 Time moves only through the journal: when orders wait out an in-play bet delay and nothing
 arrives, the matcher sequences a ``heartbeat`` command (journaled like any other), so the
 delayed orders reach the book on time and a replay sees the same times.
@@ -57,6 +61,7 @@ from .lease import Lease
 from .retention import eviction_problem
 from .scripts import script
 from .sequencer import Sequencer, connected_replicas
+from .signing import Signer, load_signer
 from .snapshots import SnapshotInfo, SnapshotStore
 from .streams import Row, field, last_id, parse_id, raw, stream_items
 from .wire import PIECE_BYTES
@@ -288,8 +293,12 @@ class Matcher:
         progress_every: float = 0.5,
         hot: bool = False,
         replicas: int | None = None,
+        signer: Signer | None = None,
     ) -> None:
+        """``signer``: the key snapshots are signed with, and whose signature a snapshot
+        needs to be recovered from (default: ``load_signer()``, made on first use)."""
         self.client = raw(client)
+        self.signer = signer if signer is not None else load_signer()
         self.replicas = replicas
         """Replicas an answer must be on before consumers may act on it (the watermark,
         ``journal.watermark``); None: one if the partition's server has a replica."""
@@ -312,7 +321,7 @@ class Matcher:
         self.piece_bytes = piece_bytes
         self.lease = Lease(self.client, self.keys.lease, lease_ms or self.LEASE_MS)
         self.token = self.lease.token
-        self.snapshots = SnapshotStore(self.client, self.keys)
+        self.snapshots = SnapshotStore(self.client, self.keys, signer=self.signer)
         # heartbeats only: the matcher's own, re-sent if lost, never waited on a replica for
         self.sequencer = Sequencer(self.client, self.keys, replicas=0)
         self._commit = script(self.client, "commit")
@@ -366,7 +375,8 @@ class Matcher:
 
         if self._shadow is not None:
             return
-        follower = Follower(self.client, self.keys, snapshot_every=10**15, announce=False)
+        follower = Follower(self.client, self.keys, snapshot_every=10**15, announce=False,
+                            signer=self.signer)
 
         def run() -> None:
             try:
@@ -461,7 +471,8 @@ class Matcher:
         if found is None and answered != b"0-0":
             # none in Redis reads back whole: an archived one, the journal after it archived too
             archive = archive_of(self.client, k)
-            older = archive.latest_snapshot(parse_id(answered)[0]) if archive else None
+            older = (archive.latest_snapshot(parse_id(answered)[0], self.signer.verifier)
+                     if archive else None)
             if older is not None:
                 found = (SnapshotInfo(older[0], "", len(older[1]), 0), older[1])
         if found is not None:
@@ -662,7 +673,7 @@ class Matcher:
         try:
             os.nice(10)  # the matcher and Redis come first
             client = reopened(self.client)
-            SnapshotStore(client, self.keys).save(seq, self.ex.snapshot())
+            SnapshotStore(client, self.keys, signer=self.signer).save(seq, self.ex.snapshot())
             if reply:
                 self._answer(client, reply, seq)
             code = 0

@@ -89,7 +89,8 @@ def status(client: redis.Redis, keys: Keys | None = None) -> Status:
     follower = client.get(keys.follower)
     groups = read_groups(client, keys, last_out)
     snaps = [
-        {"seq": s.seq, "hash": s.hash, "bytes": s.size, "created_ms": s.created_ms}
+        {"seq": s.seq, "hash": s.hash, "bytes": s.size, "created_ms": s.created_ms,
+         "key_id": s.key_id}  # "": unsigned, never trusted
         for s in SnapshotStore(client, keys).list()
     ]
     return Status(
