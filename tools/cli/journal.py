@@ -24,6 +24,20 @@ from .common import (
 
 app = typer.Typer()
 
+SigningKey = Annotated[
+    str | None,
+    typer.Option("--signing-key", envvar="EXCH_SNAPSHOT_KEY", show_default=False,
+                 help="The private key snapshots are signed with (Ed25519, PEM), made with "
+                      "its .pub on first use if missing. Default: "
+                      "$EXCH_HOME/keys/snapshot-signing.key."),
+]
+PublicKey = Annotated[
+    str | None,
+    typer.Option("--public-key", envvar="EXCH_SNAPSHOT_PUBLIC_KEY", show_default=False,
+                 help="The public key a snapshot must be signed by to be trusted (PEM). "
+                      "Default: $EXCH_HOME/keys/snapshot-signing.pub."),
+]
+
 
 @app.command()
 def submit(
@@ -132,6 +146,7 @@ def run(
         "--replicas", envvar="EXCH_REPLICAS", min=0, show_default=False,
         help="Let consumers act on an answer only once this many replicas have it (the "
              "replicated watermark). Default: 1 if the server has a replica, else 0.")] = None,
+    signing_key: SigningKey = None,
 ) -> None:
     """The matcher: follow the input journal and commit the events to the output stream.
 
@@ -143,6 +158,7 @@ def run(
     import logging
 
     from journal.runner import Matcher
+    from journal.signing import load_signer
 
     from .views import RunView
 
@@ -154,7 +170,8 @@ def run(
     view = RunView()
     matcher = Matcher(client, keys_for(partition), snapshot_every=snapshot_every, batch=batch,
                       lease_ms=lease_ms, max_step=max_step, on_progress=view.update,
-                      hot=standby == "hot", replicas=replicas)
+                      hot=standby == "hot", replicas=replicas,
+                      signer=load_signer(signing_key))
 
     stop_on_signals(matcher.stopping.set, "exch run")
     with view:
@@ -171,6 +188,7 @@ def follow(
         typer.Option(help="Take a snapshot every N commands (the matcher takes none while a "
                           "follower runs).", envvar="EXCH_SNAPSHOT_EVERY", min=1),
     ] = 100_000,
+    signing_key: SigningKey = None,
 ) -> None:
     """The follower: keep a second copy of the state from the journal, check every answer the
     matcher commits against it, and take the periodic snapshots off the matcher's back.
@@ -181,6 +199,7 @@ def follow(
     import logging
 
     from journal.follower import Follower, nice
+    from journal.signing import load_signer
 
     client = redis_client(redis_url, wait=SERVICE_WAIT)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
@@ -198,7 +217,7 @@ def follow(
                        f"snapshots={p.snapshots}", err=True)
 
     follower = Follower(client, keys_for(partition), snapshot_every=snapshot_every,
-                        on_progress=show)
+                        on_progress=show, signer=load_signer(signing_key))
 
     stop_on_signals(follower.stopping.set, "exch follow")
     done = follower.run()
@@ -210,7 +229,8 @@ def replay(
     from_snapshot: Annotated[
         str,
         typer.Option("--from-snapshot",
-                     help="latest, a seq, a snapshot file, or none (from the first command)."),
+                     help="latest (the newest signed by the trusted key), a seq, a snapshot "
+                          "file, or none (from the first command)."),
     ] = "latest",
     to: Annotated[int | None, typer.Option(help="Stop after this seq (default: the last "
                                                 "output entry).", min=0)] = None,
@@ -220,13 +240,21 @@ def replay(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     redis_url: RedisUrl = None,
     partition: Partition = "0",
+    public_key: PublicKey = None,
 ) -> None:
     """Rebuild the state from a snapshot and the journal; with --verify, prove the output.
 
-    Exit 0 with the state hash when everything matches, 1 at the first divergence.
+    Only a snapshot signed by the trusted key is used: with latest, an unsigned or forged one
+    is passed over (a warning names it) for an older signed one or the journal from the
+    start; a seq naming one fails (exit 1). Exit 0 with the state hash when everything
+    matches, 1 at the first divergence.
     """
     from journal.replay import replay as run_replay
+    from journal.signing import load_verifier
 
+    verifier = None
+    if from_snapshot == "latest" or from_snapshot.isdigit():  # a file or none: no key needed
+        verifier = load_verifier(public_key)
     client = redis_client(redis_url)
     with progress("replaying", None, quiet=as_json) as advance:
         done = [0]
@@ -236,7 +264,7 @@ def replay(
             done[0] = commands
 
         result = run_replay(client, keys_for(partition), source=from_snapshot, to=to,
-                            verify=verify, on_progress=on_progress)
+                            verify=verify, on_progress=on_progress, verifier=verifier)
     summary = {
         "snapshot": result.snapshot,
         "from_seq": result.from_seq,
@@ -245,6 +273,9 @@ def replay(
         "commands_per_sec": round(result.rate),
         "state_hash": result.state_hash,
     }
+    if result.untrusted:  # passed over: each was warned about on stderr as it was
+        summary["untrusted_snapshots"] = [{"seq": seq, "why": why} for seq, why
+                                          in sorted(result.untrusted.items(), reverse=True)]
     if verify:  # without --verify nothing was checked: say nothing about it
         summary["verified"] = result.verified
     if result.divergence is not None and as_json:
@@ -294,39 +325,92 @@ def snapshot(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the matcher.")] = 30,
     redis_url: RedisUrl = None,
     partition: Partition = "0",
+    public_key: PublicKey = None,
 ) -> None:
-    """Ask the running matcher for a snapshot now, or list the stored ones."""
+    """Ask the running matcher for a snapshot now, or list the stored ones: each with the
+    key id it is signed by and whether the trusted public key verifies it."""
+    from exchange.errors import SigningKeyError
     from journal.runner import request_snapshot
+    from journal.signing import load_verifier
     from journal.snapshots import SnapshotStore
 
     client = redis_client(redis_url)
     keys = keys_for(partition)
-    store = SnapshotStore(client, keys)
     if list_:
+        import datetime as dt
+
         from rich.console import Console
         from rich.table import Table
 
-        table = Table("seq", "state hash", "bytes", "taken (UTC)")
-        import datetime as dt
-
+        try:
+            verifier = load_verifier(public_key)
+        except SigningKeyError as e:  # listing still works: only the check is left out
+            verifier = None
+            typer.secho(f"not checking signatures: {e}", err=True, fg=typer.colors.YELLOW)
+        store = SnapshotStore(client, keys, verifier=verifier)
+        table = Table("seq", "state hash", "bytes", "taken (UTC)", "signed by", "trusted")
         for s in store.list():
             when = dt.datetime.fromtimestamp(s.created_ms / 1000, dt.timezone.utc)
-            table.add_row(f"{s.seq:,}", s.hash[:16], f"{s.size:,}", when.strftime("%F %T"))
+            why = store.distrust(s) if verifier is not None else "?"
+            trusted = "yes" if why is None else ("?" if why == "?" else f"NO: {why}")
+            table.add_row(f"{s.seq:,}", s.hash[:16], f"{s.size:,}", when.strftime("%F %T"),
+                          s.key_id or "(unsigned)", trusted)
         Console().print(table)
         return
+    store = SnapshotStore(client, keys, verifier=load_verifier(public_key))
     try:
         seq = request_snapshot(client, keys, timeout=timeout)
     except TimeoutError as e:
         raise fail(str(e), 1) from None
-    found = store.get(seq)
+    found = store.get_trusted(seq)
     if found is None:
         raise fail(f"the matcher reported a snapshot at {seq} that is not stored", 1)
-    typer.echo(f"snapshot at seq {seq:,}: {found[0].hash} ({found[0].size:,} bytes)")
+    typer.echo(f"snapshot at seq {seq:,}: {found[0].hash} ({found[0].size:,} bytes), signed "
+               f"by key {found[0].key_id}")
     if save:
         from pathlib import Path
 
         Path(save).write_bytes(found[1])
         typer.echo(f"saved to {save}")
+
+
+@app.command("snapshot-key")
+def snapshot_key(
+    create: Annotated[bool, typer.Option(
+        "--create", help="Make the key pair if there is no private key yet (never replaces "
+                         "one).")] = False,
+    signing_key: SigningKey = None,
+    public_key: PublicKey = None,
+) -> None:
+    """Show the snapshot signing key: its id and its files; --create makes a pair.
+
+    `exch run` and `exch follow` sign every snapshot with the private key (and make the pair
+    on first use); every other host that loads snapshots (`exch replay`, `exch archive`, a
+    gateway) needs only the public key: copy it there. A snapshot not signed by it is not
+    trusted. Exit 2 if there is no key to show.
+    """
+    from pathlib import Path
+
+    from exchange.errors import SigningKeyError
+    from journal.signing import default_key_path, default_public_path, load_signer, load_verifier
+
+    private = Path(signing_key).expanduser() if signing_key else default_key_path()
+    public = Path(public_key).expanduser() if public_key else default_public_path()
+    if not (create or private.exists() or public.exists()):
+        raise SigningKeyError(f"no snapshot signing key here ({private}, {public}): `exch "
+                              "snapshot-key --create` makes a pair (`exch run` does on first use)")
+    mine = load_signer(signing_key, public_key, create=True) if create or private.exists() \
+        else None
+    verifier = load_verifier(public_key)
+    typer.echo(f"key id {verifier.key_id}")
+    typer.echo(f"public key {verifier.path}")
+    if mine is None:
+        typer.echo("private key: none here (a host that only reads snapshots)")
+    elif mine.key_id != verifier.key_id:
+        raise fail(f"private key {mine.path} is another key (key id {mine.key_id}): snapshots "
+                   "it signs are not trusted with this public key", 1)
+    else:
+        typer.echo(f"private key {mine.path}")
 
 
 ArchiveDir = Annotated[
@@ -349,9 +433,11 @@ def archive(
         min=0.001)] = 64,
     redis_url: RedisUrl = None,
     partition: Partition = "0",
+    public_key: PublicKey = None,
 ) -> None:
-    """Copy the answered journal (input and output) and every intact snapshot to immutable,
-    checksummed segment files (docs/archive.md), so that `exch compact` may free Redis.
+    """Copy the answered journal (input and output) and every intact snapshot signed by the
+    trusted key (with its signature) to immutable, checksummed files (docs/archive.md), so
+    that `exch compact` may free Redis.
 
     A crash leaves no partial or duplicate file; running again resumes where it stopped.
     """
@@ -359,22 +445,26 @@ def archive(
     from pathlib import Path
 
     from journal.archive import Archive, Archiver, archive_of, default_dir
+    from journal.signing import load_verifier
 
     client = redis_client(redis_url, wait=SERVICE_WAIT if follow else 0.0)
     keys = keys_for(partition)
     known = archive_of(client, keys)
     root = Path(dir_) if dir_ else (known.root if known else default_dir())
     archiver = Archiver(client, Archive(root, partition), keys,
-                        segment_bytes=int(segment_mb * (1 << 20)))
+                        segment_bytes=int(segment_mb * (1 << 20)),
+                        verifier=load_verifier(public_key) if public_key else None)
 
     def say(r) -> None:  # type: ignore[no-untyped-def]
         typer.echo(f"archived through seq {r.through:,}: {r.segments} new segment(s), "
                    f"{r.entries:,} input entries, {r.snapshots} snapshot(s) in "
                    f"{archiver.archive.folder}")
-        if r.skipped_snapshots:
+        untrusted = r.untrusted_snapshots or {}
+        damaged = [s for s in r.skipped_snapshots or [] if s not in untrusted]
+        if damaged:
             typer.secho(f"not archived (do not read back whole): snapshots at "
-                        f"{', '.join(map(str, r.skipped_snapshots))}", err=True,
-                        fg=typer.colors.YELLOW)
+                        f"{', '.join(map(str, damaged))}", err=True, fg=typer.colors.YELLOW)
+        # the untrusted ones: journal.snapshots warned about each, saying why
 
     if not follow:
         say(archiver.once())

@@ -69,7 +69,9 @@ def _show_status(st: Any) -> None:
     t.add_row("matcher", st.matcher or "(none running)")
     t.add_row("follower", f"{st.follower}, verified up to seq {st.followed_seq:,}"
               if st.follower else "(none running: the matcher takes the snapshots)")
-    t.add_row("snapshots", ", ".join(f"{s['seq']:,}" for s in st.snapshots) or "(none)")
+    t.add_row("snapshots", ", ".join(
+        f"{s['seq']:,} ({'key ' + s['key_id'] if s['key_id'] else 'unsigned'})"
+        for s in st.snapshots) or "(none)")
     console.print(t)
     if st.groups:
         g = Table("consumer group", "consumers", "pending", "last delivered", "lag")
