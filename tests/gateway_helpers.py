@@ -1,0 +1,127 @@
+"""A whole exchange behind its gateway, for tests: a real redis-server, ``exch run`` and
+``exch gateway`` as their own processes, and API keys for the operator and two accounts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from journal.connection import connect
+from journal.server import free_port
+from tools.gateway.apikeys import KeyStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def exch(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+    """``exch ARGS`` as its own process."""
+    return subprocess.Popen([sys.executable, "-m", "tools.cli", *args], cwd=ROOT,
+                            env=env or os.environ.copy(), **kwargs)
+
+
+def stop(proc: subprocess.Popen | None) -> int | None:
+    """SIGTERM and wait (SIGKILL after 30 s); its exit code."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+@dataclass
+class Exchange:
+    """What ``running_exchange`` started: the gateway's base URL, the keys, the processes."""
+
+    redis_url: str
+    base: str
+    operator: str
+    keys: dict[str, str]
+    matcher: subprocess.Popen | None = None
+    gateway: subprocess.Popen | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+    def headers(self, who: str) -> dict[str, str]:
+        key = self.operator if who == "operator" else self.keys[who]
+        return {"Authorization": f"Bearer {key}"}
+
+    def client(self, who: str, **kwargs) -> httpx.Client:  # type: ignore[no-untyped-def]
+        return httpx.Client(base_url=self.base, headers=self.headers(who), timeout=30,
+                            **kwargs)
+
+    def start_matcher(self) -> None:
+        self.matcher = exch("run", "--redis-url", self.redis_url)
+
+    def stop_matcher(self) -> None:
+        stop(self.matcher)
+        self.matcher = None
+
+    def start_gateway(self) -> None:
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        self.gateway = exch("gateway", "--redis-url", self.redis_url, "--port", str(port),
+                            *self.extra_args)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.gateway.poll() is not None:
+                raise RuntimeError(f"exch gateway exited with {self.gateway.returncode}")
+            try:
+                if httpx.get(self.base + "/v1/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("exch gateway did not start within 60 s")
+            time.sleep(0.05)
+
+    def stop_gateway(self) -> None:
+        stop(self.gateway)
+        self.gateway = None
+
+    def admin(self, **command) -> dict:  # type: ignore[no-untyped-def]
+        """An operator's command through the gateway; its outcome (accepted, or fail)."""
+        with self.client("operator") as c:
+            r = c.post("/v1/admin/commands", json=command)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["status"] == "accepted", out
+        return out
+
+
+@contextmanager
+def running_exchange(redis_server, accounts: tuple[str, ...] = ("alice", "bob"),  # type: ignore[no-untyped-def]
+                     gateway_args: tuple[str, ...] = (), funded: str = "1000",
+                     market: str | None = "m1") -> Iterator[Exchange]:
+    """The matcher and the gateway on ``redis_server`` (a ``conftest.RedisProcess``), a key
+    per account and the operator's; each account funded and ``market`` created through the
+    gateway."""
+    client = connect(redis_server.url)
+    store = KeyStore(client)
+    operator, _ = store.create(None, operator=True)
+    keys = {a: store.create(a)[0] for a in accounts}
+    ex = Exchange(redis_server.url, "", operator, keys, extra_args=list(gateway_args))
+    try:
+        ex.start_matcher()
+        ex.start_gateway()
+        if market is not None:
+            ex.admin(type="create_market", market=market, runners=[1, 2, 3])
+        for a in accounts:
+            if funded:
+                ex.admin(type="deposit", account=a, amount=funded)
+        yield ex
+    finally:
+        ex.stop_gateway()
+        ex.stop_matcher()
+        client.close()
