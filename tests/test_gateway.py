@@ -153,3 +153,212 @@ def test_keys_roles_revocation_and_rate_limits(redis_server) -> None:  # type: i
             assert bob.get("/v1/account").status_code == 401
         stored = connect(ex.redis_url).hget("exch:apikeys", key_id)
         assert ex.keys["bob"].split("_", 2)[2].encode() not in stored  # only its hash
+
+
+def _ws_url(ex, path: str) -> str:  # type: ignore[no-untyped-def]
+    return ex.base.replace("http://", "ws://") + path
+
+
+def _receive_until(ws, done, timeout: float = 30.0) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Messages until ``done(messages)`` holds."""
+    import json
+    import time
+
+    got: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while not done(got):
+        left = deadline - time.monotonic()
+        assert left > 0, f"stream stopped short: {got[-5:]}"
+        got.append(json.loads(ws.recv(timeout=left)))
+    return got
+
+
+def test_the_order_stream_resumes_from_a_seq_with_nothing_missed_or_doubled(
+        redis_server) -> None:  # type: ignore[no-untyped-def]
+    from websockets.sync.client import connect as ws_connect
+
+    def place(client, side: str, price: str = "3") -> dict:  # type: ignore[no-untyped-def]
+        r = client.post("/v1/orders", json={"market": "m1", "runner": 1, "side": side,
+                                            "price": price, "stake": "2"})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def seqs(messages: list[dict]) -> list[int]:
+        return [m["seq"] for m in messages if m["type"] == "events"]
+
+    with running_exchange(redis_server) as ex, ex.client("alice") as alice, \
+            ex.client("bob") as bob:
+        url = _ws_url(ex, "/v1/stream/orders")
+        with ws_connect(url, additional_headers=ex.headers("alice")) as ws:
+            hello = _receive_until(ws, lambda m: len(m) >= 1)[0]
+            assert hello["type"] == "subscribed"
+            first = [place(alice, "BACK") for _ in range(3)]
+            place(bob, "BACK", "5")  # bob's: not on alice's stream
+            got = _receive_until(ws, lambda m: len(seqs(m)) >= 3)
+        assert seqs(got) == [p["seq"] for p in first]
+        resume = seqs(got)[-1]
+        # while alice is away: her orders rest, bob takes one of them, she places more
+        taken = place(bob, "LAY")
+        missed = [place(alice, "BACK", "4") for _ in range(2)]
+        expected = [taken["seq"]] + [p["seq"] for p in missed]
+        with ws_connect(url + f"?after=0:{resume}",
+                        additional_headers=ex.headers("alice")) as ws:
+            got = _receive_until(ws, lambda m: len(seqs(m)) >= 3)
+            later = place(alice, "BACK", "6")
+            got += _receive_until(ws, lambda m: len(seqs(m)) >= 1)
+        assert seqs(got) == expected + [later["seq"]]  # once each, in order
+        trade = [e for m in got if m["type"] == "events" for e in m["events"]
+                 if e["type"] == "trade"][0]
+        assert trade["side"] == "BACK" and "lay_account" not in trade
+        assert [m.get("replayed", False) for m in got if m["type"] == "events"] == [
+            True, True, True, False]
+
+
+def test_the_market_stream_sends_trades_status_and_the_ladder(redis_server) -> None:  # type: ignore[no-untyped-def]
+    from websockets.sync.client import connect as ws_connect
+
+    with running_exchange(redis_server) as ex, ex.client("alice") as alice, \
+            ex.client("bob") as bob:
+        url = _ws_url(ex, "/v1/stream/markets/m1")
+        with ws_connect(url, additional_headers=ex.headers("bob")) as ws:
+            hello = _receive_until(ws, lambda m: any(x["type"] == "ladder" for x in m))
+            assert hello[0]["type"] == "subscribed"
+            start = hello[0]["position"]
+            alice.post("/v1/orders", json={"market": "m1", "runner": 1, "side": "BACK",
+                                           "price": "3", "stake": "5"})
+
+            def rests(m: list[dict]) -> bool:
+                return any(x["type"] == "ladder" and x["ladder"][0]["to_lay"] for x in m)
+
+            got = _receive_until(ws, rests)
+            assert [x for x in got if x["type"] == "ladder"][-1]["ladder"][0]["to_lay"] == [
+                ["3", "5.00"]]
+            bob.post("/v1/orders", json={"market": "m1", "runner": 1, "side": "LAY",
+                                         "price": "3", "stake": "5"})
+            ex.admin(type="market_status", market="m1", status="SUSPENDED")
+
+            def suspended(m: list[dict]) -> bool:
+                return any(e["type"] == "market_status_changed" for x in m
+                           if x["type"] == "events" for e in x["events"])
+
+            got = _receive_until(ws, suspended)
+        trades = [e for x in got if x["type"] == "events" for e in x["events"]
+                  if e["type"] == "trade"]
+        assert [(t["price"], t["size"]) for t in trades] == [("3", "5.00")]
+        assert not any(k in trades[0] for k in ("back_account", "lay_account", "back_order"))
+        # from the seq it had, a client that was away gets the trade and the status again
+        with ws_connect(url + f"?after={start}", additional_headers=ex.headers("alice")) as ws:
+            again = _receive_until(ws, lambda m: any(x["type"] == "ladder" for x in m))
+        replayed = [e["type"] for x in again if x["type"] == "events" for e in x["events"]]
+        assert replayed == ["trade", "market_status_changed"]
+
+
+def test_an_outcome_not_in_within_the_wait_is_pending_with_its_seq(redis_server) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    with running_exchange(redis_server) as ex, ex.client("alice") as alice:
+        ex.stop_matcher()
+        r = alice.post("/v1/orders?wait=0.5", json={"market": "m1", "runner": 1,
+                                                     "side": "BACK", "price": "3",
+                                                     "stake": "5", "ref": "p-1"})
+        assert r.status_code == 202, r.text
+        pending = r.json()
+        assert pending["status"] == "pending" and pending["seq"] > 0
+        seq = pending["seq"]
+        assert alice.get(f"/v1/commands/0/{seq}").status_code == 202
+        ex.start_matcher()
+        deadline = time.monotonic() + 60
+        while (r := alice.get(f"/v1/commands/0/{seq}")).status_code == 202:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert r.status_code == 200 and r.json()["status"] == "accepted"
+        # the retry is answered with the same order, not a second one
+        again = alice.post("/v1/orders", json={"market": "m1", "runner": 1, "side": "BACK",
+                                               "price": "3", "stake": "5", "ref": "p-1"})
+        assert again.json()["seq"] == seq and again.json()["duplicate"] is True
+
+
+@pytest.mark.parametrize("body, status, reason", [
+    (b"{not json", 400, "MALFORMED"),
+    (b'{"market": "m1", "market": "m2"}', 400, "MALFORMED"),
+    (b'[1, 2]', 400, "MALFORMED"),
+    (b'{"market": "m1", "runner": "1", "side": "BACK", "price": "3", "stake": "5"}', 400,
+     "MALFORMED"),
+    (b'{"market": "m1", "runner": 1, "side": "BACK", "price": "3.01", "stake": "5"}', 400,
+     "INVALID_PRICE"),
+    (b'{"market": "m1", "runner": 1, "side": "BACK", "price": "3", "stake": "5.001"}', 400,
+     "INVALID_STAKE"),
+    (b'{"market": "m1", "runner": 1, "side": "BACK", "price": "3", "stake": "5", "x": 1}',
+     400, "MALFORMED"),
+    (b'{"market": "m1", "runner": 1, "side": "BACK", "price": "3", "stake": "5", '
+     b'"account": "bob"}', 400, "MALFORMED"),
+    (b'{"market": "m1", "runner": 1, "side": "BACK", "price": "3", "stake": "5", "ts": 1}',
+     400, "MALFORMED"),
+    (b'{"market": "m1", "runner": 1, "side": "SIDEWAYS", "price": "3", "stake": "5"}', 400,
+     "MALFORMED"),
+    (b'{"market": "m1", "runner": 1, "side": "BACK", "price": NaN, "stake": "5"}', 400,
+     "MALFORMED"),
+    (b'{"ref": "' + b"x" * 70_000 + b'"}', 413, "TOO_LARGE"),
+])
+def test_bad_input_is_refused_with_its_reason_and_nothing_is_sequenced(
+        redis_server, body: bytes, status: int, reason: str) -> None:  # type: ignore[no-untyped-def]
+    with running_exchange(redis_server, accounts=("alice",), market=None) as ex, \
+            ex.client("alice") as alice:
+        length = journal_length(ex.redis_url)
+        r = alice.post("/v1/orders", content=body,
+                       headers={"Content-Type": "application/json"})
+        assert (r.status_code, r.json()["error"]["reason"]) == (status, reason), r.text
+        assert journal_length(ex.redis_url) == length
+
+
+def test_concurrent_requests_share_journal_entries(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """Requests that arrive together go into the journal in shared entries (the gateway does
+    not bring back an entry per command), each answered with its own outcome. 200 clients
+    connect first, then all send at once (raw HTTP/1.1, so the test's own client is not
+    what paces them)."""
+    import asyncio
+    import json
+    from urllib.parse import urlsplit
+
+    from journal.connection import connect
+
+    n = 200
+    with running_exchange(redis_server, gateway_args=("--rate", "100000", "--burst",
+                                                      "100000")) as ex:
+        before = raw(connect(ex.redis_url)).xlen(K.input)
+        where = urlsplit(ex.base)
+        auth = ex.headers("alice")["Authorization"]
+
+        def request(i: int) -> bytes:
+            body = json.dumps({"market": "m1", "runner": 1 + i % 3, "side": "BACK",
+                               "price": "10", "stake": "1", "ref": f"c-{i}"}).encode()
+            return (f"POST /v1/orders HTTP/1.1\r\nHost: {where.netloc}\r\n"
+                    f"Authorization: {auth}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+        async def answer(reader: asyncio.StreamReader) -> dict:
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            data = json.loads(await reader.readexactly(length))
+            assert status == 200, data
+            return data
+
+        async def many() -> list[dict]:
+            conns = [await asyncio.open_connection(where.hostname, where.port)
+                     for _ in range(n)]
+            for i, (_, writer) in enumerate(conns):
+                writer.write(request(i))
+            await asyncio.gather(*(w.drain() for _, w in conns))
+            out = await asyncio.gather(*(answer(r) for r, _ in conns))
+            for _, w in conns:
+                w.close()
+            return list(out)
+
+        results = asyncio.run(many())
+        entries = raw(connect(ex.redis_url)).xlen(K.input) - before
+        assert all(r["status"] == "accepted" for r in results)
+        assert len({r["seq"] for r in results}) == n
+        assert [e["ref"] for r in results for e in r["events"]] == [f"c-{i}" for i in range(n)]
+        assert entries <= n / 4, f"{entries} journal entries for {n} concurrent orders"

@@ -331,7 +331,7 @@ def create_app(gateway: Gateway) -> Starlette:
         read from the output in chunks, as stream messages."""
         view = gateway.views[p]
         while after < upto:
-            answers = await asyncio.to_thread(view.history, after, upto, 256)
+            answers = await asyncio.to_thread(view.answers_between, after, upto, 256)
             if not answers:
                 break
             for _last, events in answers:

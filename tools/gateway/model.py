@@ -201,7 +201,8 @@ class PartitionView(Follower):
         """An order live here, or finished lately."""
         return self.orders.get(order) or self.finished.get(order)
 
-    def history(self, after: int, upto: int, count: int = 256) -> list[tuple[int, list]]:
+    def answers_between(self, after: int, upto: int, count: int = 256
+                        ) -> list[tuple[int, list]]:
         """The answers of seqs ``after+1 .. upto`` (whole entries; events past either end
         are the caller's to drop), read from the output (and the archive below Redis), at
         most ``count`` entries from the first. No lock: it reads Redis, not the state."""

@@ -117,6 +117,7 @@ class Gateway:
         self._by_account: dict[str, set[Subscription]] = {}
         self._by_market: dict[str, set[Subscription]] = {}
         self._threads: list[threading.Thread] = []
+        self._gathering: dict[int, list[tuple[list[tuple], asyncio.Future]]] = {}
 
     # ------------------------------------------------------------------ life
 
@@ -235,13 +236,55 @@ class Gateway:
         for i, (p, _) in enumerate(routed):
             shares.setdefault(p, []).append(i)
         out: list[tuple[int, int, bool]] = [(0, 0, False)] * len(routed)
-        futures = {p: asyncio.wrap_future(self.submitters[p].submit([routed[i][1] for i in at]))
-                   for p, at in shares.items()}
+        loop = asyncio.get_running_loop()
+        futures = {}
+        for p, at in shares.items():
+            fut = loop.create_future()
+            self._gathering.setdefault(p, []).append(([routed[i][1] for i in at], fut))
+            if len(self._gathering[p]) == 1:
+                # sent once the requests that are ready now have queued theirs too: those
+                # that arrived together share one sequencer call
+                loop.call_soon(self._send, p)
+            futures[p] = fut
         for p, fut in futures.items():
             answers = await fut
             for i, a in zip(shares[p], answers):
                 out[i] = (p, a, False) if a > 0 else (p, -a, True)
         return out
+
+    def _send(self, p: int) -> None:
+        """Send what requests gathered for partition ``p``: together, in calls of at most
+        the sequencer's ``BATCH`` commands (a request's commands never split)."""
+        gathered = self._gathering.pop(p, [])
+        submitter = self.submitters[p]
+        group: list[tuple[list[tuple], asyncio.Future]] = []
+        size = 0
+        for item in gathered + [([], None)]:  # type: ignore[list-item]
+            if item[1] is None or size + len(item[0]) > submitter.sequencer.BATCH:
+                if group:
+                    self._submit_group(submitter, group)
+                group, size = [], 0
+            if item[1] is not None:
+                group.append(item)
+                size += len(item[0])
+
+    @staticmethod
+    def _submit_group(submitter: BatchingSubmitter,
+                      group: list[tuple[list[tuple], asyncio.Future]]) -> None:
+        done = submitter.submit([c for batch, _ in group for c in batch])
+
+        def settle(f: Any) -> None:
+            error = f.exception()
+            at = 0
+            for batch, fut in group:
+                if not fut.done():
+                    if error is not None:
+                        fut.set_exception(error)
+                    else:
+                        fut.set_result(f.result()[at:at + len(batch)])
+                at += len(batch)
+
+        asyncio.wrap_future(done).add_done_callback(settle)
 
     # ------------------------------------------------------------------ outcomes
 
@@ -300,7 +343,8 @@ class Gateway:
             return found
         if seq >= self._recent_low[p]:
             return []  # applied, and answered with no events
-        answers = await asyncio.to_thread(self.views[p].history, seq - 1, self.answered[p], 4)
+        answers = await asyncio.to_thread(self.views[p].answers_between, seq - 1,
+                                          self.answered[p], 4)
         return [e for _, events in answers for e in events if e["seq"] == seq]
 
     # ------------------------------------------------------------------ streams
