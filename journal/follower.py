@@ -14,8 +14,9 @@ follower holding ``exch:{p}:follower`` (a lease, its heartbeat) takes them: ever
 it has verified. While that key exists, the matcher takes none, so one process writes a
 given snapshot. Other followers only verify.
 
-Signed: the follower writes snapshots, so it holds the private key (``journal.signing``): it
-signs what it saves and, at its start, trusts only a snapshot signed by that key.
+Signed (``journal.signing``): the follower that takes snapshots holds the private key, signs
+what it saves and, at its start, trusts only a snapshot signed by that key. A follower that
+only reads (a gateway's read model) holds only the public key.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from .layout import check_layout
 from .lease import Lease
 from .replay import Divergence, answered, compare
 from .runner import _request
-from .signing import Signer, load_signer
+from .signing import Signer, Verifier, load_signer
 from .snapshots import SnapshotStore
 from .streams import Row, field, last_id, parse_id, raw, stream_items
 
@@ -92,9 +93,14 @@ class Follower:
         on_progress: Callable[[FollowerProgress], None] | None = None,
         announce: bool = True,
         signer: Signer | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         """``signer``: the key its snapshots are signed with, and whose signature a snapshot
-        needs to be started from (default: ``load_signer()``, made on first use)."""
+        needs to be started from; ``verifier``: that public key alone, for a follower that
+        never writes snapshots. Default: a follower that announces itself (and so takes
+        snapshots) is a writer, with ``load_signer()`` (made on first use); one that does
+        not (a gateway's read model) only reads, with ``load_verifier()`` (the public key,
+        read at its start): it never holds the private key."""
         self.client = raw(client)
         self.announce = announce
         """Whether it competes for the follower key (and so takes the snapshots). A hot
@@ -105,8 +111,9 @@ class Follower:
         self.keys = keys or Keys()
         self.snapshot_every = snapshot_every
         self.lease = Lease(self.client, self.keys.follower, lease_ms or self.LEASE_MS)
-        self.snapshots = SnapshotStore(self.client, self.keys,
-                                       signer=signer if signer is not None else load_signer())
+        if announce and signer is None and verifier is None:
+            signer = load_signer()
+        self.snapshots = SnapshotStore(self.client, self.keys, signer=signer, verifier=verifier)
         self.history = History(self.client, self.keys)
         self.progress = FollowerProgress()
         self.on_progress = on_progress

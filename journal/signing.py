@@ -179,7 +179,7 @@ def load_verifier(path: str | Path | None = None) -> Verifier:
             f"no snapshot public key at {where}: snapshots cannot be trusted without it. Copy "
             f"{PUBLIC_FILE} from the host that runs `exch run` (`exch snapshot-key` there "
             f"says where it is) and name it with --public-key or "
-            f"EXCH_SNAPSHOT_PUBLIC_KEY, or replay from the start with --from-snapshot none"
+            f"EXCH_SNAPSHOT_PUBLIC_KEY (`exch replay --from-snapshot none` needs none)"
         ) from None
     except OSError as e:
         raise SigningKeyError(f"snapshot public key {where}: {e.strerror}") from None
@@ -199,9 +199,10 @@ def load_signer(path: str | Path | None = None, public_path: str | Path | None =
     ``create`` and no file there, make a new pair first: the private key (mode 0600 from the
     start, in a folder made 0700) and the public key at ``public_path`` (default:
     ``$EXCH_SNAPSHOT_PUBLIC_KEY`` if set, else beside a ``path`` given, its name ending
-    ``.pub``, else ``default_public_path()``); said once on stderr. A missing public key beside an existing
-    private key is written again. Raises ``SigningKeyError`` (exit 2) for a key file that
-    cannot be read, is not an Ed25519 private key, or is readable by other users."""
+    ``.pub``, else ``default_public_path()``); said once on stderr. A missing public key
+    beside an existing private key is written again. Raises ``SigningKeyError`` (exit 2)
+    for a key file that cannot be read, is not an Ed25519 private key, or is readable by
+    other users."""
     key_path = Path(path).expanduser() if path is not None else default_key_path()
     if public_path is not None:
         pub_path = Path(public_path).expanduser()

@@ -28,14 +28,16 @@ from exchange.codec import json_from_wire
 from exchange.errors import SigningKeyError, UntrustedSnapshot
 from exchange.snapshot import state_hash
 from journal.apply import apply_rows
+from journal.follower import Follower
 from journal.keys import Keys
+from journal.runner import request_snapshot
 from journal.sequencer import Sequencer
 from journal.signing import Signer, load_signer, load_verifier, snapshot_message
 from journal.snapshots import SnapshotStore
 from journal.streams import raw
 
 from .conftest import ROOT
-from .journal_helpers import output_events, wait_caught_up, wait_until
+from .journal_helpers import matcher_thread, output_events, wait_caught_up, wait_until
 
 K = Keys()
 MILLION = 100_000_000  # £1,000,000 in pence
@@ -325,3 +327,25 @@ def test_a_writer_makes_a_private_pair_once_and_a_reader_needs_the_public_key(
     (tmp_path / "not.pub").write_text("not a key")
     with pytest.raises(SigningKeyError, match="not a PEM public key"):
         load_verifier(tmp_path / "not.pub")
+
+
+def test_a_follower_that_only_reads_never_holds_the_private_key(
+        redis_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "reader-home"
+    monkeypatch.setenv("EXCH_HOME", str(home))
+    monkeypatch.delenv("EXCH_SNAPSHOT_KEY", raising=False)
+    monkeypatch.delenv("EXCH_SNAPSHOT_PUBLIC_KEY", raising=False)
+    client = redis_server.client()
+    writer = Signer.generate()
+    with matcher_thread(client, signer=writer):
+        send(client, type="deposit", account="A", amount="100")
+        wait_caught_up(client)
+        assert request_snapshot(client) == 1
+    reader = Follower(client, announce=False)  # as a gateway's read model is made
+    with pytest.raises(SigningKeyError, match="no snapshot public key"):
+        reader.start()
+    assert not (home / "keys").exists()  # no key pair made for a reader
+    reader = Follower(client, announce=False, verifier=writer.verifier)
+    reader.start()
+    assert reader.progress.snapshot_seq == 1 and reader.ex.last_seq == 1
+    assert not (home / "keys").exists()
