@@ -12,7 +12,8 @@ leaves no cyclic garbage, see tests/test_core_properties.py, so nothing accumula
 - ``soak``: the whole system with the archive and compaction over millions of commands:
   Redis memory stays bounded and nothing is lost;
 - ``scale``: the whole system with one matcher per partition, for several partition counts;
-- ``takeover``: the time without a matcher after a SIGKILL, hot and cold standby.
+- ``takeover``: the time without a matcher after a SIGKILL, hot and cold standby;
+- ``gateway``: orders through ``exch gateway`` with their outcomes, and their latency.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from .archive import bench_archive
 from .core import bench_core
 from .e2e import bench_e2e
 from .export import bench_export
+from .gateway import bench_gateway
 from .memory import peak_rss_bytes, rss_bytes
 from .scale import bench_scale
 from .soak import bench_soak
 from .store import bench_store
 from .takeover import bench_takeover
 
-__all__ = ["bench_archive", "bench_core", "bench_e2e", "bench_export", "bench_scale",
-           "bench_soak", "bench_store", "bench_takeover", "peak_rss_bytes", "rss_bytes"]
+__all__ = ["bench_archive", "bench_core", "bench_e2e", "bench_export", "bench_gateway",
+           "bench_scale", "bench_soak", "bench_store", "bench_takeover", "peak_rss_bytes",
+           "rss_bytes"]

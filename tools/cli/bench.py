@@ -73,6 +73,31 @@ def bench_e2e(
     report(result, as_json)
 
 
+@app.command("gateway")
+def bench_gateway(
+    orders: Annotated[int, typer.Option(
+        help="Orders per throughput run.", envvar="EXCH_BENCH_ORDERS", min=1)] = 20_000,
+    runs: Annotated[int, typer.Option(help="Throughput runs; the median is reported.",
+                                      min=1)] = 3,
+    connections: Annotated[int, typer.Option(
+        help="Clients sending at once, each waiting for its answer.", min=1)] = 32,
+    rate: Annotated[int, typer.Option(
+        help="Steady rate (orders/s) for the latency measurement.", min=1)] = 500,
+    seconds: Annotated[float, typer.Option(
+        help="How long the latency measurement sends.", min=0.1)] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Orders through exch gateway (HTTP, API keys), each answered with the outcome the
+    matcher journaled: orders/s alone and in batches of 100, and p50/p99 from request to
+    outcome at a steady rate."""
+    from tools.bench import bench_gateway as run
+
+    with phases("gateway", as_json, echo=True) as phase:
+        result = run(orders, runs=runs, connections=connections, rate=rate, seconds=seconds,
+                     on_phase=phase)
+    report(result, as_json)
+
+
 @app.command("export")
 def bench_export(
     commands: Annotated[
