@@ -52,6 +52,9 @@ class Exchange:
     matcher: subprocess.Popen | None = None
     gateway: subprocess.Popen | None = None
     extra_args: list[str] = field(default_factory=list)
+    partitions: int = 1
+    others: list[subprocess.Popen] = field(default_factory=list)
+    """Matchers of partitions 1 and on, and the transfer service (with partitions)."""
 
     def headers(self, who: str) -> dict[str, str]:
         key = self.operator if who == "operator" else self.keys[who]
@@ -63,10 +66,21 @@ class Exchange:
 
     def start_matcher(self) -> None:
         self.matcher = exch("run", "--redis-url", self.redis_url)
+        if self.partitions > 1 and not self.others:
+            self.others = [exch("run", "--redis-url", self.redis_url, "--partition", str(p))
+                           for p in range(1, self.partitions)]
+            self.others.append(exch("transfers", "--redis-url", self.redis_url))
 
     def stop_matcher(self) -> None:
         stop(self.matcher)
         self.matcher = None
+
+    def stop_all(self) -> None:
+        self.stop_gateway()
+        self.stop_matcher()
+        for proc in self.others:
+            stop(proc)
+        self.others = []
 
     def start_gateway(self) -> None:
         port = free_port()
@@ -103,15 +117,21 @@ class Exchange:
 @contextmanager
 def running_exchange(redis_server, accounts: tuple[str, ...] = ("alice", "bob"),  # type: ignore[no-untyped-def]
                      gateway_args: tuple[str, ...] = (), funded: str = "1000",
-                     market: str | None = "m1") -> Iterator[Exchange]:
+                     market: str | None = "m1", partitions: int = 1) -> Iterator[Exchange]:
     """The matcher and the gateway on ``redis_server`` (a ``conftest.RedisProcess``), a key
-    per account and the operator's; each account funded and ``market`` created through the
-    gateway."""
+    per account and the operator's; each account funded (in partition 0) and ``market``
+    created through the gateway. With ``partitions``, a matcher for each and the transfer
+    service."""
     client = connect(redis_server.url)
+    if partitions > 1:
+        from journal.routing import set_partition_count
+
+        set_partition_count(client, partitions)
     store = KeyStore(client)
     operator, _ = store.create(None, operator=True)
     keys = {a: store.create(a)[0] for a in accounts}
-    ex = Exchange(redis_server.url, "", operator, keys, extra_args=list(gateway_args))
+    ex = Exchange(redis_server.url, "", operator, keys, extra_args=list(gateway_args),
+                  partitions=partitions)
     try:
         ex.start_matcher()
         ex.start_gateway()
@@ -122,6 +142,5 @@ def running_exchange(redis_server, accounts: tuple[str, ...] = ("alice", "bob"),
                 ex.admin(type="deposit", account=a, amount=funded)
         yield ex
     finally:
-        ex.stop_gateway()
-        ex.stop_matcher()
+        ex.stop_all()
         client.close()

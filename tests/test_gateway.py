@@ -362,3 +362,123 @@ def test_concurrent_requests_share_journal_entries(redis_server) -> None:  # typ
         assert len({r["seq"] for r in results}) == n
         assert [e["ref"] for r in results for e in r["events"]] == [f"c-{i}" for i in range(n)]
         assert entries <= n / 4, f"{entries} journal entries for {n} concurrent orders"
+
+
+def test_two_partitions_behind_one_gateway(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """Markets in either partition, money moved between them by the account's own transfer,
+    one account view over both, and the order stream resumed per partition."""
+    import time
+
+    from websockets.sync.client import connect as ws_connect
+
+    with running_exchange(redis_server, partitions=2, market=None) as ex, \
+            ex.client("alice") as alice, ex.client("bob") as bob:
+        ex.admin(type="create_market", market="p0", runners=[1, 2], partition=0)
+        ex.admin(type="create_market", market="p1", runners=[1, 2], partition=1)
+        assert {m["market"]: m["partition"] for m in alice.get("/v1/markets").json()[
+            "markets"]} == {"p0": 0, "p1": 1}
+        # bob's money is in partition 0: a bet in partition 1 needs it moved first
+        lay = {"market": "p1", "runner": 1, "side": "LAY", "price": "2", "stake": "10"}
+        assert bob.post("/v1/orders", json=lay).json()["reason"] == "INSUFFICIENT_FUNDS"
+        moved = bob.post("/v1/transfers", json={"amount": "100", "from_partition": 0,
+                                                "to_partition": 1}).json()
+        assert moved["status"] == "accepted" and moved["partition"] == 0
+        deadline = time.monotonic() + 60
+        while bob.get("/v1/account").json()["partitions"].get("1") is None:
+            assert time.monotonic() < deadline, "the transfer never arrived"
+            time.sleep(0.1)
+        money = bob.get("/v1/account").json()
+        assert money["balance"] == "1000.00"  # moved, not made
+        assert money["partitions"]["1"]["balance"] == "100.00"
+        with ws_connect(_ws_url(ex, "/v1/stream/orders"),
+                        additional_headers=ex.headers("bob")) as ws:
+            hello = _receive_until(ws, lambda m: len(m) >= 1)[0]
+        resume = hello["positions"]
+        placed = bob.post("/v1/orders", json=lay).json()
+        assert placed["status"] == "accepted" and placed["partition"] == 1
+        assert placed["order"] // 10**14 == 1  # its id carries its partition
+        back = {"market": "p0", "runner": 2, "side": "BACK", "price": "5", "stake": "3"}
+        other = bob.post("/v1/orders", json=back).json()
+        assert other["partition"] == 0
+        after = ",".join(f"{p}:{s}" for p, s in resume.items())
+        with ws_connect(_ws_url(ex, f"/v1/stream/orders?after={after}"),
+                        additional_headers=ex.headers("bob")) as ws:
+            got = _receive_until(ws, lambda m: sum(x["type"] == "events" for x in m) >= 2)
+        assert sorted((m["partition"], m["seq"]) for m in got if m["type"] == "events") == [
+            (0, other["seq"]), (1, placed["seq"])]
+        # cancelling routes by the id's partition
+        r = bob.post(f"/v1/orders/{placed['order']}/cancel")
+        assert r.json()["status"] == "accepted" and r.json()["partition"] == 1
+        assert alice.post(f"/v1/orders/{other['order']}/cancel").status_code == 403
+
+
+def output_events(url: str, partition: int = 0) -> list[dict]:
+    """Every event of a partition's output, in order (stream form)."""
+    from journal.connection import connect
+    from journal.wire import read_entries
+
+    c = connect(url)
+    try:
+        rows = raw(c).xrange(Keys(str(partition)).output)
+        return [e for _, _, events in read_entries(rows) for e in events]
+    finally:
+        c.close()
+
+
+@pytest.mark.slow
+def test_sigkills_of_the_gateway_lose_and_double_no_order(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """Clients keep placing orders with refs while the gateway is SIGKILLed three times; a
+    request that got no answer is sent again to the restarted gateway. Every order is in the
+    journal exactly once, and every client was told the seq the journal holds it at."""
+    import random
+    import threading
+    import time
+
+    import httpx
+
+    n, clients = 240, 4
+    told: dict[str, int] = {}
+    errors: list[BaseException] = []
+    with running_exchange(redis_server, accounts=("alice",),
+                          gateway_args=("--rate", "100000", "--burst", "100000")) as ex:
+        def client(k: int) -> None:
+            try:
+                for i in range(k, n, clients):
+                    body = {"market": "m1", "runner": 1 + i % 3, "side": "BACK",
+                            "price": "20", "stake": "1", "ref": f"k-{i}"}
+                    while True:
+                        try:
+                            r = httpx.post(ex.base + "/v1/orders", json=body, timeout=10,
+                                           headers=ex.headers("alice"))
+                        except httpx.HTTPError:
+                            time.sleep(0.05)  # the gateway is down: the same request again
+                            continue
+                        if r.status_code == 200:
+                            told[body["ref"]] = r.json()["seq"]
+                            break
+                        assert r.status_code in (202, 503), r.text
+                        time.sleep(0.05)
+            except BaseException as e:  # noqa: BLE001 - reported by the test
+                errors.append(e)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+        for t in threads:
+            t.start()
+        rng = random.Random(17)
+        for _ in range(3):
+            time.sleep(rng.uniform(0.3, 1.0))
+            assert ex.gateway is not None
+            ex.gateway.kill()  # SIGKILL
+            ex.gateway.wait()
+            ex.start_gateway()
+        for t in threads:
+            t.join(120)
+        assert not errors, errors
+        assert len(told) == n
+        accepted = [e for e in output_events(ex.redis_url) if e.get("type") == "order_accepted"
+                    and e.get("account") == "alice"]
+        seqs: dict[str, list[int]] = {}
+        for e in accepted:
+            seqs.setdefault(e["ref"], []).append(e["seq"])
+        assert {ref: s for ref, s in seqs.items() if len(s) != 1} == {}, "doubled"
+        assert {ref: s[0] for ref, s in seqs.items()} == told
