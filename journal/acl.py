@@ -144,6 +144,10 @@ class Grant:
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # each command once, in the order first given (groups of commands overlap)
+        object.__setattr__(self, "commands", tuple(dict.fromkeys(self.commands)))
+
     def rules(self) -> list[str]:
         """This grant as ACL rules (without the user's password and switches)."""
         keys = [f"%R~{p}" for p in self.reads] + [f"~{p}" for p in self.writes]
@@ -239,8 +243,8 @@ ROLES: tuple[Role, ...] = (
         (Grant(BASE + READS + SEQUENCING,
                reads=_ALL_PARTITION_KEYS + GLOBAL_READS + (APIKEYS,),
                writes=SEQUENCER_KEYS + ("exch:directory",)),),
-        ("UNLINK and PEXPIRE only reach the sequencer's own keys (the script needs them); "
-         "no consumer groups, no snapshots written",),
+        ("UNLINK, HDEL and PEXPIRE reach only the sequencer's own keys (its script needs "
+         "them); no consumer groups, no snapshots written, no API key written",),
     ),
     Role(
         "operator",
@@ -482,3 +486,54 @@ def describe(r: Role) -> dict[str, Any]:
                   "writes": list(g.writes)} for g in selectors],
         "notes": list(r.notes),
     }
+
+
+# ----------------------------------------------------------------------------- the docs
+
+
+DOC_BEGIN = "<!-- roles: generated from journal/acl.py (python -m journal.acl); do not edit -->"
+DOC_END = "<!-- end of the generated roles -->"
+
+
+def _code(items: Iterable[str], cell: bool = True) -> str:
+    """Items as code spans, for a Markdown table ``cell`` (a ``|`` escaped: it ends one) or
+    for text."""
+    text = " ".join(f"`{i}`" for i in items) or "none"
+    return text.replace("|", "\\|") if cell else text
+
+
+def markdown() -> str:
+    """The roles as docs/security.md shows them, between ``DOC_BEGIN`` and ``DOC_END``:
+    a test keeps the page equal to this."""
+    out = [DOC_BEGIN, "",
+           "| role (user) | runs | reads | reads and writes | may also run |",
+           "|---|---|---|---|---|"]
+    for r in ROLES:
+        d = describe(r)
+        extra = _code(d["write_commands"])
+        for g in d["also"]:
+            extra += f"; on {_code(g['writes'] + g['reads'])} only: {_code(g['commands'])}"
+        if r.name == "operator":
+            extra = "every command but the forbidden ones"
+        out.append(f"| {r.name} (`{r.user}`) | {', '.join(f'`{c}`' for c in r.commands)} | "
+                   f"{_code(d['reads'])} | {_code(d['writes'])} | {extra} |")
+    out += ["", "Notes:", ""]
+    out += [f"- {r.name}: {n}." for r in ROLES for n in r.notes]
+    out += ["", f"Every role may run: {_code(BASE, False)}.", "",
+            f"Every role but the operator may read with: {_code(READS, False)}.", "",
+            f"No role may run (taken away last): {_code(FORBIDDEN, False)}; then "
+            f"{_code(GIVEN_BACK, False)} are given back.", "", DOC_END]
+    return "\n".join(out) + "\n"
+
+
+def documented(page: str) -> str:
+    """The generated part of a page (``DOC_BEGIN`` to ``DOC_END``, both lines included)."""
+    start = page.find(DOC_BEGIN)
+    end = page.find(DOC_END)
+    if start < 0 or end < 0:
+        return ""
+    return page[start:end + len(DOC_END)] + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
