@@ -6,7 +6,8 @@ fund the accounts through the gateway. Then, from this process (asyncio, raw HTT
 connections, so that the measuring client costs little of the 2 cores it shares):
 
 - **throughput**: ``connections`` clients each send an order, wait for its outcome, send the
-  next, until ``orders`` are answered; orders/s is the median of ``runs`` runs;
+  next, until ``orders`` are answered; orders/s is the median of ``runs`` runs, with the CPU
+  time each process spent per order (where the time goes: the client, here, is one of them);
 - **batches**: the same with ``/v1/batch`` requests of 100 orders;
 - **latency**: orders sent at a steady ``rate`` for ``seconds``, each timed from its request to
   its outcome (p50, p99), open loop: a slow answer does not slow the sending.
@@ -36,6 +37,8 @@ from journal.server import free_port
 from journal.streams import raw
 from tools.gateway.apikeys import KeyStore
 from tools.local import LocalSystem, stop_process
+
+from .e2e import cpu_seconds
 
 MARKETS = 4
 PRICES = ("2", "2.02", "2.04", "2.06")
@@ -74,6 +77,10 @@ def bench_gateway(
             _wait_for(base, gateway)
             _setup(base, operator, names)
             before = raw(system.client).xlen(Keys().input)
+            assert system.matcher is not None and system.server is not None
+            pids = {"gateway": gateway.pid, "matcher": system.matcher.pid,
+                    "redis": system.server.pid}
+            cpu_before = cpu_seconds(pids)
             sent = 0
             rates = []
             for i in range(runs):
@@ -87,6 +94,11 @@ def bench_gateway(
             result["orders_per_sec"] = round(statistics.median(rates))
             result["orders_per_sec_runs"] = [round(r) for r in rates]
             result["orders_per_journal_entry"] = round(sent / max(1, entries), 1)
+            cpu_after = cpu_seconds(pids)
+            result["cpu_us_per_order"] = {
+                "client" if name == "submitter" else name:
+                round((cpu_after[name] - cpu_before[name]) * 1e6 / sent, 1)
+                for name in cpu_after}
             phase(f"batches of 100: {orders:,} orders")
             took = asyncio.run(_closed_loop(port, keys, orders, max(1, connections // 4), 100,
                                             "b"))
