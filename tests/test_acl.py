@@ -188,7 +188,6 @@ def gateway_lines() -> list[dict]:
     ]
 
 
-@pytest.mark.slow
 def test_every_service_runs_as_its_role(redis_server, users, store_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The whole system with each process connected as its role: nothing is refused, and
     everything arrives (answers, the transfer, a snapshot, Parquet rows, statistics, store
@@ -239,6 +238,8 @@ def test_every_service_runs_as_its_role(redis_server, users, store_url, tmp_path
         assert "1.1" in stats.stdout and "2.1" in stats.stdout
         store = exch("store", "--db", store_url, "--redis-url", users["consumer"])
         assert store.returncode == 0, store.stderr
+        book = exch("book", "1.1", "--redis-url", users["consumer"])
+        assert book.returncode == 0 and not refused(book.stderr), book.stderr
         for command in (["status"], ["partitions"], ["groups"], ["snapshot", "--list"],
                         ["archive", "--dir", str(tmp_path / "archive")], ["compact"],
                         ["rules", "upgrade"], ["groups", "remove", f"parquet:{out.resolve()}"]):
@@ -410,3 +411,29 @@ def test_the_roles_that_sequence_may_write_every_key_the_sequencer_names(redis_s
             assert any(fnmatchcase(key, p) for p in role(name).grants[0].writes), (name, key)
         consumer = role("consumer")
         assert not any(fnmatchcase(key, p) for g in consumer.grants for p in g.writes), key
+
+
+def test_the_embedded_servers_users_outlive_a_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With no --redis-url, the users are made on the embedded server, reached through its
+    socket, and kept in its ACL file (0600): after a restart a role still connects."""
+    env = {"EXCH_HOME": str(tmp_path / "home")}
+    try:
+        done = exch("users", "create", env=env)
+        assert done.returncode == 0, done.stderr
+        assert "saved in its ACL file" in done.stdout
+        file = tmp_path / "home" / "redis-users.json"
+        assert oct(file.stat().st_mode & 0o777) == "0o600"
+        url = json.loads(file.read_text())["roles"]["consumer"]
+        assert url.startswith("unix://exch-consumer:")
+        acl = tmp_path / "home" / "redis" / "users.acl"
+        assert "exch-consumer" in acl.read_text()
+        assert oct(acl.stat().st_mode & 0o777) == "0o600"
+        assert exch("server", "stop", env=env).returncode == 0
+        assert exch("server", "start", env=env).returncode == 0
+        consumer = connect(url)
+        assert consumer.execute_command("ACL", "WHOAMI") == b"exch-consumer"
+        with pytest.raises(REFUSED):
+            consumer.xadd(Keys().input, {"c": b"x"})
+        consumer.close()
+    finally:
+        exch("server", "stop", env=env)
