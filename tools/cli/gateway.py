@@ -57,7 +57,8 @@ def gateway(
                         stream=sys.stderr)
     service = Gateway(client, outcome_timeout=outcome_timeout, rate=rate, burst=burst)
     config = uvicorn.Config(create_app(service), host=host, port=port, log_level="warning",
-                            lifespan="on", ws_max_size=1 << 16)
+                            lifespan="on", ws_max_size=1 << 16,
+                            ws_per_message_deflate=False)
     server = uvicorn.Server(config)
     typer.echo(f"gateway on http://{host}:{port} (OpenAPI: /openapi.json; Ctrl-C to stop)",
                err=True)

@@ -27,7 +27,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.routing import Match, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .openapi import document
@@ -41,6 +42,28 @@ MAX_WAIT = 30.0
 """Most seconds a request may ask to wait for its outcome (``?wait=``)."""
 
 PLACE_FIELDS = ("market", "runner", "side", "price", "stake", "tif", "persistence", "ref")
+
+
+def _whole(raw: str) -> int | None:
+    """``raw`` as a whole number if it is one in ASCII digits, at most 19 of them (more than
+    any id or seq), else None: ``str.isdigit`` also takes "²" and "٣", and ``int`` refuses
+    the first and a number of more than 4,300 digits with a ValueError (a 500)."""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 19 else None
+
+
+class _Id(Convertor[int]):
+    """``{name:id}`` in a route: a whole number of at most 19 digits, else no match (404)."""
+
+    regex = "[0-9]{1,19}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("id", _Id())
 
 
 def error(status: int, reason: str, message: str, **extra: Any) -> JSONResponse:
@@ -68,7 +91,9 @@ def _no_constant(name: str) -> Any:
 async def body(request: Request) -> Any:
     """The request's JSON body, or ``Refusal``: too big (413), not JSON, a field twice."""
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+    if length is not None and not length.isdigit():
+        raise Refusal(400, "MALFORMED", "Content-Length is not a number")
+    if length is not None and int(length) > MAX_BODY:
         raise Refusal(413, "TOO_LARGE", f"a request body is at most {MAX_BODY} bytes")
     data = bytearray()
     async for chunk in request.stream():
@@ -76,8 +101,8 @@ async def body(request: Request) -> Any:
         if len(data) > MAX_BODY:
             raise Refusal(413, "TOO_LARGE", f"a request body is at most {MAX_BODY} bytes")
     try:
-        return json.loads(bytes(data), object_pairs_hook=_no_duplicates,
-                          parse_constant=_no_constant)
+        return json.loads(bytes(data).decode("utf-8"), object_pairs_hook=_no_duplicates,
+                          parse_constant=_no_constant)  # UTF-8 only, no byte order mark
     except (ValueError, RecursionError):
         raise Refusal(400, "MALFORMED", "the body is not JSON (UTF-8)") from None
 
@@ -109,9 +134,10 @@ def _int_param(request: Request, name: str, low: int, high: int, default: int) -
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    value = _whole(raw)
+    if value is None or not low <= value <= high:
         raise Refusal(400, "MALFORMED", f"{name} is a whole number from {low} to {high}")
-    return int(raw)
+    return value
 
 
 def _key(headers: Any) -> str | None:
@@ -128,9 +154,8 @@ def create_app(gateway: Gateway) -> Starlette:
     def caller(request: Request) -> Any:
         return gateway.caller(_key(request.headers))
 
-    async def run_commands(request: Request, objs: list[Any], single: bool = True
+    async def run_commands(request: Request, who: Any, objs: list[Any], single: bool = True
                            ) -> JSONResponse:
-        who = caller(request)
         wait = _wait(request)
         gateway.charge(who, max(1, len(objs)))
         routed = [gateway.command(who, obj) for obj in objs]
@@ -159,40 +184,46 @@ def create_app(gateway: Gateway) -> Starlette:
             return JSONResponse(result, status_code=403)
         return JSONResponse(result)
 
+    # Each command route asks for the key first: without one, no byte of the body is read.
+
     async def place(request: Request) -> Response:
+        who = caller(request)
         obj = _object(await body(request), PLACE_FIELDS, "an order")
-        return await run_commands(request, [{"type": "place", **obj}])
+        return await run_commands(request, who, [{"type": "place", **obj}])
 
     async def cancel(request: Request) -> Response:
+        who = caller(request)
         raw = await body(request) if await _has_body(request) else {}
         obj = _object(raw, ("reduce",), "a cancel")
         order = request.path_params["order"]
-        return await run_commands(request, [{"type": "cancel", "order": order, **obj}])
+        return await run_commands(request, who, [{"type": "cancel", "order": order, **obj}])
 
     async def replace(request: Request) -> Response:
+        who = caller(request)
         obj = _object(await body(request), ("price",), "a replace")
         order = request.path_params["order"]
-        return await run_commands(request, [{"type": "replace", "order": order, **obj}])
+        return await run_commands(request, who, [{"type": "replace", "order": order, **obj}])
 
     async def transfer(request: Request) -> Response:
+        who = caller(request)
         obj = _object(await body(request), ("amount", "from_partition", "to_partition"),
                       "a transfer")
-        return await run_commands(request, [{"type": "transfer", **obj}])
+        return await run_commands(request, who, [{"type": "transfer", **obj}])
 
     async def admin(request: Request) -> Response:
-        obj = await body(request)
         who = caller(request)
         if not who.operator:
             raise Refusal(403, "FORBIDDEN", "only the operator key may send this")
-        return await run_commands(request, [obj])
+        return await run_commands(request, who, [await body(request)])
 
     async def batch(request: Request) -> Response:
+        who = caller(request)
         obj = _object(await body(request), ("commands",), "a batch")
         cmds = obj.get("commands")
         if type(cmds) is not list or not 1 <= len(cmds) <= gateway.MAX_BATCH:
             raise Refusal(400, "MALFORMED", f"commands is a list of 1 to {gateway.MAX_BATCH} "
                           "commands")
-        return await run_commands(request, cmds, single=False)
+        return await run_commands(request, who, cmds, single=False)
 
     async def command_outcome(request: Request) -> Response:
         who = caller(request)
@@ -200,14 +231,20 @@ def create_app(gateway: Gateway) -> Starlette:
         if p not in gateway.views:
             raise Refusal(404, "UNKNOWN_PARTITION", f"no partition {p}")
         gateway.charge(who)
-        if seq < 1 or seq > gateway.answered[p]:
+        if seq < 1 or (seq > gateway.answered[p]
+                       and seq > await asyncio.to_thread(gateway.sequenced, p)):
+            raise Refusal(404, "UNKNOWN_COMMAND", f"no command has seq {seq} in partition {p}")
+        if seq > gateway.answered[p]:
             return JSONResponse(outcome_json(p, seq, None, who.account), status_code=202)
         events = await gateway.outcome(p, seq, 0)
         if events is None:
             return JSONResponse(outcome_json(p, seq, None, who.account), status_code=202)
-        owner = next((e.get("account") for e in events if e.get("account") is not None), None)
-        if not who.operator and owner != who.account:
-            raise Refusal(403, "NOT_OWNER", f"seq {seq} is another account's command")
+        if not who.operator:
+            # an account sees the events about it, only (an operator's settlement is about
+            # many accounts), and of another account's command nothing
+            events = [e for e in events if _concerns(e, who.account)]
+            if not events:
+                raise Refusal(403, "NOT_OWNER", f"seq {seq} is another account's command")
         return JSONResponse(outcome_json(p, seq, events, who.account))
 
     async def account(request: Request) -> Response:
@@ -264,11 +301,14 @@ def create_app(gateway: Gateway) -> Starlette:
         except Refusal as e:
             await ws.close(code=1008, reason=e.message[:120])
             return
-        await ws.accept()
+        if not gateway.open_stream(who):
+            await ws.close(code=1008, reason="TOO_MANY_STREAMS")
+            return
         queue: asyncio.Queue = asyncio.Queue(maxsize=10_000)
         subs = [Subscription(p, queue, account=who.account) for p in gateway.partitions]
         live = {s.partition: gateway.subscribe(s) for s in subs}
         try:
+            await ws.accept()
             await ws.send_json({"type": "subscribed", "positions": {str(p): live[p]
                                                                     for p in live}})
             for p, since in after.items():
@@ -281,6 +321,7 @@ def create_app(gateway: Gateway) -> Starlette:
         finally:
             for s in subs:
                 gateway.unsubscribe(s)
+            gateway.close_stream(who)
 
     async def market_stream(ws: WebSocket) -> None:
         who = gateway.auth.caller(_key(ws.headers) or "")
@@ -293,11 +334,14 @@ def create_app(gateway: Gateway) -> Starlette:
             await ws.close(code=1008, reason="UNKNOWN_MARKET")
             return
         raw_after = ws.query_params.get("after")
-        if raw_after is not None and not raw_after.isdigit():
+        after = None if raw_after is None else _whole(raw_after)
+        if raw_after is not None and after is None:
             await ws.close(code=1008, reason="after is a seq")
             return
+        if not gateway.open_stream(who):
+            await ws.close(code=1008, reason="TOO_MANY_STREAMS")
+            return
         depth = 3
-        await ws.accept()
         queue: asyncio.Queue = asyncio.Queue(maxsize=10_000)
         sub = Subscription(p, queue, market=name)
         live = gateway.subscribe(sub)
@@ -309,9 +353,10 @@ def create_app(gateway: Gateway) -> Starlette:
                         "ladder": ladder_json(view.ex.ladder(name, depth))}
 
         try:
+            await ws.accept()
             await ws.send_json({"type": "subscribed", "partition": p, "position": live})
-            if raw_after is not None:
-                await _history(ws, p, int(raw_after), live,
+            if after is not None:
+                await _history(ws, p, after, live,
                                lambda e: e.get("market") == name
                                and e.get("type") in _MARKET_SHOWN, _market_event)
             await ws.send_json(ladder_message())
@@ -324,6 +369,7 @@ def create_app(gateway: Gateway) -> Starlette:
             await _pump(ws, queue, [sub], message, after_drain=ladder_message)
         finally:
             gateway.unsubscribe(sub)
+            gateway.close_stream(who)
 
     async def _history(ws: WebSocket, p: int, after: int, upto: int, keep: Any,
                        shown: Any) -> None:
@@ -360,11 +406,12 @@ def create_app(gateway: Gateway) -> Starlette:
             closed.set()
 
         watcher = asyncio.create_task(watch())
+        leaving = asyncio.create_task(closed.wait())
         sent = {s.partition: 0 for s in subs}
         try:
             while not closed.is_set():
                 getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, asyncio.ensure_future(closed.wait())},
+                done, _ = await asyncio.wait({getter, leaving},
                                              return_when=asyncio.FIRST_COMPLETED)
                 if getter not in done:
                     getter.cancel()
@@ -388,6 +435,7 @@ def create_app(gateway: Gateway) -> Starlette:
             pass
         finally:
             watcher.cancel()
+            leaving.cancel()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -404,29 +452,38 @@ def create_app(gateway: Gateway) -> Starlette:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         reason = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "MALFORMED")
-        return error(exc.status_code, reason, str(exc.detail))
+        response = error(exc.status_code, reason, str(exc.detail))
+        if exc.status_code == 405:  # every method of the path, of however many routes
+            response.headers["Allow"] = ", ".join(sorted(
+                m for r in routes if isinstance(r, Route) and r.methods
+                and r.matches(request.scope)[0] != Match.NONE for m in r.methods))
+        return response
 
     routes = [
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/v1/health", health, methods=["GET"]),
         Route("/v1/orders", place, methods=["POST"]),
         Route("/v1/orders", orders, methods=["GET"]),
-        Route("/v1/orders/{order:int}", order, methods=["GET"]),
-        Route("/v1/orders/{order:int}/cancel", cancel, methods=["POST"]),
-        Route("/v1/orders/{order:int}/replace", replace, methods=["POST"]),
+        Route("/v1/orders/{order:id}", order, methods=["GET"]),
+        Route("/v1/orders/{order:id}/cancel", cancel, methods=["POST"]),
+        Route("/v1/orders/{order:id}/replace", replace, methods=["POST"]),
         Route("/v1/batch", batch, methods=["POST"]),
         Route("/v1/transfers", transfer, methods=["POST"]),
         Route("/v1/account", account, methods=["GET"]),
         Route("/v1/accounts/{account}", account, methods=["GET"]),
-        Route("/v1/commands/{partition:int}/{seq:int}", command_outcome, methods=["GET"]),
+        Route("/v1/commands/{partition:id}/{seq:id}", command_outcome, methods=["GET"]),
         Route("/v1/markets", markets, methods=["GET"]),
         Route("/v1/markets/{market}", market, methods=["GET"]),
         Route("/v1/admin/commands", admin, methods=["POST"]),
         WebSocketRoute("/v1/stream/orders", order_stream),
         WebSocketRoute("/v1/stream/markets/{market}", market_stream),
     ]
-    return Starlette(routes=routes, lifespan=lifespan,
-                     exception_handlers={Refusal: refused, HTTPException: http_error})
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={Refusal: refused, HTTPException: http_error})
+    # no 307 to the path with(out) a trailing slash: its Location is built from the request's
+    # Host header, and an API answers a path it does not have with 404
+    app.router.redirect_slashes = False
+    return app
 
 
 _MARKET_SHOWN = frozenset({"trade", "market_status_changed", "market_settled"})
@@ -449,9 +506,10 @@ def _positions(raw: str | None, partitions: list[int]) -> dict[int, int]:
         p_text, sep, s_text = item.partition(":")
         if not sep:
             p_text, s_text = "0", item
-        if not (p_text.isdigit() and s_text.isdigit()) or int(p_text) not in partitions:
+        p, s = _whole(p_text), _whole(s_text)
+        if p is None or s is None or p not in partitions:
             raise Refusal(400, "MALFORMED", "after is SEQ or P:SEQ,P:SEQ (partition:seq)")
-        out[int(p_text)] = int(s_text)
+        out[p] = s
     return out
 
 

@@ -95,6 +95,8 @@ class PartitionView(Follower):
         self.partition = keys.number
         self.answered = 0
         """The last seq whose answer is applied here."""
+        self.started_at = 0
+        """The seq of the state it started from: answers after it are handed on."""
         self.orders: dict[int, OrderView] = {}
         self.by_account: dict[str, dict[int, OrderView]] = {}
         self.finished: OrderedDict[int, OrderView] = OrderedDict()
@@ -109,7 +111,7 @@ class PartitionView(Follower):
         order the loaded state holds."""
         with self.lock:
             super().start()
-            self.answered = self.ex.last_seq
+            self.answered = self.started_at = self.ex.last_seq
             for order in list(self.ex._orders.values()):
                 self._adopt(order)
         self.ready.set()

@@ -133,9 +133,9 @@ class Gateway:
             await asyncio.to_thread(view.ready.wait)
             if view.failed is not None:
                 raise view.failed
-            with view.lock:
-                self.answered[p] = max(self.answered[p], view.answered)
-                self._recent_low[p] = max(self._recent_low[p], view.answered + 1)
+            # answers after the state it started from are handed to the loop (``_publish``)
+            self.answered[p] = max(self.answered[p], view.started_at)
+            self._recent_low[p] = max(self._recent_low[p], view.started_at + 1)
 
     async def stop(self) -> None:
         """Stop following and sequencing."""
