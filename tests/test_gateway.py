@@ -482,3 +482,35 @@ def test_sigkills_of_the_gateway_lose_and_double_no_order(redis_server) -> None:
             seqs.setdefault(e["ref"], []).append(e["seq"])
         assert {ref: s for ref, s in seqs.items() if len(s) != 1} == {}, "doubled"
         assert {ref: s[0] for ref, s in seqs.items()} == told
+
+
+def test_exch_keys_create_list_and_revoke(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """The key is printed once on stdout (for scripts), only its hash is kept, and revoking
+    takes effect; bad usage exits 2."""
+    import subprocess
+    import sys
+
+    from journal.connection import connect
+    from tools.gateway.apikeys import Authenticator, KeyStore
+
+    def exch(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tools.cli", *args, "--redis-url",
+                               redis_server.url], capture_output=True, text=True, timeout=60)
+
+    made = exch("keys", "create", "carol", "--label", "carol's bot")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    store = KeyStore(connect(redis_server.url))
+    caller = Authenticator(store).caller(key)
+    assert caller is not None and caller.account == "carol" and not caller.operator
+    assert key.split("_", 2)[2] not in str(store.list())
+    listed = exch("keys", "list")
+    assert caller.key_id in listed.stdout and "carol's bot" in listed.stdout
+    assert exch("keys", "revoke", key).returncode == 0
+    assert Authenticator(store).caller(key) is None
+    assert exch("keys", "create").returncode == 2  # neither an account nor --operator
+    assert exch("keys", "create", "dave", "--operator").returncode == 2
+    assert exch("keys", "create", "@house").returncode == 2  # reserved account ids
+    assert exch("keys", "revoke", "000000000000").returncode == 2
+    op = exch("keys", "create", "--operator")
+    assert Authenticator(store).caller(op.stdout.strip()).operator
