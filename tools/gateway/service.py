@@ -26,6 +26,7 @@ from exchange.rules import LATEST as LATEST_RULES
 from exchange.units import format_money, format_price, format_rate
 from journal.keys import Keys
 from journal.routing import ROUTED_BY_FIELD, Router
+from journal.streams import parse_id
 
 from .apikeys import Authenticator, Caller, KeyStore
 from .model import EventsBySeq, PartitionView
@@ -95,6 +96,10 @@ class Gateway:
     MAX_BATCH = 100
     """Most commands in one batch request."""
 
+    MAX_STREAMS = 32
+    """Most WebSocket streams one key holds open at once: each costs work on every change it
+    follows (a market's, a ladder), so a key with a thousand idle ones slowed everyone."""
+
     def __init__(self, client: redis.Redis, *, outcome_timeout: float = 5.0,
                  rate: float = 100.0, burst: float = 200.0) -> None:
         self.client = client
@@ -117,6 +122,8 @@ class Gateway:
         self._by_account: dict[str, set[Subscription]] = {}
         self._by_market: dict[str, set[Subscription]] = {}
         self._threads: list[threading.Thread] = []
+        self._streams: dict[str, int] = {}
+        """Open WebSocket streams per key id."""
         self._gathering: dict[int, list[tuple[list[tuple], asyncio.Future]]] = {}
 
     # ------------------------------------------------------------------ life
@@ -347,7 +354,28 @@ class Gateway:
                                           self.answered[p], 4)
         return [e for _, events in answers for e in events if e["seq"] == seq]
 
+    def sequenced(self, p: int) -> int:
+        """The last seq sequenced in partition ``p`` (its input journal's last entry); reads
+        Redis: for a seq not answered yet, whether it is a command at all."""
+        last = self.client.xrevrange(Keys(str(p)).input, count=1)
+        return parse_id(last[0][0])[0] if last else 0
+
     # ------------------------------------------------------------------ streams
+
+    def open_stream(self, caller: Caller) -> bool:
+        """Count a stream opened by ``caller``'s key; False (not counted) if it holds
+        ``MAX_STREAMS`` already. Each True is matched by one ``close_stream``."""
+        held = self._streams.get(caller.key_id, 0)
+        if held >= self.MAX_STREAMS:
+            return False
+        self._streams[caller.key_id] = held + 1
+        return True
+
+    def close_stream(self, caller: Caller) -> None:
+        """A stream counted by ``open_stream`` ended."""
+        held = self._streams.pop(caller.key_id, 0) - 1
+        if held > 0:
+            self._streams[caller.key_id] = held
 
     def subscribe(self, sub: Subscription) -> int:
         """Start filling ``sub``'s queue with what is applied from now; the last seq applied
