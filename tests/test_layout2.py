@@ -17,12 +17,13 @@ import pytest
 import redis
 
 from exchange.commands import decode, to_wire
-from exchange.errors import JournalError
+from exchange.errors import JournalError, UntrustedSnapshot
 from journal.consumer import GroupConsumer
 from journal.keys import Keys
 from journal.replay import replay
 from journal.sequencer import Sequencer, dedup_key, seqs_of
-from journal.snapshots import SnapshotStore
+from journal.signing import load_signer
+from journal.snapshots import SnapshotStore, _info
 from journal.streams import field, last_id, parse_id, raw
 from journal.wire import read_entries
 
@@ -110,6 +111,21 @@ def load_layout1(client) -> list[dict]:  # type: ignore[no-untyped-def]
     return rows
 
 
+def sign_old_snapshots(client) -> None:  # type: ignore[no-untyped-def]
+    """Sign the released version's snapshots (unsigned: no longer trusted, docs/journal.md)
+    with this machine's key, their index entries otherwise as they were: so that the old
+    state format is still shown to restore."""
+    r = raw(client)
+    entries = r.xrange(K.snapshots)
+    r.delete(K.snapshots)
+    signer = load_signer()
+    for eid, fields in entries:
+        info = _info(eid, fields)
+        signed = signer.sign_snapshot(K.partition, info.seq, info.hash, info.size)
+        r.xadd(K.snapshots, {**dict(zip(fields[::2], fields[1::2])), b"sig": signed.signature,
+                             b"key_id": signed.key_id}, id=eid)
+
+
 def test_a_layout1_journal_verifies_from_scratch_and_from_each_snapshot(redis_server) -> None:  # type: ignore[no-untyped-def]
     client = redis_server.client()
     load_layout1(client)
@@ -120,6 +136,14 @@ def test_a_layout1_journal_verifies_from_scratch_and_from_each_snapshot(redis_se
     assert client.hget(K.settings, "layout") is None
     snaps = [s.seq for s in SnapshotStore(client).list()]
     assert snaps == [1500, 509]
+    # its snapshots are unsigned: passed over for the journal from the start, or refused
+    load_signer()  # this machine's key pair, as its first matcher makes it
+    unsigned = replay(client, verify=True)
+    assert unsigned.verified and (unsigned.from_seq, unsigned.to_seq) == (0, 1500)
+    assert sorted(unsigned.untrusted) == [509, 1500]
+    with pytest.raises(UntrustedSnapshot, match="seq 1500 is not trusted: unsigned"):
+        replay(client, source="1500", verify=True)
+    sign_old_snapshots(client)
     full = replay(client, source="none", verify=True)
     assert full.verified, full.divergence
     assert (full.from_seq, full.to_seq) == (0, 1500)
@@ -135,6 +159,7 @@ def test_a_layout1_journal_verifies_from_scratch_and_from_each_snapshot(redis_se
 def test_a_layout1_journal_is_recovered_then_continued_in_layout2(redis_server) -> None:  # type: ignore[no-untyped-def]
     client = redis_server.client()
     load_layout1(client)
+    sign_old_snapshots(client)
     before = rows_of(client, K.output)
     with matcher_thread(client, snapshot_every=10**9) as m:
         wait_until(lambda: m.progress.state == "running", "the matcher never recovered")
