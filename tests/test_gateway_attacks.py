@@ -412,3 +412,15 @@ def test_one_key_may_hold_only_so_many_streams(live: Live) -> None:
                 await ws.close()
 
     asyncio.run(run())
+
+
+def test_a_command_type_that_is_not_text_is_refused(live: Live) -> None:
+    """Found by the fuzz: a command whose ``type`` was an object or a list (in a batch, or
+    the operator's) was a 500 (unhashable in the set of allowed types)."""
+    before = live.journal_length()
+    for kind in ({}, [], [1], {"a": 1}, 1, None, True):
+        live.refused(live.alice.post("/v1/batch", json={"commands": [{"type": kind}]}), 400,
+                     "MALFORMED")
+        live.refused(live.operator.post("/v1/admin/commands", json={"type": kind}), 400,
+                     "MALFORMED")
+    assert live.journal_length() == before

@@ -189,6 +189,9 @@ class Gateway:
             raise Refusal(400, "MALFORMED", "a command is a JSON object")
         kind = obj.get("type")
         allowed = OPERATOR_COMMANDS if caller.operator else CLIENT_COMMANDS
+        if type(kind) is not str:  # an object or a list is not even hashable
+            raise Refusal(400, "MALFORMED", "a command's type is one of: "
+                          + ", ".join(sorted(allowed)))
         if kind == "transfer_in":
             raise Refusal(403, "SERVICE_ONLY", "transfer_in is sent by the transfer service "
                           "only: send a transfer")
