@@ -468,7 +468,9 @@ def problem(obj: Any) -> tuple[str, str] | None:
             return bad
     if kind == "create_market":
         runners = obj["runners"]
-        winners = obj.get("winners", 1)
+        winners = obj.get("winners")
+        if winners is None:  # null is absent, as ``decode`` takes it: the default
+            winners = 1
         if not 2 <= len(runners) <= MAX_RUNNERS or len(set(runners)) != len(runners):
             return INVALID_MARKET, f"runners must be 2 to {MAX_RUNNERS} different ids"
         if not 1 <= winners < len(runners):
