@@ -63,6 +63,8 @@ def command_schema(kind: str, *, without: tuple[str, ...] = (), typed: bool = Tr
         props[f.name] = _field_schema(f.kind, f.doc)
         if f.default is REQUIRED:
             required.append(f.name)
+        else:  # null is the field left out: its default
+            props[f.name]["nullable"] = True
     props.update(extra or {})
     out: dict[str, Any] = {"type": "object", "properties": props,
                            "additionalProperties": False}
@@ -97,15 +99,24 @@ def _outcome_responses() -> dict[str, Any]:
                 **_json(_ref("Outcome"))},
         "409": {"description": "a duplicate ref whose original is no longer known",
                 **_json(_ref("Error"))},
+        "404": {"description": "no such path (an order id that is not a whole number)",
+                **_json(_ref("Error"))},
         **ERRORS,
     }
 
 
-def _post(summary: str, body: dict[str, Any], *, params: list | None = None) -> dict:
+def _post(summary: str, body: dict[str, Any], *, params: list | None = None,
+          body_required: bool = True, batch: bool = False) -> dict:
+    responses = _outcome_responses()
+    if batch:  # each command's outcome in its place, pending or a duplicate among them
+        responses["200"] = {"description": "each command's outcome, in order", **_json({
+            "type": "object", "required": ["results"], "properties": {
+                "results": {"type": "array", "items": _ref("Outcome")}}})}
+        del responses["202"], responses["409"]
     return {"post": {"summary": summary, "security": [{"apiKey": []}],
                      "parameters": (params or []) + [_WAIT],
-                     "requestBody": {"required": True, **_json(body)},
-                     "responses": _outcome_responses()}}
+                     "requestBody": {"required": body_required, **_json(body)},
+                     "responses": responses}}
 
 
 def _get(summary: str, schema: dict[str, Any], *, params: list | None = None) -> dict:
@@ -148,8 +159,9 @@ def document() -> dict[str, Any]:
             "type": "object", "required": ["reason", "message"],
             "properties": {"reason": {"type": "string"}, "message": {"type": "string"}}}}},
         "Outcome": {"type": "object", "required": ["status", "partition", "seq"], "properties": {
-            "status": {"type": "string", "enum": ["accepted", "rejected", "pending"]},
-            "partition": {"type": "integer"}, "seq": {"type": "integer"},
+            "status": {"type": "string",
+                       "enum": ["accepted", "rejected", "pending", "duplicate"]},
+            "partition": {"type": "integer"}, "seq": {"type": "integer", "nullable": True},
             "duplicate": {"type": "boolean"},
             "order": {"type": "integer"}, "reason": {"type": "string"},
             "matched": money, "events": {"type": "array", "items": {"type": "object"}}}},
@@ -176,9 +188,9 @@ def document() -> dict[str, Any]:
         "/v1/orders/{order}": _get("one order of the key's account (live, or finished lately)",
                                    _ref("Order"), params=[_path_int("order")]),
         "/v1/orders/{order}/cancel": _post(
-            "cancel an order, or reduce it by `reduce`",
+            "cancel an order, or reduce it by `reduce` (no body: cancel it all)",
             command_schema("cancel", without=("account", "order"), typed=False),
-            params=[_path_int("order")]),
+            params=[_path_int("order")], body_required=False),
         "/v1/orders/{order}/replace": _post(
             "move an order's unmatched stake to a new price",
             command_schema("replace", without=("account", "order"), typed=False),
@@ -189,7 +201,8 @@ def document() -> dict[str, Any]:
             "its own commands",
             {"type": "object", "required": ["commands"], "additionalProperties": False,
              "properties": {"commands": {"type": "array", "minItems": 1, "maxItems": 100,
-                                         "items": {"oneOf": [client_batch, operator]}}}}),
+                                         "items": {"oneOf": [client_batch, operator]}}}},
+            batch=True),
         "/v1/transfers": _post(
             "move the key's account's money between partitions",
             command_schema("transfer", without=("account",), typed=False)),
