@@ -514,3 +514,32 @@ def test_exch_keys_create_list_and_revoke(redis_server) -> None:  # type: ignore
     assert exch("keys", "revoke", "000000000000").returncode == 2
     op = exch("keys", "create", "--operator")
     assert Authenticator(store).caller(op.stdout.strip()).operator
+
+
+def test_a_restarted_gateway_starts_from_a_signed_snapshot_and_still_knows_old_outcomes(
+        redis_server) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    with running_exchange(redis_server) as ex, ex.client("alice") as alice:
+        placed = alice.post("/v1/orders", json={"market": "m1", "runner": 2, "side": "LAY",
+                                                "price": "4", "stake": "3",
+                                                "ref": "old"}).json()
+        taken = subprocess.run([sys.executable, "-m", "tools.cli", "snapshot", "--redis-url",
+                                ex.redis_url], capture_output=True, text=True, timeout=60)
+        assert taken.returncode == 0, taken.stderr
+        ex.stop_gateway()
+        ex.start_gateway()
+        with ex.client("alice") as again:
+            mine = again.get("/v1/orders").json()["orders"]
+            # loaded from the snapshot: what remains is known, what was asked is not
+            assert [(o["order"], o["remaining"], o["stake"]) for o in mine] == [
+                (placed["order"], "3.00", None)]
+            retried = again.post("/v1/orders", json={"market": "m1", "runner": 2,
+                                                     "side": "LAY", "price": "4",
+                                                     "stake": "3", "ref": "old"}).json()
+            assert retried["duplicate"] is True and retried["order"] == placed["order"]
+            assert retried["events"] == placed["events"]  # read back from the output
+            ladder = again.get("/v1/markets/m1").json()["ladder"]
+            assert ladder[1]["to_back"] == [["4", "3.00"]]
+            assert again.get("/v1/health").json()["status"] == "ok"

@@ -35,6 +35,11 @@ def gateway(
     burst: Annotated[float, typer.Option(
         "--burst", envvar="EXCH_GATEWAY_BURST", min=1.0,
         help="How many a key may send at once above the rate.")] = 200.0,
+    public_key: Annotated[str | None, typer.Option(
+        "--public-key", envvar="EXCH_SNAPSHOT_PUBLIC_KEY", show_default=False,
+        help="The public key a snapshot must be signed by for the gateway to start from it "
+        "(PEM). Default: snapshot-signing.pub in $EXCH_HOME/keys. The gateway never needs "
+        "the private key.")] = None,
 ) -> None:
     """The gateway: clients' HTTP and WebSocket API, with API keys (docs/gateway.md).
 
@@ -49,13 +54,16 @@ def gateway(
 
     import uvicorn
 
+    from journal.signing import load_verifier
     from tools.gateway.app import create_app
     from tools.gateway.service import Gateway
 
+    verifier = load_verifier(public_key) if public_key is not None else None
     client = redis_client(redis_url, wait=SERVICE_WAIT)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
-    service = Gateway(client, outcome_timeout=outcome_timeout, rate=rate, burst=burst)
+    service = Gateway(client, outcome_timeout=outcome_timeout, rate=rate, burst=burst,
+                      verifier=verifier)
     config = uvicorn.Config(create_app(service), host=host, port=port, log_level="warning",
                             lifespan="on", ws_max_size=1 << 16,
                             ws_per_message_deflate=False)

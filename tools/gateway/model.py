@@ -29,6 +29,7 @@ from exchange.units import format_money, format_price
 from journal.follower import Follower
 from journal.history import History
 from journal.keys import Keys
+from journal.signing import Verifier
 from journal.streams import Row, parse_id
 from journal.wire import read_entries
 
@@ -87,8 +88,9 @@ class PartitionView(Follower):
     """Finished orders whose final state is kept for their owners to read."""
 
     def __init__(self, client: redis.Redis, keys: Keys,
-                 on_events: Callable[[int, EventsBySeq], None] | None = None) -> None:
-        super().__init__(client, keys, announce=False)
+                 on_events: Callable[[int, EventsBySeq], None] | None = None,
+                 verifier: Verifier | None = None) -> None:
+        super().__init__(client, keys, announce=False, verifier=verifier)
         self.block_ms = 100
         self.lock = threading.Lock()
         self.on_events = on_events

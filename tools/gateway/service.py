@@ -26,6 +26,7 @@ from exchange.rules import LATEST as LATEST_RULES
 from exchange.units import format_money, format_price, format_rate
 from journal.keys import Keys
 from journal.routing import ROUTED_BY_FIELD, Router
+from journal.signing import Verifier
 from journal.streams import parse_id
 
 from .apikeys import Authenticator, Caller, KeyStore
@@ -101,7 +102,11 @@ class Gateway:
     follows (a market's, a ladder), so a key with a thousand idle ones slowed everyone."""
 
     def __init__(self, client: redis.Redis, *, outcome_timeout: float = 5.0,
-                 rate: float = 100.0, burst: float = 200.0) -> None:
+                 rate: float = 100.0, burst: float = 200.0,
+                 verifier: Verifier | None = None) -> None:
+        """``verifier``: the public key a snapshot must be signed by for the views to start
+        from it (default: ``journal.signing.load_verifier()``'s). The gateway never holds the
+        private key."""
         self.client = client
         self.router = Router(client)
         self.partitions = list(range(self.router.count))
@@ -109,7 +114,7 @@ class Gateway:
         self.keys = KeyStore(client)
         self.auth = Authenticator(self.keys)
         self.limiter = RateLimiter(rate, burst)
-        self.views = {p: PartitionView(client, Keys(str(p)), self._from_thread)
+        self.views = {p: PartitionView(client, Keys(str(p)), self._from_thread, verifier)
                       for p in self.partitions}
         self.submitters: dict[int, BatchingSubmitter] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
