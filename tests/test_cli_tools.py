@@ -67,6 +67,9 @@ def test_demo_runs_the_whole_system_and_leaves_nothing_running(tmp_path: Path) -
     assert len(trades) > 100
     assert f"{len(trades):,}" in stdout
     assert "from the store: market" in stdout  # the embedded PostgreSQL answered a query
+    # a client's bet over HTTP through exch gateway, answered with its outcome and its trade
+    assert "a client's view, through exch gateway" in stdout
+    assert '"matched": "4.00"' in stdout
     settlements = pd.read_parquet(folder / "parquet" / "settlements")
     assert set(settlements["market"]) <= set(trades["market"])
     # nothing the demo started runs on: no process left in its group, and the Redis whose

@@ -11,7 +11,10 @@ minute, leaving nothing running.
 5. the Parquet export to ``OUT/parquet`` and the live statistics;
 6. the store: the records in the embedded PostgreSQL (database ``exch_demo``, made afresh),
    and one of docs/store.md's queries on them;
-7. a summary, then everything it started is stopped (the embedded PostgreSQL too, if the
+7. a client's view: ``exch gateway`` on a private loopback port, API keys for the operator
+   and two accounts, a market opened and funded over HTTP, a back bet and the lay that takes
+   it, each answered with its outcome, and the market's ladder;
+8. a summary, then everything it started is stopped (the embedded PostgreSQL too, if the
    demo started it: `exch account` starts it again on demand).
 """
 
@@ -65,6 +68,8 @@ class DemoResult:
     parquet: Path | None = None
     store: str = ""
     """The store's database (a URL without a password)."""
+    gateway: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """What the client sent through the gateway and the answer it got: (request, answer)."""
     volume: list[tuple[Any, ...]] = field(default_factory=list)
     """The busiest market's matched volume by price, from the store: (market, runner,
     price, matched pence)."""
@@ -109,6 +114,8 @@ def run_demo(
         statistics(system, result)
         step("storing the records in PostgreSQL (exch store)")
         store(system, result)
+        step("a client's bets over HTTP (exch gateway)")
+        gateway(system, result)
     return result
 
 
@@ -232,3 +239,64 @@ def statistics(system: LocalSystem, result: DemoResult) -> None:
     finally:
         service.stop()
     result.markets = [v for m in read_markets(client, keys) if (v := read_view(client, m, keys))]
+
+
+def gateway(system: LocalSystem, result: DemoResult) -> None:
+    """Start ``exch gateway``, and bet through it as clients do: HTTP with API keys."""
+    import json
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from journal.server import free_port
+    from tools.gateway.apikeys import KeyStore
+    from tools.local import stop_process
+
+    assert system.client is not None
+    keys = KeyStore(system.client)
+    operator = keys.create(None, operator=True, label="exch demo")[0]
+    alice = keys.create("demo-alice", label="exch demo")[0]
+    bob = keys.create("demo-bob", label="exch demo")[0]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "gateway", "--redis-url",
+                             system.url, "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def call(method: str, path: str, key: str | None, body: Any = None) -> dict[str, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(base + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if key is not None:
+            request.add_header("Authorization", f"Bearer {key}")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read())  # type: ignore[no-any-return]
+
+    try:
+        deadline = time.monotonic() + LocalSystem.STARTUP_SECONDS
+        while True:
+            try:
+                call("GET", "/v1/health", None)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("exch gateway did not start") from None
+                time.sleep(0.05)
+        for command in ({"type": "create_market", "market": "demo-gateway", "runners": [1, 2]},
+                        {"type": "deposit", "account": "demo-alice", "amount": "100"},
+                        {"type": "deposit", "account": "demo-bob", "amount": "100"}):
+            call("POST", "/v1/admin/commands", operator, command)
+        back = {"market": "demo-gateway", "runner": 1, "side": "BACK", "price": "2.5",
+                "stake": "10", "ref": "demo-1"}
+        lay = {"market": "demo-gateway", "runner": 1, "side": "LAY", "price": "2.5",
+               "stake": "4"}
+        result.gateway = [
+            ("demo-alice: POST /v1/orders " + json.dumps(back),
+             call("POST", "/v1/orders", alice, back)),
+            ("demo-bob: POST /v1/orders " + json.dumps(lay), call("POST", "/v1/orders", bob, lay)),
+            ("demo-alice: GET /v1/markets/demo-gateway",
+             call("GET", "/v1/markets/demo-gateway", alice)),
+        ]
+    finally:
+        stop_process(proc)

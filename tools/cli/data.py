@@ -142,8 +142,9 @@ def demo(
     """The whole system on a realistic, generated market day, in about a minute.
 
     Starts a private Redis and the matcher, sends the day's orders through the sequencer,
-    proves the output by replaying it, exports Parquet, computes market statistics, prints a
-    summary, and stops everything it started.
+    proves the output by replaying it, exports Parquet, computes market statistics, stores
+    the records in PostgreSQL, bets over HTTP through the gateway as a client would, prints
+    a summary, and stops everything it started.
     """
     from contextlib import ExitStack
 
@@ -171,6 +172,7 @@ def demo(
 
 
 def _demo_summary(r: Any) -> None:
+    import json
     from decimal import Decimal
 
     from rich.console import Console
@@ -210,6 +212,13 @@ def _demo_summary(r: Any) -> None:
     console.print(t)
     if r.markets:
         console.print(market_lines(r.markets))
+    if r.gateway:
+        console.print("a client's view, through exch gateway (docs/gateway.md):")
+        for request, answer in r.gateway:
+            shown = {k: v for k, v in answer.items() if k in (
+                "status", "seq", "order", "matched", "reason", "market", "status", "ladder")}
+            console.print(f"  {escape(request)}\n    -> {escape(json.dumps(shown))}",
+                          soft_wrap=True)
     if r.volume:
         console.print(f"from the store: market {r.volume[0][0]}, its most matched prices")
         v = Table("runner", "price", "matched")
