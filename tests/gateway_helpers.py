@@ -53,7 +53,10 @@ class Exchange:
     gateway: subprocess.Popen | None = None
     extra_args: list[str] = field(default_factory=list)
     partitions: int = 1
+    urls: dict[str, str] = field(default_factory=dict)
+    """Each role's URL (``journal.acl``), when the services run as their Redis users."""
     others: list[subprocess.Popen] = field(default_factory=list)
+    gateway_log: str = ""
     """Matchers of partitions 1 and on, and the transfer service (with partitions)."""
 
     def headers(self, who: str) -> dict[str, str]:
@@ -64,12 +67,16 @@ class Exchange:
         return httpx.Client(base_url=self.base, headers=self.headers(who), timeout=30,
                             **kwargs)
 
+    def url(self, role: str) -> str:
+        """The URL the ``role`` service connects with: its own user's, or the server's."""
+        return self.urls.get(role, self.redis_url)
+
     def start_matcher(self) -> None:
-        self.matcher = exch("run", "--redis-url", self.redis_url)
+        self.matcher = exch("run", "--redis-url", self.url("matcher"))
         if self.partitions > 1 and not self.others:
-            self.others = [exch("run", "--redis-url", self.redis_url, "--partition", str(p))
-                           for p in range(1, self.partitions)]
-            self.others.append(exch("transfers", "--redis-url", self.redis_url))
+            self.others = [exch("run", "--redis-url", self.url("matcher"), "--partition",
+                                str(p)) for p in range(1, self.partitions)]
+            self.others.append(exch("transfers", "--redis-url", self.url("transfers")))
 
     def stop_matcher(self) -> None:
         stop(self.matcher)
@@ -85,8 +92,8 @@ class Exchange:
     def start_gateway(self) -> None:
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
-        self.gateway = exch("gateway", "--redis-url", self.redis_url, "--port", str(port),
-                            *self.extra_args)
+        self.gateway = exch("gateway", "--redis-url", self.url("gateway"), "--port",
+                            str(port), *self.extra_args, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         while True:
             if self.gateway.poll() is not None:
@@ -101,7 +108,12 @@ class Exchange:
             time.sleep(0.05)
 
     def stop_gateway(self) -> None:
-        stop(self.gateway)
+        """Stop the gateway; what it wrote on stderr is kept in ``gateway_log``."""
+        if self.gateway is not None:
+            stop(self.gateway)
+            if self.gateway.stderr is not None:
+                self.gateway_log += self.gateway.stderr.read()
+                self.gateway.stderr.close()
         self.gateway = None
 
     def admin(self, **command) -> dict:  # type: ignore[no-untyped-def]
@@ -117,12 +129,22 @@ class Exchange:
 @contextmanager
 def running_exchange(redis_server, accounts: tuple[str, ...] = ("alice", "bob"),  # type: ignore[no-untyped-def]
                      gateway_args: tuple[str, ...] = (), funded: str = "1000",
-                     market: str | None = "m1", partitions: int = 1) -> Iterator[Exchange]:
+                     market: str | None = "m1", partitions: int = 1,
+                     roles: bool = False) -> Iterator[Exchange]:
     """The matcher and the gateway on ``redis_server`` (a ``conftest.RedisProcess``), a key
     per account and the operator's; each account funded (in partition 0) and ``market``
     created through the gateway. With ``partitions``, a matcher for each and the transfer
-    service."""
+    service. With ``roles``, every service connects as its own Redis user (``exch users``)
+    and the keys are made by the operator's."""
     client = connect(redis_server.url)
+    urls: dict[str, str] = {}
+    if roles:
+        from journal.acl import apply_roles, role_url
+
+        applied = apply_roles(client)
+        urls = {name: role_url(redis_server.url, name, password)
+                for name, password in applied.passwords.items()}
+        client = connect(urls["operator"])
     if partitions > 1:
         from journal.routing import set_partition_count
 
@@ -131,7 +153,7 @@ def running_exchange(redis_server, accounts: tuple[str, ...] = ("alice", "bob"),
     operator, _ = store.create(None, operator=True)
     keys = {a: store.create(a)[0] for a in accounts}
     ex = Exchange(redis_server.url, "", operator, keys, extra_args=list(gateway_args),
-                  partitions=partitions)
+                  partitions=partitions, urls=urls)
     try:
         ex.start_matcher()
         ex.start_gateway()

@@ -543,3 +543,54 @@ def test_a_restarted_gateway_starts_from_a_signed_snapshot_and_still_knows_old_o
             ladder = again.get("/v1/markets/m1").json()["ladder"]
             assert ladder[1]["to_back"] == [["4", "3.00"]]
             assert again.get("/v1/health").json()["status"] == "ok"
+
+
+def test_the_gateway_runs_as_its_own_redis_user(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """Every service as its role's Redis user (``exch users``): the gateway sequences,
+    answers, streams and restarts from a snapshot without one refusal, and its user can
+    neither write an API key nor touch the output's consumer groups."""
+    import subprocess
+    import sys
+
+    import redis as redis_py
+    from websockets.sync.client import connect as ws_connect
+
+    from journal.connection import connect
+
+    with running_exchange(redis_server, roles=True) as ex, ex.client("alice") as alice, \
+            ex.client("bob") as bob:
+        placed = alice.post("/v1/orders", json={"market": "m1", "runner": 1, "side": "BACK",
+                                                "price": "3", "stake": "5",
+                                                "ref": "r-1"}).json()
+        assert placed["status"] == "accepted"
+        with ws_connect(_ws_url(ex, "/v1/stream/orders?after=0:0"),
+                        additional_headers=ex.headers("alice")) as ws:
+            got = _receive_until(ws, lambda m: any(
+                x["type"] == "events" and x["seq"] == placed["seq"] for x in m))
+        assert got
+        took = bob.post("/v1/orders", json={"market": "m1", "runner": 1, "side": "LAY",
+                                            "price": "3", "stake": "5"}).json()
+        assert took["matched"] == "5.00"
+        again = alice.post("/v1/orders", json={"market": "m1", "runner": 1, "side": "BACK",
+                                               "price": "3", "stake": "5", "ref": "r-1"})
+        assert again.json()["duplicate"] is True
+        assert alice.get("/v1/account").json()["exposure"] == "5.00"
+        taken = subprocess.run([sys.executable, "-m", "tools.cli", "snapshot", "--redis-url",
+                                ex.url("operator")], capture_output=True, text=True,
+                               timeout=60)
+        assert taken.returncode == 0, taken.stderr
+        ex.stop_gateway()
+        ex.start_gateway()
+        with ex.client("alice") as alice2:
+            assert alice2.get("/v1/account").json()["exposure"] == "5.00"
+            assert alice2.get("/v1/markets/m1").status_code == 200
+        gateway = connect(ex.url("gateway"))
+        for refused in (lambda: gateway.hset("exch:apikeys", "x", "{}"),
+                        lambda: gateway.xgroup_create("exch:{0}:out", "mine", id="0"),
+                        lambda: gateway.config_set("appendonly", "no"),
+                        lambda: gateway.delete("exch:{0}:out")):
+            with pytest.raises(redis_py.exceptions.NoPermissionError):
+                refused()
+        ex.stop_gateway()
+        assert "NOPERM" not in ex.gateway_log and "Traceback" not in ex.gateway_log, \
+            ex.gateway_log[-2000:]
