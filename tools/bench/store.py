@@ -31,7 +31,7 @@ def bench_store(commands: int = 1_000_000, *, runs: int = 3, seed: int = 1,
 
     cmds = core_workload(commands, seed=seed)
     with tempfile.TemporaryDirectory(prefix="exch-bench-") as tmp:
-        server = start_server(Path(tmp) / "redis", daemonize=False)
+        server = start_server(Path(tmp) / "redis", tcp=False, daemonize=False)
         client = connect(f"unix://{server.socket}")
         base = db or embedded_url(Path(tmp) / "home")
         keys = Keys()
