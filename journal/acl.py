@@ -126,14 +126,6 @@ SNAPSHOT_WRITES = ("+append", "+rename", "+xadd", "+xdel", "+hset", "+hdel")
 """How snapshots are stored (``journal.snapshots``): a blob built piece by piece under a
 staging name and renamed into place, indexed by a stream entry; its key pairs hashes."""
 
-SEQUENCING = ("+xadd", "+set", "+hset", "+hsetnx", "+hdel", "+sadd", "+zadd",
-              "+zremrangebyscore", "+pexpire", "+unlink")
-"""What the sequencer script does (``journal/lua/sequence.lua``), plus ``HSETNX`` of the
-market directory (``journal.routing``). ``UNLINK`` and ``HDEL`` are there only for the
-script, which drops the permanent refs set once the windowed one covers it (rules version 3)
-and the seqs of refs that left the window; ``PEXPIRE`` for its batch records."""
-
-
 @dataclass(frozen=True)
 class Grant:
     """Commands allowed on keys: ``reads`` patterns may be read (``%R~``), ``writes`` read
@@ -192,6 +184,32 @@ these commands change the groups, so Redis counts them as writes of the stream, 
 them adds, changes or removes an entry; and no other command reaches the output through
 this grant."""
 
+def _only(commands: tuple[str, ...], key: str) -> Grant:
+    return Grant(commands, writes=(key if key.startswith("exch:") and "{" not in key
+                                   else PARTITION + key,))
+
+
+SEQUENCING = (
+    Grant(("+evalsha", "+evalsha_ro"), writes=SEQUENCER_KEYS),
+    _only(("+xadd",), "in"),
+    _only(("+sadd", "+unlink"), "refs"),
+    _only(("+zadd", "+zremrangebyscore"), "recent-refs"),
+    _only(("+hset", "+hdel"), "ref-seqs"),
+    _only(("+set",), "clock"),
+    _only(("+set", "+pexpire"), "batch:*"),
+    _only(("+hset",), "settings"),
+)
+"""Selectors for sequencing (``journal/lua/sequence.lua``): the script may be called with
+the sequencer's keys, and each of its writes is allowed on the one key it is for, so that
+no command reaches a key it is not meant for: ``UNLINK`` only the permanent refs set (which
+the script drops once the windowed one covers it), ``HDEL`` only the seqs of refs that left
+the window, ``PEXPIRE`` only the calls' records. Appending to the input directly (``XADD``
+without the script) stays possible for whoever may sequence: such an entry is answered,
+never applied (docs/journal.md, foreign entries)."""
+
+DIRECTORY_BINDING = _only(("+hsetnx",), "exch:directory")
+"""Binding a new market to its partition (``journal.routing``), first binding wins."""
+
 ROLES: tuple[Role, ...] = (
     Role(
         "matcher",
@@ -201,8 +219,10 @@ ROLES: tuple[Role, ...] = (
         (Grant(BASE + READS + OWN_WRITES + SNAPSHOT_WRITES + ("+lpush",),
                reads=_ALL_PARTITION_KEYS + GLOBAL_READS,
                writes=tuple(PARTITION + k for k in (
-                   "out", "lease", "replicated", "replica-probe", "reply:*", "snapshot*"))),),
-        ("writes the output only through the commit script, under its lease",),
+                   "out", "lease", "replicated", "replica-probe", "reply:*", "snapshot*"))),
+         *SEQUENCING),
+        ("writes the output only through the commit script, under its lease; sequences "
+         "only the heartbeats that carry time while orders wait out a bet delay",),
     ),
     Role(
         "follower",
@@ -217,11 +237,10 @@ ROLES: tuple[Role, ...] = (
         "transfers",
         "Carries transfers between partitions: reads the outputs, sequences transfer_in.",
         ("exch transfers",),
-        (Grant(BASE + READS + OWN_WRITES + SEQUENCING,
+        (Grant(BASE + READS + OWN_WRITES,
                reads=_ALL_PARTITION_KEYS + GLOBAL_READS,
-               writes=SEQUENCER_KEYS + tuple(PARTITION + k for k in (
-                   "transfers", "transfer-lease"))),
-         OUTPUT_GROUPS),
+               writes=tuple(PARTITION + k for k in ("transfers", "transfer-lease"))),
+         OUTPUT_GROUPS, *SEQUENCING),
     ),
     Role(
         "consumer",
@@ -232,19 +251,22 @@ ROLES: tuple[Role, ...] = (
                reads=_ALL_PARTITION_KEYS + GLOBAL_READS,
                writes=(PARTITION + "stats*",)),
          OUTPUT_GROUPS),
-        ("may change the output's consumer groups (a group is a consumer's own position), "
-         "never its entries",),
+        ("may change the output's consumer groups, never its entries; Redis cannot limit "
+         "a user to some groups, so a consumer's user could move or remove another's group "
+         "(the transfer service checks that what it reads follows its own position)",),
     ),
     Role(
         "gateway",
         "The HTTP gateway: sequences its clients' commands, reads every stream and snapshot "
         "to answer them, checks API keys.",
         ("exch gateway",),
-        (Grant(BASE + READS + SEQUENCING,
-               reads=_ALL_PARTITION_KEYS + GLOBAL_READS + (APIKEYS,),
-               writes=SEQUENCER_KEYS + ("exch:directory",)),),
-        ("UNLINK, HDEL and PEXPIRE reach only the sequencer's own keys (its script needs "
-         "them); no consumer groups, no snapshots written, no API key written",),
+        (Grant(BASE + READS, reads=_ALL_PARTITION_KEYS + GLOBAL_READS + (APIKEYS,)),
+         *SEQUENCING, DIRECTORY_BINDING),
+        ("writes nothing but through the sequencer's selectors (each write on the one key "
+         "it is for) and market bindings; no consumer groups, no snapshots, no API keys. "
+         "Redis runs a script with its caller's rights, so whoever may sequence may also "
+         "append to the input directly (answered, never applied), set the clock forward or "
+         "the settings as the script does",),
     ),
     Role(
         "operator",

@@ -212,6 +212,8 @@ def test_every_service_runs_as_its_role(redis_server, users, store_url, tmp_path
         pairs = [c if p is None else (p, c) for p, c in valid_commands(str(wanted))]
         seqs = PartitionedSequencer(gateway, Router(gateway)).submit_batch(pairs)
         assert all(s > 0 for s in seqs)
+        for p in ("0", "1"):  # the transfer answered before the service is asked to carry it
+            wait_caught_up(admin, Keys(p))
         carried = exch("transfers", "--until-caught-up", "--redis-url", users["transfers"])
         assert carried.returncode == 0 and not refused(carried.stderr), carried.stderr
         for p in ("0", "1"):
@@ -407,8 +409,9 @@ def test_the_roles_that_sequence_may_write_every_key_the_sequencer_names(redis_s
     for key in keys:
         pattern = key.replace("{7}", "{*}")
         assert any(fnmatchcase(pattern, p) for p in SEQUENCER_KEYS), key
-        for name in ("gateway", "transfers"):
-            assert any(fnmatchcase(key, p) for p in role(name).grants[0].writes), (name, key)
+        for name in ("gateway", "transfers", "matcher"):
+            assert any(fnmatchcase(key, p) for g in role(name).grants for p in g.writes), (
+                name, key)
         consumer = role("consumer")
         assert not any(fnmatchcase(key, p) for g in consumer.grants for p in g.writes), key
 
@@ -437,3 +440,33 @@ def test_the_embedded_servers_users_outlive_a_restart(tmp_path) -> None:  # type
         consumer.close()
     finally:
         exch("server", "stop", env=env)
+
+
+def test_who_sequences_writes_each_key_only_as_the_sequencer_does(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """The gateway and the transfer service may sequence, and the matcher its heartbeats
+    (time while orders wait out a bet delay); none of them may delete, trim or expire the
+    journal or its keys by hand: each write is allowed on the one key it is for. (Setting the
+    clock or the settings as the script does stays possible: Redis runs a script with its
+    caller's rights, docs/security.md.)"""
+    import redis as redis_py
+
+    from journal.acl import role_url
+
+    admin = redis_server.client()
+    passwords = apply_roles(admin).passwords
+    K = Keys("0")
+    for name in ("gateway", "transfers", "matcher"):
+        client = connect(role_url(redis_server.url, name, passwords[name]))
+        seqs = Sequencer(client, K).submit_batch([("heartbeat", 0, 0)])
+        assert seqs[0] > 0, name
+        length = admin.xlen(K.input)
+        for attempt in (lambda: client.unlink(K.input), lambda: client.pexpire(K.input, 1),
+                        lambda: client.unlink(K.clock), lambda: client.unlink(K.settings),
+                        lambda: client.set(K.input, "x"),
+                        lambda: client.unlink(K.recent_refs),
+                        lambda: client.hdel(K.settings, "rules"),
+                        lambda: client.pexpire(K.settings, 1),
+                        lambda: client.xtrim(K.input, maxlen=0)):
+            with pytest.raises(redis_py.exceptions.NoPermissionError):
+                attempt()
+        assert admin.xlen(K.input) == length and admin.pttl(K.input) == -1
