@@ -21,6 +21,7 @@ only reads (a gateway's read model) holds only the public key.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -82,6 +83,10 @@ class Follower:
 
     BATCH = 64
     """Most output entries read at once."""
+
+    PAUSE_COLLECTOR = True
+    """Whether the cyclic garbage collector is off while it follows (the whole process's:
+    right for a process that only follows, not for one that serves requests too)."""
 
     def __init__(
         self,
@@ -160,7 +165,7 @@ class Follower:
 
     def run(self) -> FollowerProgress:
         """Follow until ``stopping`` is set; raises ``FollowerDiverged`` at a difference."""
-        with collector_paused():
+        with collector_paused() if self.PAUSE_COLLECTOR else contextlib.nullcontext():
             self.start()
             beat = threading.Thread(target=self._keep, name="exch-follower-key", daemon=True)
             if self.announce:

@@ -594,3 +594,55 @@ def test_the_gateway_runs_as_its_own_redis_user(redis_server) -> None:  # type: 
         ex.stop_gateway()
         assert "NOPERM" not in ex.gateway_log and "Traceback" not in ex.gateway_log, \
             ex.gateway_log[-2000:]
+
+
+def test_an_outcome_shows_only_the_callers_events_and_a_revoked_key_loses_its_stream(
+        redis_server) -> None:  # type: ignore[no-untyped-def]
+    """Orders released from an in-play bet delay are answered under the seq of whatever
+    command comes next: alice's outcome must not show bob's fill-or-kill being cancelled.
+    And a key revoked while its stream is open is closed out of it."""
+    import threading
+    import time
+
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect as ws_connect
+
+    from journal.connection import connect
+    from tools.gateway.apikeys import KeyStore
+
+    with running_exchange(redis_server, market=None) as ex, ex.client("alice") as alice, \
+            ex.client("bob") as bob:
+        ex.admin(type="create_market", market="ip", runners=[1, 2], bet_delay_ms=300)
+        ex.admin(type="turn_in_play", market="ip")
+        ex.stop_matcher()  # so that nothing (no heartbeat) comes between the two
+        fok = bob.post("/v1/orders?wait=0", json={"market": "ip", "runner": 1, "side": "LAY",
+                                                  "price": "3", "stake": "5", "tif": "FOK"})
+        assert fok.status_code == 202
+        time.sleep(0.5)  # past the delay, in journal time too
+        got: dict = {}
+
+        def place() -> None:
+            got["r"] = alice.post("/v1/orders?wait=30", json={
+                "market": "ip", "runner": 2, "side": "BACK", "price": "5", "stake": "2"})
+
+        t = threading.Thread(target=place)
+        t.start()
+        time.sleep(0.3)
+        ex.start_matcher()
+        t.join(60)
+        outcome = got["r"].json()
+        assert got["r"].status_code == 200, outcome
+        assert all(e.get("account") == "alice" for e in outcome["events"]), outcome
+        seq = outcome["seq"]
+        with ex.client("operator") as op:  # bob's order was released under alice's seq
+            everything = op.get(f"/v1/commands/0/{seq}").json()["events"]
+        assert {(e["type"], e.get("account")) for e in everything} >= {
+            ("order_cancelled", "bob")}, everything
+        # a revoked key's open stream is closed within about a second
+        with ws_connect(_ws_url(ex, "/v1/stream/orders"),
+                        additional_headers=ex.headers("bob")) as ws:
+            ws.recv(timeout=10)
+            KeyStore(connect(ex.redis_url)).revoke(ex.keys["bob"].split("_")[1])
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008

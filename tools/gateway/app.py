@@ -160,16 +160,22 @@ def create_app(gateway: Gateway) -> Starlette:
         gateway.charge(who, max(1, len(objs)))
         routed = [gateway.command(who, obj) for obj in objs]
         placed = await gateway.sequence(routed)
-        results = []
-        for p, seq, duplicate in placed:
+
+        async def result(p: int, seq: int, duplicate: bool) -> dict[str, Any]:
             if duplicate and not seq:
-                results.append({"status": "duplicate", "partition": p, "seq": None,
-                                "duplicate": True, "reason": "DUPLICATE_REF",
-                                "message": "this ref was used before, too long ago for its "
-                                "outcome to be known here"})
-                continue
+                return {"status": "duplicate", "partition": p, "seq": None,
+                        "duplicate": True, "reason": "DUPLICATE_REF",
+                        "message": "this ref was used before, too long ago for its "
+                        "outcome to be known here"}
             events = await gateway.outcome(p, seq, wait)
-            results.append(outcome_json(p, seq, events, who.account, duplicate))
+            if events is not None and not who.operator:
+                # orders released from a bet delay answer under the seq of whatever command
+                # came next: another account's events are not this caller's to see
+                events = [e for e in events if _concerns(e, who.account)]
+            return outcome_json(p, seq, events, who.account, duplicate)
+
+        # every outcome waited for at once: a batch waits at most one wait, not one each
+        results = list(await asyncio.gather(*(result(*x) for x in placed)))
         if single:
             return _single(results[0])
         return JSONResponse({"results": results})
@@ -317,7 +323,8 @@ def create_app(gateway: Gateway) -> Starlette:
                                lambda e, a=who.account: client_event(e, a))
             await _pump(ws, queue, subs, lambda p, s, evs: {
                 "type": "events", "partition": p, "seq": s,
-                "events": [client_event(e, who.account) for e in evs]})
+                "events": [client_event(e, who.account) for e in evs]},
+                {p: max(after.get(p, 0), live[p]) for p in live}, _key(ws.headers) or "")
         finally:
             for s in subs:
                 gateway.unsubscribe(s)
@@ -366,7 +373,8 @@ def create_app(gateway: Gateway) -> Starlette:
                 return {"type": "events", "partition": _p, "seq": s, "events": shown} \
                     if shown else None
 
-            await _pump(ws, queue, [sub], message, after_drain=ladder_message)
+            await _pump(ws, queue, [sub], message, {p: max(after or 0, live)},
+                        _key(ws.headers) or "", after_drain=ladder_message)
         finally:
             gateway.unsubscribe(sub)
             gateway.close_stream(who)
@@ -392,9 +400,13 @@ def create_app(gateway: Gateway) -> Starlette:
             after = max(after, answers[-1][0])
 
     async def _pump(ws: WebSocket, queue: asyncio.Queue, subs: list[Subscription],
-                    message: Any, after_drain: Any = None) -> None:
+                    message: Any, positions: dict[int, int], key: str,
+                    after_drain: Any = None) -> None:
         """Send what the subscriptions queue until the client leaves; a client too slow to
-        keep up is told where to resume and closed (1013), never silently skipped."""
+        keep up is told where to resume and closed (1013), never silently skipped.
+        ``positions``: per partition, the last seq the client has (sent, or given as where
+        it resumes from): nothing at or before it is sent again. A key revoked meanwhile
+        closes the stream (1008) within ``Authenticator.TTL``."""
         closed = asyncio.Event()
 
         async def watch() -> None:
@@ -407,19 +419,27 @@ def create_app(gateway: Gateway) -> Starlette:
 
         watcher = asyncio.create_task(watch())
         leaving = asyncio.create_task(closed.wait())
-        sent = {s.partition: 0 for s in subs}
+        sent = dict(positions)
         try:
             while not closed.is_set():
                 getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, leaving},
+                done, _ = await asyncio.wait({getter, leaving}, timeout=gateway.auth.TTL,
                                              return_when=asyncio.FIRST_COMPLETED)
+                if gateway.auth.caller(key) is None:
+                    getter.cancel()
+                    await ws.close(code=1008, reason="the API key was revoked")
+                    break
                 if getter not in done:
                     getter.cancel()
-                    break
+                    if leaving in done:
+                        break
+                    continue
                 items = [getter.result()]
                 while not queue.empty():
                     items.append(queue.get_nowait())
                 for p, s, evs in items:
+                    if s <= sent.get(p, 0):
+                        continue  # the client has it (it resumed from a later seq)
                     msg = message(p, s, evs)
                     if msg is not None:
                         await ws.send_json(msg)

@@ -16,6 +16,7 @@ finish, so that a client can still read its order's final state for a while.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections import OrderedDict
@@ -84,6 +85,11 @@ class PartitionView(Follower):
     """Output entries applied per turn under the lock (each up to 500 commands): a query
     waits for at most one such turn."""
 
+    PAUSE_COLLECTOR = False
+    """The gateway serves requests in the same process, and a request's exceptions and
+    frames do make cycles: the collector stays on (the loaded state is frozen out of its
+    scans instead, see ``start``)."""
+
     FINISHED_KEPT = 100_000
     """Finished orders whose final state is kept for their owners to read."""
 
@@ -116,6 +122,7 @@ class PartitionView(Follower):
             self.answered = self.started_at = self.ex.last_seq
             for order in list(self.ex._orders.values()):
                 self._adopt(order)
+        gc.freeze()  # the loaded state (perhaps millions of objects) is never rescanned
         self.ready.set()
 
     def _adopt(self, order: Any) -> None:

@@ -25,6 +25,7 @@ from exchange.errors import InputError
 from exchange.rules import LATEST as LATEST_RULES
 from exchange.units import format_money, format_price, format_rate
 from journal.keys import Keys
+from journal.replay import answered
 from journal.routing import ROUTED_BY_FIELD, Router
 from journal.signing import Verifier
 from journal.streams import parse_id
@@ -148,6 +149,14 @@ class Gateway:
             # answers after the state it started from are handed to the loop (``_publish``)
             self.answered[p] = max(self.answered[p], view.started_at)
             self._recent_low[p] = max(self._recent_low[p], view.started_at + 1)
+        # serve only once every view has caught up with what the output held at the start:
+        # a restarted gateway must not answer from its snapshot's past
+        for p, view in self.views.items():
+            _, target = await asyncio.to_thread(answered, self.client, Keys(str(p)))
+            while self.answered[p] < target:
+                if view.failed is not None:
+                    raise view.failed
+                await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
         """Stop following and sequencing."""
