@@ -199,8 +199,10 @@ def load_signer(path: str | Path | None = None, public_path: str | Path | None =
     ``create`` and no file there, make a new pair first: the private key (mode 0600 from the
     start, in a folder made 0700) and the public key at ``public_path`` (default:
     ``$EXCH_SNAPSHOT_PUBLIC_KEY`` if set, else beside a ``path`` given, its name ending
-    ``.pub``, else ``default_public_path()``); said once on stderr. A missing public key
-    beside an existing private key is written again. Raises ``SigningKeyError`` (exit 2)
+    ``.pub``, else ``default_public_path()``); said once on stderr. A public key there with
+    no private key is a reader's host: no pair is made (``SigningKeyError``), so the key
+    the readers trust is never replaced. A missing public key beside an existing private
+    key is written again. Raises ``SigningKeyError`` (exit 2)
     for a key file that cannot be read, is not an Ed25519 private key, or is readable by
     other users."""
     key_path = Path(path).expanduser() if path is not None else default_key_path()
@@ -213,6 +215,15 @@ def load_signer(path: str | Path | None = None, public_path: str | Path | None =
     if not key_path.exists():
         if not create:
             raise SigningKeyError(f"no snapshot signing key at {key_path}")
+        if pub_path.exists() and not key_path.exists():  # (not a writer that just made one)
+            # a host given only the public key (a reader's host) must not make a pair of its
+            # own: it would replace the key every reader here trusts with one nobody else
+            # does, and sign snapshots no other host accepts
+            raise SigningKeyError(
+                f"no snapshot signing key at {key_path}, but a public key is at {pub_path}: "
+                "this host reads snapshots signed elsewhere. Give it the private key that "
+                "public key belongs to (EXCH_SNAPSHOT_KEY), or remove the public key to make "
+                "a new pair here")
         made = _create_private(key_path)
         signer = _read_private(key_path)
         _write_public(pub_path, signer)

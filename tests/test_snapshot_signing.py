@@ -349,3 +349,20 @@ def test_a_follower_that_only_reads_never_holds_the_private_key(
     reader.start()
     assert reader.progress.snapshot_seq == 1 and reader.ex.last_seq == 1
     assert not (home / "keys").exists()
+
+
+def test_a_host_with_only_the_public_key_never_makes_a_pair_of_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader's host, given the public key, where `exch run` or `exch follow` is started
+    by mistake: making a pair would replace the key its readers trust with one no other
+    host uses. It is refused, and the public key is left as it was."""
+    monkeypatch.delenv("EXCH_SNAPSHOT_PUBLIC_KEY", raising=False)
+    writer = load_signer(tmp_path / "writer" / "k.key")
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    (reader / "k.pub").write_bytes((tmp_path / "writer" / "k.pub").read_bytes())
+    with pytest.raises(SigningKeyError, match="a public key is at") as refused:
+        load_signer(reader / "k.key")
+    assert refused.value.exit_code == 2
+    assert not (reader / "k.key").exists()
+    assert load_verifier(reader / "k.pub").key_id == writer.key_id
