@@ -140,7 +140,7 @@ def test_the_gateway_answers_every_generated_request_by_its_document(
 @pytest.mark.slow
 @pytest.mark.parametrize("who", ["alice", "operator", None])
 @long_schema.parametrize()
-@hypothesis.settings(max_examples=100, **SETTINGS)
+@hypothesis.settings(max_examples=50, **SETTINGS)
 def test_many_more_random_requests_by_the_document(
         case: schemathesis.Case, who: str | None, live: Live) -> None:
     check(case, who, live)
