@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import httpx
 from journal.connection import connect
 from journal.server import free_port
 from tools.gateway.apikeys import KeyStore
+from tools.gateway.client import wait_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,18 +94,7 @@ class Exchange:
         self.base = f"http://127.0.0.1:{port}"
         self.gateway = exch("gateway", "--redis-url", self.url("gateway"), "--port",
                             str(port), *self.extra_args, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.gateway.poll() is not None:
-                raise RuntimeError(f"exch gateway exited with {self.gateway.returncode}")
-            try:
-                if httpx.get(self.base + "/v1/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("exch gateway did not start within 60 s")
-            time.sleep(0.05)
+        wait_serving(self.base, self.gateway, 60)
 
     def stop_gateway(self) -> None:
         """Stop the gateway; what it wrote on stderr is kept in ``gateway_log``."""

@@ -246,10 +246,9 @@ def gateway(system: LocalSystem, result: DemoResult) -> None:
     import json
     import subprocess
     import sys
-    import urllib.error
-    import urllib.request
 
     from journal.server import free_port
+    from tools.gateway import client
     from tools.gateway.apikeys import KeyStore
     from tools.local import stop_process
 
@@ -265,24 +264,10 @@ def gateway(system: LocalSystem, result: DemoResult) -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def call(method: str, path: str, key: str | None, body: Any = None) -> dict[str, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(base + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        if key is not None:
-            request.add_header("Authorization", f"Bearer {key}")
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return json.loads(answer.read())  # type: ignore[no-any-return]
+        return client.call(base, method, path, key, body)
 
     try:
-        deadline = time.monotonic() + LocalSystem.STARTUP_SECONDS
-        while True:
-            try:
-                call("GET", "/v1/health", None)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("exch gateway did not start") from None
-                time.sleep(0.05)
+        client.wait_serving(base, proc, LocalSystem.STARTUP_SECONDS)
         for command in ({"type": "create_market", "market": "demo-gateway", "runners": [1, 2]},
                         {"type": "deposit", "account": "demo-alice", "amount": "100"},
                         {"type": "deposit", "account": "demo-bob", "amount": "100"}):

@@ -29,13 +29,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from exchange import COMPILED
 from journal.keys import Keys
 from journal.server import free_port
 from journal.streams import raw
 from tools.gateway.apikeys import KeyStore
+from tools.gateway.client import call, wait_serving
 from tools.local import LocalSystem, stop_process
 
 from .e2e import cpu_seconds
@@ -74,7 +73,7 @@ def bench_gateway(
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             base = f"http://127.0.0.1:{port}"
-            _wait_for(base, gateway)
+            wait_serving(base, gateway, 120)
             _setup(base, operator, names)
             before = raw(system.client).xlen(Keys().input)
             assert system.matcher is not None and system.server is not None
@@ -114,34 +113,16 @@ def bench_gateway(
     return result
 
 
-def _wait_for(base: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"exch gateway exited with {proc.returncode}")
-        try:
-            if httpx.get(base + "/v1/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("exch gateway did not start within 120 s")
-        time.sleep(0.05)
-
-
 def _setup(base: str, operator: str, names: list[str]) -> None:
     commands: list[dict[str, Any]] = [
         {"type": "create_market", "market": f"bench-{m}", "runners": [1, 2, 3]}
         for m in range(MARKETS)]
     commands += [{"type": "deposit", "account": a, "amount": "100000000"} for a in names]
-    with httpx.Client(base_url=base, timeout=60,
-                      headers={"Authorization": f"Bearer {operator}"}) as c:
-        for i in range(0, len(commands), 100):
-            r = c.post("/v1/batch", json={"commands": commands[i:i + 100]})
-            r.raise_for_status()
-            bad = [x for x in r.json()["results"] if x["status"] != "accepted"]
-            if bad:
-                raise RuntimeError(f"setting up the benchmark failed: {bad[0]}")
+    for i in range(0, len(commands), 100):
+        answer = call(base, "POST", "/v1/batch", operator, {"commands": commands[i:i + 100]})
+        bad = [x for x in answer["results"] if x["status"] != "accepted"]
+        if bad:
+            raise RuntimeError(f"setting up the benchmark failed: {bad[0]}")
 
 
 def _order(i: int, tag: str) -> dict[str, Any]:
